@@ -1,0 +1,99 @@
+// Layering guard: the folder names are the architecture, and this keeps them honest.
+//   domain   pure: imports only domain (no node:*, no packages, so no I/O, time or randomness)
+//   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto
+//   host, vault, manager (process roles): domain, protocol, native, their own folder, node:*, packages
+//   testing  the test kit: anything but cli and lab
+//   cli, lab on top: anything
+// and no import cycles anywhere under src/.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+
+const root = resolve(new URL('..', import.meta.url).pathname);
+const src = join(root, 'src');
+const files = [];
+(function walk(dir) {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) walk(path);
+    else if (name.endsWith('.ts') && !name.endsWith('.test.ts')) files.push(path);
+  }
+})(src);
+
+const importRe =
+  /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+const layerOf = (file) => relative(src, file).split('/')[0];
+const allowed = {
+  domain: (spec, layer) => layer === 'domain' && !spec.isExternal,
+  protocol: (spec, layer) =>
+    spec.isExternal
+      ? ['node:buffer', 'node:crypto'].includes(spec.name)
+      : ['domain', 'protocol'].includes(layer),
+  host: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'native', 'host'].includes(layer),
+  native: (spec, layer) => spec.isExternal || layer === 'native',
+  testing: (spec, layer) => spec.isExternal || !['cli', 'lab'].includes(layer),
+  cli: () => true,
+  lab: (spec, layer) => spec.isExternal || layer !== 'cli',
+};
+
+const problems = [];
+const graph = new Map();
+for (const file of files) {
+  const text = readFileSync(file, 'utf8');
+  const from = layerOf(file);
+  const edges = [];
+  for (const m of text.matchAll(importRe)) {
+    const name = m[1] ?? m[2];
+    const isExternal = !name.startsWith('.');
+    let layer = null;
+    if (!isExternal) {
+      const target = resolve(dirname(file), name).replace(/\.js$/, '.ts');
+      layer = layerOf(target);
+      edges.push(target);
+    }
+    const rule = allowed[from];
+    if (!rule) problems.push(`${relative(root, file)}: folder src/${from} has no layering rule`);
+    else if (!rule({ name, isExternal }, layer))
+      problems.push(`${relative(root, file)}: layer '${from}' may not import '${name}'`);
+  }
+  graph.set(file, edges);
+}
+
+// Cycle detection (iterative DFS with colours).
+const colour = new Map();
+for (const start of files) {
+  if (colour.get(start)) continue;
+  const stack = [[start, 0]];
+  const path = [];
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [node, i] = top;
+    if (i === 0) {
+      colour.set(node, 1);
+      path.push(node);
+    }
+    const edges = graph.get(node) ?? [];
+    if (i < edges.length) {
+      top[1] = i + 1;
+      const next = edges[i];
+      const c = colour.get(next);
+      if (c === 1) {
+        const cyc = path
+          .slice(path.indexOf(next))
+          .concat(next)
+          .map((f) => relative(src, f));
+        problems.push(`import cycle: ${cyc.join(' -> ')}`);
+      } else if (!c && graph.has(next)) stack.push([next, 0]);
+    } else {
+      colour.set(node, 2);
+      path.pop();
+      stack.pop();
+    }
+  }
+}
+
+if (problems.length) {
+  console.error(problems.join('\n'));
+  console.error(`check-layers: ${problems.length} problem(s)`);
+  process.exit(1);
+}
+console.log(`check-layers: ${files.length} files, layering and cycles OK`);

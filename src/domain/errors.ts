@@ -1,0 +1,159 @@
+/**
+ * The one error registry (Fastify's lib/errors.js, with Temporal's retry classes).
+ *
+ * Every error a user or a program can see has a stable `SECONDSITE_ERR_*` code, an HTTP status for the
+ * APIs, and a retry class:
+ *   - 'permanent': retrying the same request will fail the same way; a person must change something.
+ *   - 'transient': a connectivity or resource condition; the same request may succeed later.
+ * The message is for people and says what was wrong and what to do; the code is for programs.
+ * Codes are never reused or renumbered. docs/reference/errors.md is generated from this table and a
+ * test keeps the two in sync.
+ */
+export type RetryClass = 'permanent' | 'transient';
+
+interface ErrorSpec {
+  readonly httpStatus: number;
+  readonly retry: RetryClass;
+  readonly summary: string;
+}
+
+export const ERROR_REGISTRY = {
+  SECONDSITE_ERR_INVALID_ARGUMENT: {
+    httpStatus: 400,
+    retry: 'permanent',
+    summary: 'A parameter or input is malformed or out of range.',
+  },
+  SECONDSITE_ERR_NOT_FOUND: {
+    httpStatus: 404,
+    retry: 'permanent',
+    summary: 'The named object does not exist.',
+  },
+  SECONDSITE_ERR_ALREADY_EXISTS: {
+    httpStatus: 409,
+    retry: 'permanent',
+    summary: 'An object with this name or id already exists with different settings.',
+  },
+  SECONDSITE_ERR_INVALID_STATE: {
+    httpStatus: 409,
+    retry: 'permanent',
+    summary: 'The operation is not allowed in the current state; the message names the state and what to do.',
+  },
+  SECONDSITE_ERR_UNAUTHORIZED: {
+    httpStatus: 401,
+    retry: 'permanent',
+    summary: 'The caller could not be authenticated.',
+  },
+  SECONDSITE_ERR_FORBIDDEN: {
+    httpStatus: 403,
+    retry: 'permanent',
+    summary: 'The caller is authenticated but not allowed to do this.',
+  },
+  SECONDSITE_ERR_UNSAFE_PATH: {
+    httpStatus: 400,
+    retry: 'permanent',
+    summary: 'A path or name would leave its storage root or is not a plain name.',
+  },
+  SECONDSITE_ERR_NO_SPACE: {
+    httpStatus: 507,
+    retry: 'transient',
+    summary: 'The storage is full; free space and the operation resumes.',
+  },
+  SECONDSITE_ERR_IO: {
+    httpStatus: 500,
+    retry: 'permanent',
+    summary: 'The storage reported an I/O error; the affected disk needs attention and a resync.',
+  },
+  SECONDSITE_ERR_DISK_BUSY: {
+    httpStatus: 409,
+    retry: 'transient',
+    summary: 'The disk is in use by another operation.',
+  },
+  SECONDSITE_ERR_UNCLEAN_SHUTDOWN: {
+    httpStatus: 409,
+    retry: 'permanent',
+    summary: 'Change tracking was not closed cleanly; a checksum-compared resync is required.',
+  },
+  SECONDSITE_ERR_CONNECTION_LOST: {
+    httpStatus: 503,
+    retry: 'transient',
+    summary: 'The connection to the peer was lost; it is retried automatically.',
+  },
+  SECONDSITE_ERR_TIMEOUT: {
+    httpStatus: 504,
+    retry: 'transient',
+    summary: 'The peer did not answer in time.',
+  },
+  SECONDSITE_ERR_PEER_NOT_AUTHORIZED: {
+    httpStatus: 403,
+    retry: 'permanent',
+    summary: 'The replica host has no authorization entry for this primary host and storage location.',
+  },
+  SECONDSITE_ERR_TLS_REQUIRED: {
+    httpStatus: 403,
+    retry: 'permanent',
+    summary: 'The connection must use TLS (mutual TLS 1.3 for replication).',
+  },
+  SECONDSITE_ERR_STALE_EPOCH: {
+    httpStatus: 409,
+    retry: 'permanent',
+    summary:
+      'The frame or request carries an older generation (epoch) of the relationship; the sender was fenced by a failover.',
+  },
+  SECONDSITE_ERR_BAD_FRAME: {
+    httpStatus: 400,
+    retry: 'permanent',
+    summary: 'A replication frame is malformed, forged or fails its checksum.',
+  },
+  SECONDSITE_ERR_PROTOCOL: { httpStatus: 400, retry: 'permanent', summary: 'The peer broke the protocol.' },
+  SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND: {
+    httpStatus: 404,
+    retry: 'permanent',
+    summary: 'The recovery point does not exist or is no longer retained.',
+  },
+  SECONDSITE_ERR_INTERNAL: {
+    httpStatus: 500,
+    retry: 'permanent',
+    summary: 'A bug: an invariant was broken. Please report it with the log.',
+  },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_REGISTRY;
+
+/** An error with a registered code. `details` carries machine-readable context (ids, states, sizes). */
+export class SecondsiteError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    details: Record<string, unknown> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'SecondsiteError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get retry(): RetryClass {
+    return ERROR_REGISTRY[this.code].retry;
+  }
+
+  get httpStatus(): number {
+    return ERROR_REGISTRY[this.code].httpStatus;
+  }
+
+  toJSON(): {
+    code: ErrorCode;
+    message: string;
+    retry: RetryClass;
+    details: Readonly<Record<string, unknown>>;
+  } {
+    return { code: this.code, message: this.message, retry: this.retry, details: this.details };
+  }
+}
+
+export function isSecondsiteError(e: unknown, code?: ErrorCode): e is SecondsiteError {
+  return e instanceof SecondsiteError && (code === undefined || e.code === code);
+}

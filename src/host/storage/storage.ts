@@ -1,0 +1,67 @@
+/**
+ * The storage shim: every byte of disk data and metadata the host agent reads or writes goes through
+ * this interface, never through `fs` directly. Production uses `NodeStorage` (plain files); crash tests
+ * use the testing kit's power-cut storage, which keeps unsynced writes in memory and can drop them,
+ * tear them or fail a sync, so every write path can be proved against simulated power loss.
+ *
+ * Durability contract (the one real file systems give):
+ *   - data written to a file is durable only after `datasync()` on that file returns;
+ *   - a created, renamed or unlinked name is durable only after `syncDir()` on its directory returns;
+ *   - `rename` atomically replaces the target name.
+ * A failed `datasync()` is fatal for that file: the caller must not retry it and report success
+ * (the "fsyncgate" lesson); it marks the file suspect and requires a resync.
+ */
+export interface StorageFile {
+  readonly path: string;
+  /** Reads up to `lengthBytes` at `positionBytes` into `buf[bufOffset..]`; returns bytes read (short at EOF). */
+  read(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<number>;
+  /** Writes all of `buf[bufOffset .. bufOffset+lengthBytes)` at `positionBytes`, extending the file if needed. */
+  write(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<void>;
+  /** Makes all data written so far durable (fdatasync). */
+  datasync(): Promise<void>;
+  sizeBytes(): Promise<number>;
+  /** Sets the file size; growing leaves a hole. */
+  truncate(sizeBytes: number): Promise<void>;
+  /**
+   * Deallocates a range so it reads as zeros (punch hole, keep size). Where the file system cannot
+   * punch holes it writes zeros instead; either way the range reads back as zeros.
+   */
+  punchHole(positionBytes: number, lengthBytes: number): Promise<void>;
+  /**
+   * The allocation map of [positionBytes, positionBytes+lengthBytes): sorted, non-overlapping extents
+   * covering the whole range, each allocated (`data`) or a hole. Holes read as zeros. An implementation
+   * that cannot tell reports everything as data.
+   */
+  allocation(positionBytes: number, lengthBytes: number): Promise<AllocationExtent[]>;
+  close(): Promise<void>;
+}
+
+export interface AllocationExtent {
+  offsetBytes: number;
+  lengthBytes: number;
+  data: boolean;
+}
+
+export type OpenMode =
+  /** existing file, read only */
+  | 'read'
+  /** existing file, read and write */
+  | 'readwrite'
+  /** create if missing (not truncated), read and write */
+  | 'create';
+
+export interface Storage {
+  open(path: string, mode: OpenMode): Promise<StorageFile>;
+  /** Atomically renames `from` to `to`, replacing `to`. Durable after `syncDir` of both directories. */
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Makes creations, renames and unlinks in this directory durable (fsync of the directory). */
+  syncDir(path: string): Promise<void>;
+  /** Creates a directory and its parents (like mkdir -p); a no-op if it exists. */
+  mkdir(path: string): Promise<void>;
+  /** Names in a directory, sorted; [] if it does not exist. */
+  list(path: string): Promise<string[]>;
+  exists(path: string): Promise<boolean>;
+  /** Removes a directory tree (like rm -rf); a no-op if missing. */
+  removeTree(path: string): Promise<void>;
+}
