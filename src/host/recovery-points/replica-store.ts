@@ -1,0 +1,79 @@
+/**
+ * The seam between the replication receiver and the recovery-point store (replica host).
+ *
+ * A relationship's replica holds one image per disk plus the retained recovery points. A cycle is
+ * received into staging (durable, idempotent per chunk, resumable), then committed: only after
+ * `commit()` returns is the new point visible, and a crash at any moment leaves either the old set of
+ * points or the new one, never a partly applied cycle. Failover to any retained point costs metadata,
+ * not a copy of the disk (see docs/design/recovery-points.md).
+ */
+export interface ReplicaStore {
+  readonly relationshipId: string;
+  /** Current generation; frames from older epochs are rejected by the receiver. */
+  epoch(): number;
+  /** Raises the epoch (failover fencing). Durable on return. Never lowers it. */
+  setEpoch(epoch: number): Promise<void>;
+  disks(): ReadonlyArray<{ diskId: string; sizeBytes: number }>;
+  /** Adds or resizes a disk of the relationship (before the first cycle that uses it). */
+  ensureDisk(diskId: string, sizeBytes: number): Promise<void>;
+  /** Retained points, oldest first, only complete ones. */
+  points(): ReadonlyArray<RecoveryPointInfo>;
+  /**
+   * Opens (or reopens, for resume) the staging of a cycle. Reopening the same `cycleId` keeps the
+   * chunks already staged; a different `cycleId` discards any other staged cycle.
+   */
+  beginCycle(cycleId: string, epoch: number): Promise<CycleWriter>;
+  /** Read-only view of one disk at a retained point (for NBD export, checker, failover). */
+  openPointDisk(pointId: string, diskId: string): Promise<PointDiskReader>;
+  /** Drops points beyond retention: the latest always stays, plus one per hour for `retentionHours`. */
+  applyRetention(nowMs: number, retentionHours: number): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export interface RecoveryPointInfo {
+  readonly pointId: string;
+  /** Sequence number, strictly increasing per relationship. */
+  readonly sequence: number;
+  readonly epoch: number;
+  readonly cycleId: string;
+  /** Wall-clock time of the cut on the primary. */
+  readonly cutWallMs: number;
+  readonly committedWallMs: number;
+  readonly consistency: 'crash-consistent' | 'app-consistent';
+}
+
+export interface CycleWriter {
+  readonly cycleId: string;
+  readonly epoch: number;
+  /** Stages data for [offsetBytes, offsetBytes+data.length). Idempotent. Durable once `sync()` returns. */
+  writeChunk(diskId: string, offsetBytes: number, data: Buffer): Promise<void>;
+  /** Stages a zero range (never sent as bytes). Idempotent. */
+  zeroRange(diskId: string, offsetBytes: number, lengthBytes: number): Promise<void>;
+  /** Makes all staged chunks durable; returns the resume token (what the sender may skip). */
+  sync(): Promise<StagedProgress>;
+  /** Staged chunks so far, for resume after a cut connection or a restart. */
+  progress(): StagedProgress;
+  /** Atomically turns the staged cycle into a new recovery point. */
+  commit(meta: {
+    cutWallMs: number;
+    consistency: RecoveryPointInfo['consistency'];
+  }): Promise<RecoveryPointInfo>;
+  /** Throws the staging away. */
+  discard(): Promise<void>;
+}
+
+export interface StagedProgress {
+  readonly cycleId: string;
+  /** Per disk, the byte ranges durably staged (sorted, coalesced). */
+  readonly staged: Readonly<Record<string, ReadonlyArray<{ offsetBytes: number; lengthBytes: number }>>>;
+}
+
+export interface PointDiskReader {
+  readonly sizeBytes: number;
+  read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  allocation(
+    offsetBytes: number,
+    lengthBytes: number,
+  ): Promise<ReadonlyArray<{ offsetBytes: number; lengthBytes: number; data: boolean }>>;
+  close(): Promise<void>;
+}
