@@ -1,6 +1,6 @@
 // Layering guard: the folder names are the architecture, and this keeps them honest.
 //   domain   pure: imports only domain (no node:*, no packages, so no I/O, time or randomness)
-//   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto
+//   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto, zod
 //   host, vault, manager (process roles): domain, protocol, native, their own folder, node:*, packages
 //   testing  the test kit: anything but cli and lab
 //   cli, lab on top: anything
@@ -26,7 +26,7 @@ const allowed = {
   domain: (spec, layer) => layer === 'domain' && !spec.isExternal,
   protocol: (spec, layer) =>
     spec.isExternal
-      ? ['node:buffer', 'node:crypto'].includes(spec.name)
+      ? ['node:buffer', 'node:crypto', 'zod'].includes(spec.name)
       : ['domain', 'protocol'].includes(layer),
   host: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'native', 'host'].includes(layer),
   native: (spec, layer) => spec.isExternal || layer === 'native',
