@@ -1,0 +1,77 @@
+/**
+ * Client for the host agent's control API over its Unix socket. Turns error bodies back into
+ * SecondsiteError so the CLI reports the agent's code and message unchanged.
+ */
+import { request } from 'node:http';
+import { type ErrorCode, ERROR_REGISTRY, SecondsiteError } from '../../domain/errors.js';
+
+export class ControlClient {
+  constructor(private readonly socketPath: string) {}
+
+  get<T>(path: string): Promise<T> {
+    return this.call<T>('GET', path);
+  }
+  post<T>(path: string, body?: unknown): Promise<T> {
+    return this.call<T>('POST', path, body);
+  }
+  delete<T>(path: string): Promise<T> {
+    return this.call<T>('DELETE', path);
+  }
+
+  /** Raw text (e.g. /metrics). */
+  text(path: string): Promise<string> {
+    return this.raw('GET', path).then((r) => r.text);
+  }
+
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const { status, text } = await this.raw(method, path, body);
+    const parsed = text ? (JSON.parse(text) as unknown) : undefined;
+    if (status >= 400) {
+      const err = (
+        parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }
+      )?.error;
+      const code = (
+        err?.code && err.code in ERROR_REGISTRY ? err.code : 'SECONDSITE_ERR_INTERNAL'
+      ) as ErrorCode;
+      throw new SecondsiteError(code, err?.message ?? `agent answered ${status}`, err?.details ?? {});
+    }
+    return parsed as T;
+  }
+
+  private raw(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          socketPath: this.socketPath,
+          path,
+          method,
+          headers: payload
+            ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+            : {},
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+          reject(
+            new SecondsiteError(
+              'SECONDSITE_ERR_CONNECTION_LOST',
+              `the host agent is not running (no answer on ${this.socketPath}). Start it with 'secondsite host serve'.`,
+              { socketPath: this.socketPath },
+            ),
+          );
+        } else reject(e);
+      });
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+}
