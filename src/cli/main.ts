@@ -1,8 +1,9 @@
 import type { Command, CommandGroup, CommandIo } from './command.js';
+import { hostCommands } from './host.commands.js';
 import { reportError } from './output.js';
 
 /** Every command group of the binary. Each area adds its group here. */
-const GROUPS: readonly CommandGroup[] = [];
+const GROUPS: readonly CommandGroup[] = [hostCommands];
 
 const stdio: CommandIo = {
   out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),

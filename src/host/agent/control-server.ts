@@ -55,6 +55,7 @@ function compile(route: Route): CompiledRoute {
 export class ControlServer {
   private readonly routes: CompiledRoute[];
   private server: Server | null = null;
+  private socketPath: string | null = null;
 
   constructor(
     routes: Route[],
@@ -73,6 +74,7 @@ export class ControlServer {
       });
     });
     this.server = server;
+    this.socketPath = socketPath;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(socketPath, () => resolve());
@@ -86,6 +88,7 @@ export class ControlServer {
     this.server = null;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

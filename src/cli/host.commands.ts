@@ -1,0 +1,153 @@
+/** `secondsite host ...`: run a host agent and talk to it (the "Hyper-V Manager console" of secondsite). */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { SecondsiteError } from '../domain/errors.js';
+import { ControlClient } from '../host/agent/control-client.js';
+import { type HostStatus, HostAgent } from '../host/agent/host-agent.js';
+import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js';
+import { stderrLogger } from '../host/observability/logger.js';
+import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
+import type { Command, CommandGroup } from './command.js';
+
+const STATE_DIR_HELP =
+  "  --state-dir DIR   the host's state folder (default: $SECONDSITE_HOST_DIR or ./.data/host)";
+
+export function defaultStateDir(given: string | undefined): string {
+  return resolve(given ?? process.env['SECONDSITE_HOST_DIR'] ?? join('.data', 'host'));
+}
+
+export async function clientFor(stateDir: string): Promise<ControlClient> {
+  const config = await loadHostConfig(stateDir);
+  return new ControlClient(config.controlSocket);
+}
+
+const initHelp = `usage: secondsite host init --host-id NAME [--state-dir DIR] [--replication-port N] [--listen HOST]
+
+Creates a host's state folder and its configuration (host.json). Running it again with the same
+settings changes nothing; different settings are refused (edit host.json instead).
+
+${STATE_DIR_HELP}
+  --host-id NAME        this host's identity (lowercase letters, digits, dashes); must match its certificate
+  --replication-port N  TCP port for incoming replication (default 8084; 0 = any free port)
+  --listen HOST         address the replication listener binds (default 127.0.0.1)
+  --output json         print the resulting configuration as JSON`;
+
+const init: Command = {
+  path: ['init'],
+  summary: 'create a host state folder and configuration',
+  help: initHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      {
+        'state-dir': { type: 'string' },
+        'host-id': { type: 'string' },
+        'replication-port': { type: 'string' },
+        listen: { type: 'string' },
+      },
+      initHelp,
+    );
+    const stateDir = defaultStateDir(optionalString(p, 'state-dir'));
+    const raw = {
+      hostId: requireString(p, 'host-id', initHelp),
+      replication: {
+        listenHost: optionalString(p, 'listen') ?? '127.0.0.1',
+        listenPort: parseIntOption(optionalString(p, 'replication-port'), 'replication-port', 0, 65535, 8084),
+        storageLocations: { default: 'replicas' },
+      },
+    };
+    const config = compileHostConfig({ ...raw, stateDir });
+    const path = join(stateDir, 'host.json');
+    const existing = await readFile(path, 'utf8').catch(() => null);
+    if (existing !== null) {
+      const current = JSON.parse(existing) as { hostId?: string };
+      if (current.hostId !== raw.hostId) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_ALREADY_EXISTS',
+          `${path} already configures host '${current.hostId ?? '?'}'; choose another --state-dir or edit host.json`,
+          { path },
+        );
+      }
+    } else {
+      await mkdir(stateDir, { recursive: true, mode: 0o700 });
+      await mkdir(join(stateDir, 'pki'), { recursive: true, mode: 0o700 });
+      await writeFile(path, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
+    }
+    if (p.json) io.out(JSON.stringify(config));
+    else io.out(`host ${config.hostId} configured in ${stateDir}`);
+    return 0;
+  },
+};
+
+const serveHelp = `usage: secondsite host serve [--state-dir DIR] [--log-level debug|info|warn|error]
+
+Runs the host agent in the foreground until SIGINT or SIGTERM. Prints one JSON line on stdout when
+ready ({"ready":true,...}); logs JSON lines on stderr.
+
+${STATE_DIR_HELP}`;
+
+const serve: Command = {
+  path: ['serve'],
+  summary: 'run the host agent',
+  help: serveHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      { 'state-dir': { type: 'string' }, 'log-level': { type: 'string' } },
+      serveHelp,
+    );
+    const level = optionalString(p, 'log-level') ?? 'info';
+    if (!['debug', 'info', 'warn', 'error'].includes(level)) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        `--log-level must be debug, info, warn or error`,
+      );
+    }
+    const config = await loadHostConfig(defaultStateDir(optionalString(p, 'state-dir')));
+    const log = stderrLogger(level as 'info', { role: 'host', hostId: config.hostId });
+    const agent = new HostAgent(config, log);
+    await agent.start();
+    io.out(JSON.stringify({ ready: true, ...agent.status() }));
+    await new Promise<void>((resolveStop) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolveStop();
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    await agent.stop();
+    return 0;
+  },
+};
+
+const statusHelp = `usage: secondsite host status [--state-dir DIR] [--output json]
+
+Shows the host agent's status: identity, disks, and every replication relationship with its state,
+last recovery point, lag, bytes sent, throughput and health.
+
+${STATE_DIR_HELP}`;
+
+const status: Command = {
+  path: ['status'],
+  summary: 'show the host agent status (add --output json for scripts)',
+  help: statusHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { 'state-dir': { type: 'string' } }, statusHelp);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const s = await client.get<HostStatus>('/v1/status');
+    if (p.json) io.out(JSON.stringify(s));
+    else
+      io.out(
+        `host ${s.hostId}: up ${s.uptimeSeconds} s\n  control ${s.controlSocket}\n  nbd     ${s.nbdSocket}`,
+      );
+    return 0;
+  },
+};
+
+export const hostCommands: CommandGroup = {
+  name: 'host',
+  summary: 'run a host agent, manage its disks, replication and recovery points',
+  commands: [init, serve, status],
+};
