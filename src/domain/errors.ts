@@ -110,6 +110,12 @@ export const ERROR_REGISTRY = {
     retry: 'permanent',
     summary: 'The recovery point does not exist or is no longer retained.',
   },
+  SECONDSITE_ERR_METADATA_CORRUPT: {
+    httpStatus: 500,
+    retry: 'permanent',
+    summary:
+      'A metadata file (catalogue, intent, index) fails its checksum or is malformed; it is not trusted, and the replica needs a resync from the primary.',
+  },
   SECONDSITE_ERR_INTERNAL: {
     httpStatus: 500,
     retry: 'permanent',
