@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { isSecondsiteError } from '../../domain/errors.js';
+import { Rng, seedFrom } from '../../domain/random.js';
+import { KiB, MiB } from '../../domain/units.js';
+import { NodeStorage } from '../storage/node-storage.js';
+import { FileBlockDevice } from './file.block-device.js';
+
+let dir: string;
+const storage = new NodeStorage();
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'secondsite-file-bd-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function device(name: string, sizeBytes: number): Promise<FileBlockDevice> {
+  const file = await storage.open(join(dir, name), 'create');
+  await file.truncate(sizeBytes);
+  return FileBlockDevice.open(file);
+}
+
+test('writes read back; large reads over holes return zeros; extents report holes', async () => {
+  const dev = await device('a.raw', 8 * MiB);
+  assert.equal(dev.sizeBytes, 8 * MiB);
+  await dev.write(MiB, Buffer.alloc(64 * KiB, 0x5a), { fua: false });
+  await dev.write(5 * MiB + 512, Buffer.alloc(1024, 0x77), { fua: true });
+  const all = await dev.read(0, 8 * MiB);
+  const expected = Buffer.alloc(8 * MiB);
+  expected.fill(0x5a, MiB, MiB + 64 * KiB);
+  expected.fill(0x77, 5 * MiB + 512, 5 * MiB + 1536);
+  assert.ok(all.equals(expected));
+  assert.ok((await dev.read(MiB - 10, 20)).equals(expected.subarray(MiB - 10, MiB + 10)));
+  const ext = await dev.extents(0, 8 * MiB);
+  assert.equal(ext[0]?.offsetBytes, 0);
+  assert.deepEqual(ext[0], { offsetBytes: 0, lengthBytes: MiB, hole: true, zero: true });
+  assert.deepEqual(ext[1], { offsetBytes: MiB, lengthBytes: 64 * KiB, hole: false, zero: false });
+  const total = ext.reduce((s, e) => s + e.lengthBytes, 0);
+  assert.equal(total, 8 * MiB, 'extents cover the range');
+  await dev.flush();
+  await dev.close();
+});
+
+test('trim and writeZeroes punch holes; noHole keeps the range allocated', async () => {
+  const dev = await device('b.raw', 4 * MiB);
+  await dev.write(0, Buffer.alloc(4 * MiB, 0xee), { fua: false });
+  await dev.trim(0, MiB, { fua: false });
+  await dev.writeZeroes(MiB, MiB, { fua: true, noHole: false });
+  await dev.writeZeroes(2 * MiB, MiB, { fua: false, noHole: true });
+  const data = await dev.read(0, 4 * MiB);
+  assert.ok(data.subarray(0, 3 * MiB).every((b) => b === 0));
+  assert.ok(data.subarray(3 * MiB).every((b) => b === 0xee));
+  assert.deepEqual(await dev.extents(0, 4 * MiB), [
+    { offsetBytes: 0, lengthBytes: 2 * MiB, hole: true, zero: true },
+    { offsetBytes: 2 * MiB, lengthBytes: 2 * MiB, hole: false, zero: false },
+  ]);
+  await dev.flush();
+  const map = JSON.parse(
+    execFileSync('qemu-img', ['map', '--output=json', '-f', 'raw', join(dir, 'b.raw')], { encoding: 'utf8' }),
+  ) as { start: number; length: number; data: boolean }[];
+  assert.deepEqual(
+    map.filter((e) => e.data).map((e) => [e.start, e.length]),
+    [[2 * MiB, 2 * MiB]],
+    'qemu-img sees the same allocation',
+  );
+  await dev.close();
+});
+
+test('a read-only device refuses changes', async () => {
+  const file = await storage.open(join(dir, 'b.raw'), 'read');
+  const dev = await FileBlockDevice.open(file, { readOnly: true });
+  assert.equal(dev.readOnly, true);
+  await assert.rejects(dev.write(0, Buffer.alloc(512), { fua: false }), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'),
+  );
+  await assert.rejects(dev.trim(0, 512, { fua: false }), (e) => isSecondsiteError(e));
+  await dev.flush();
+  await dev.close();
+});
+
+test('seeded random writes, trims and zeroes match an in-memory model', async () => {
+  const seed = seedFrom(process.env.SECONDSITE_SEED, 20261122);
+  const rng = new Rng(seed);
+  const sizeBytes = 4 * MiB;
+  const dev = await device('c.raw', sizeBytes);
+  const model = Buffer.alloc(sizeBytes);
+  for (let i = 0; i < 400; i++) {
+    const offsetBytes = rng.int(sizeBytes / 512) * 512;
+    const lengthBytes = Math.min(sizeBytes - offsetBytes, (1 + rng.int(256)) * 512);
+    const kind = rng.int(10);
+    if (kind < 7) {
+      const data = Buffer.from(rng.fill(new Uint8Array(lengthBytes)));
+      data.copy(model, offsetBytes);
+      await dev.write(offsetBytes, data, { fua: rng.chance(0.1) });
+    } else if (kind < 8) {
+      model.fill(0, offsetBytes, offsetBytes + lengthBytes);
+      await dev.trim(offsetBytes, lengthBytes, { fua: false });
+    } else {
+      model.fill(0, offsetBytes, offsetBytes + lengthBytes);
+      await dev.writeZeroes(offsetBytes, lengthBytes, { fua: false, noHole: rng.chance(0.5) });
+    }
+    if (rng.chance(0.05)) {
+      const at = rng.int(sizeBytes / 512) * 512;
+      const len = Math.min(sizeBytes - at, rng.int(2 * MiB) + 1);
+      assert.ok((await dev.read(at, len)).equals(model.subarray(at, at + len)), `seed ${seed}, op ${i}`);
+    }
+  }
+  assert.ok((await dev.read(0, sizeBytes)).equals(model), `seed ${seed}: final content differs`);
+  await dev.close();
+});
