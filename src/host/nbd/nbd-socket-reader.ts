@@ -1,0 +1,101 @@
+/**
+ * Exact-length reads from a socket for the handshake phase. Bytes are buffered as they arrive; a read
+ * never asks for more than its caller allowed (callers bound every length before reading). When the
+ * socket ends, errors or is detached, the pending read rejects, so a client that disconnects at any byte
+ * of the handshake just ends the handshake.
+ */
+import type { Socket } from 'node:net';
+import { SecondsiteError } from '../../domain/errors.js';
+
+export class SocketReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private pending: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  private ended: Error | null = null;
+  private readonly onData = (chunk: Buffer): void => {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    this.pump();
+  };
+  private readonly onEnd = (): void => this.fail('the client closed the connection during the handshake');
+  private readonly onError = (e: Error): void => this.fail(`socket error during the handshake: ${e.message}`);
+
+  constructor(private readonly socket: Socket) {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onEnd);
+    socket.on('error', this.onError);
+  }
+
+  /** Bytes received but not yet read. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  readExact(n: number): Promise<Buffer> {
+    if (this.pending) return Promise.reject(new Error('SocketReader: concurrent reads'));
+    return new Promise((resolve, reject) => {
+      this.pending = { n, resolve, reject };
+      this.pump();
+    });
+  }
+
+  /** Reads and drops n bytes without allocating them as one buffer. */
+  async discard(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      const step = Math.min(left, 16 * 1024);
+      await this.readExact(step);
+      left -= step;
+    }
+  }
+
+  /** Stops reading: removes listeners and returns what was buffered but not read. */
+  detach(): Buffer {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.off('close', this.onEnd);
+    this.socket.off('error', this.onError);
+    const rest = Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [];
+    this.buffered = 0;
+    this.fail('the reader was detached');
+    return rest;
+  }
+
+  /** Rejects the pending read (used by the handshake timer). */
+  fail(message: string): void {
+    if (!this.ended) this.ended = new SecondsiteError('SECONDSITE_ERR_CONNECTION_LOST', message);
+    const p = this.pending;
+    this.pending = null;
+    p?.reject(this.ended);
+  }
+
+  private pump(): void {
+    const p = this.pending;
+    if (!p) return;
+    if (this.buffered >= p.n) {
+      this.pending = null;
+      p.resolve(this.take(p.n));
+    } else if (this.ended) {
+      this.pending = null;
+      p.reject(this.ended);
+    }
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first && first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return out;
+    }
+    const all = Buffer.concat(this.chunks, this.buffered);
+    const out = all.subarray(0, n);
+    this.chunks = all.length > n ? [all.subarray(n)] : [];
+    this.buffered -= n;
+    return out;
+  }
+}

@@ -1,0 +1,372 @@
+/**
+ * The NBD transmission phase for one connection: parse requests as bytes arrive, judge each with
+ * `validateRequest`, start its BlockDevice call without waiting for earlier ones, and reply in completion
+ * order. Nothing is serialized here (the spec orders only FLUSH/FUA, and those are the device's promise).
+ *
+ * Throughput rules (docs/design/nbd-server.md section 5): write payloads are sliced from the socket's
+ * chunk when they fit (no copy); each reply is handed to the socket in one corked batch, and all replies
+ * finished in one tick leave in one writev; reading pauses while too much work or too many reply bytes
+ * are outstanding. Every device promise has a rejection handler, so a failing device yields an errno
+ * reply, never an unhandled rejection.
+ */
+import type { Socket } from 'node:net';
+import { isSecondsiteError } from '../../domain/errors.js';
+import type { BlockDevice, BlockExtent } from '../block-device/block-device.js';
+import {
+  BASE_ALLOCATION_CONTEXT_ID,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
+  NBD_REQUEST_HEADER_BYTES,
+  NBD_STATE_HOLE,
+  NBD_STATE_ZERO,
+  NbdCmd,
+  NbdErrno,
+} from '../../protocol/nbd/nbd-constants.js';
+import { validateRequest, type ValidationContext } from '../../protocol/nbd/nbd-request.validate.js';
+import {
+  decodeRequestHeader,
+  encodeBlockStatusChunk,
+  encodeDataChunkHeader,
+  encodeErrorChunk,
+  encodeHoleChunk,
+  encodeNoneChunk,
+  encodeSimpleReply,
+  type RequestHeader,
+  type StatusDescriptor,
+} from '../../protocol/nbd/nbd-transmission.codec.js';
+
+export interface TransmissionOptions {
+  /** Pause reading above this many requests in flight. */
+  readonly maxInFlightRequests?: number;
+  /** Pause reading above this many payload bytes (write data held + read data pending). */
+  readonly maxInFlightBytes?: number;
+  readonly onProtocolError?: (reason: string) => void;
+}
+
+const ZERO_PAGE = Buffer.alloc(64 * 1024);
+const HOLE_CHECK_MIN_BYTES = 4096;
+
+function isAllZero(data: Buffer): boolean {
+  for (let pos = 0; pos < data.length; pos += ZERO_PAGE.length) {
+    const n = Math.min(ZERO_PAGE.length, data.length - pos);
+    if (!data.subarray(pos, pos + n).equals(n === ZERO_PAGE.length ? ZERO_PAGE : ZERO_PAGE.subarray(0, n)))
+      return false;
+  }
+  return true;
+}
+
+/** Maps a device failure to the NBD errno vocabulary. */
+export function errnoFor(e: unknown): number {
+  if (isSecondsiteError(e, 'SECONDSITE_ERR_NO_SPACE')) return NbdErrno.ENOSPC;
+  if (isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_ARGUMENT')) return NbdErrno.EINVAL;
+  if (isSecondsiteError(e, 'SECONDSITE_ERR_FORBIDDEN')) return NbdErrno.EPERM;
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG') return NbdErrno.ENOSPC;
+  if (code === 'EROFS' || code === 'EPERM' || code === 'EACCES') return NbdErrno.EPERM;
+  return NbdErrno.EIO;
+}
+
+export class NbdTransmission {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private pendingWrite: RequestHeader | null = null;
+  private pendingWriteErrno = 0;
+  private pendingWriteMessage = '';
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private readPaused = false;
+  private writeBlocked = false;
+  private corked = false;
+  private stopped = false;
+  private discReceived = false;
+  private idleWaiters: (() => void)[] = [];
+  private readonly maxInFlightRequests: number;
+  private readonly maxInFlightBytes: number;
+  private readonly ctx: ValidationContext;
+  private readonly structured: boolean;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly device: BlockDevice,
+    session: { structuredReplies: boolean; blockStatusSelected: boolean; readOnly: boolean },
+    private readonly options: TransmissionOptions = {},
+  ) {
+    this.maxInFlightRequests = options.maxInFlightRequests ?? 128;
+    this.maxInFlightBytes = options.maxInFlightBytes ?? 64 * 1024 * 1024;
+    this.structured = session.structuredReplies;
+    this.ctx = {
+      sizeBytes: BigInt(device.sizeBytes),
+      readOnly: session.readOnly || device.readOnly,
+      structuredReplies: session.structuredReplies,
+      blockStatusSelected: session.blockStatusSelected,
+    };
+  }
+
+  /** Starts parsing: `leftover` holds bytes that arrived with the option that ended the handshake. */
+  start(leftover: Buffer): void {
+    if (leftover.length > 0) this.push(leftover);
+    this.socket.on('data', (chunk: Buffer) => {
+      this.push(chunk);
+      this.parse();
+    });
+    this.socket.on('drain', () => {
+      this.writeBlocked = false;
+      this.maybeResume();
+    });
+    this.socket.on('close', () => this.stop());
+    this.socket.on('error', () => this.stop());
+    this.socket.setNoDelay(true);
+    this.parse();
+  }
+
+  /** Resolves when no device call of this connection is in flight. */
+  idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private stop(): void {
+    this.stopped = true;
+    this.chunks = [];
+    this.buffered = 0;
+  }
+
+  private hardDisconnect(reason: string): void {
+    this.options.onProtocolError?.(reason);
+    this.stop();
+    this.socket.destroy();
+  }
+
+  private push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0] as Buffer;
+    this.buffered -= n;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let pos = 0;
+    while (pos < n) {
+      const c = this.chunks[0] as Buffer;
+      const k = Math.min(c.length, n - pos);
+      c.copy(out, pos, 0, k);
+      pos += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    return out;
+  }
+
+  private parse(): void {
+    while (!this.stopped && !this.discReceived) {
+      const w = this.pendingWrite;
+      if (w) {
+        if (this.buffered < w.lengthBytes) return;
+        const payload = this.take(w.lengthBytes);
+        this.pendingWrite = null;
+        if (this.pendingWriteErrno !== 0)
+          this.replyError(w, this.pendingWriteErrno, this.pendingWriteMessage);
+        else this.dispatch(w, payload);
+        continue;
+      }
+      if (this.buffered < NBD_REQUEST_HEADER_BYTES) return;
+      const h = decodeRequestHeader(this.take(NBD_REQUEST_HEADER_BYTES));
+      const verdict = validateRequest(h, this.ctx);
+      if (verdict.kind === 'disconnect') return this.hardDisconnect(verdict.reason);
+      if (h.type === NbdCmd.WRITE) {
+        this.pendingWrite = h;
+        this.pendingWriteErrno = verdict.kind === 'error' ? verdict.errno : 0;
+        this.pendingWriteMessage = verdict.kind === 'error' ? verdict.message : '';
+        continue;
+      }
+      if (verdict.kind === 'error') {
+        this.replyError(h, verdict.errno, verdict.message);
+        continue;
+      }
+      if (h.type === NbdCmd.DISC) {
+        this.discReceived = true;
+        this.chunks = [];
+        this.buffered = 0;
+        this.finishIfDisconnecting();
+        return;
+      }
+      this.dispatch(h, null);
+    }
+  }
+
+  private dispatch(h: RequestHeader, payload: Buffer | null): void {
+    const offset = Number(h.offset);
+    const length = h.lengthBytes;
+    const fua = (h.flags & NBD_CMD_FLAG_FUA) !== 0;
+    let work: Promise<void>;
+    const bytes = length;
+    try {
+      switch (h.type) {
+        case NbdCmd.READ:
+          work =
+            length === 0
+              ? Promise.resolve(this.replyRead(h, Buffer.alloc(0)))
+              : this.device.read(offset, length).then((d) => this.replyRead(h, d));
+          break;
+        case NbdCmd.WRITE:
+          work = length === 0 ? Promise.resolve() : this.device.write(offset, payload as Buffer, { fua });
+          work = work.then(() => this.replyOk(h));
+          break;
+        case NbdCmd.FLUSH:
+          work = this.device.flush().then(() => this.replyOk(h));
+          break;
+        case NbdCmd.TRIM:
+          work = length === 0 ? Promise.resolve() : this.device.trim(offset, length, { fua });
+          work = work.then(() => this.replyOk(h));
+          break;
+        case NbdCmd.WRITE_ZEROES: {
+          const noHole = (h.flags & NBD_CMD_FLAG_NO_HOLE) !== 0;
+          work = length === 0 ? Promise.resolve() : this.device.writeZeroes(offset, length, { fua, noHole });
+          work = work.then(() => this.replyOk(h));
+          break;
+        }
+        case NbdCmd.BLOCK_STATUS:
+          work = this.device
+            .extents(offset, length)
+            .then((ext) => this.replyBlockStatus(h, offset, length, ext));
+          break;
+        default:
+          this.replyError(h, NbdErrno.EINVAL, `unknown command ${h.type}`);
+          return;
+      }
+    } catch (e) {
+      work = Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+    this.maybePause();
+    work
+      .catch((e: unknown) => this.replyError(h, errnoFor(e), e instanceof Error ? e.message : String(e)))
+      .finally(() => {
+        this.inFlight--;
+        this.inFlightBytes -= bytes;
+        this.maybeResume();
+        if (this.inFlight === 0) {
+          const waiters = this.idleWaiters;
+          this.idleWaiters = [];
+          for (const w of waiters) w();
+          this.finishIfDisconnecting();
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  private finishIfDisconnecting(): void {
+    if (this.discReceived && this.inFlight === 0 && !this.socket.destroyed) {
+      const socket = this.socket;
+      socket.end(() => socket.destroy());
+    }
+  }
+
+  private maybePause(): void {
+    if (this.readPaused) return;
+    if (
+      this.inFlight >= this.maxInFlightRequests ||
+      this.inFlightBytes >= this.maxInFlightBytes ||
+      this.writeBlocked
+    ) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  private maybeResume(): void {
+    if (!this.readPaused || this.stopped) return;
+    if (
+      this.inFlight < this.maxInFlightRequests &&
+      this.inFlightBytes < this.maxInFlightBytes &&
+      !this.writeBlocked
+    ) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  /** Queues one reply (header and optional payload) as one unit; replies in one tick share a writev. */
+  private send(head: Buffer, body?: Buffer): void {
+    const s = this.socket;
+    if (s.destroyed || !s.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+      process.nextTick(this.uncork);
+    }
+    let ok = s.write(head);
+    if (body && body.length > 0) ok = s.write(body) && ok;
+    if (!ok && !this.writeBlocked) {
+      this.writeBlocked = true;
+      this.maybePause();
+    }
+  }
+
+  private replyOk(h: RequestHeader): void {
+    this.send(
+      this.structured
+        ? encodeNoneChunk(h.cookieHi, h.cookieLo)
+        : encodeSimpleReply(0, h.cookieHi, h.cookieLo),
+    );
+  }
+
+  private replyError(h: RequestHeader, errno: number, message: string): void {
+    this.send(
+      this.structured
+        ? encodeErrorChunk(h.cookieHi, h.cookieLo, errno, message)
+        : encodeSimpleReply(errno, h.cookieHi, h.cookieLo),
+    );
+  }
+
+  private replyRead(h: RequestHeader, data: Buffer): void {
+    if (!this.structured) {
+      this.send(encodeSimpleReply(0, h.cookieHi, h.cookieLo), data);
+      return;
+    }
+    if (data.length === 0) {
+      this.send(encodeNoneChunk(h.cookieHi, h.cookieLo));
+      return;
+    }
+    if (data.length >= HOLE_CHECK_MIN_BYTES && isAllZero(data)) {
+      this.send(encodeHoleChunk(h.cookieHi, h.cookieLo, h.offset, data.length));
+      return;
+    }
+    this.send(encodeDataChunkHeader(h.cookieHi, h.cookieLo, h.offset, data.length), data);
+  }
+
+  private replyBlockStatus(h: RequestHeader, offset: number, length: number, extents: BlockExtent[]): void {
+    const end = offset + length;
+    const out: StatusDescriptor[] = [];
+    let pos = offset;
+    for (const e of extents) {
+      const eEnd = Math.min(e.offsetBytes + e.lengthBytes, end);
+      if (e.offsetBytes !== pos || eEnd <= pos) break; // must be contiguous from the request offset
+      const status = (e.hole ? NBD_STATE_HOLE : 0) | (e.zero ? NBD_STATE_ZERO : 0);
+      const last = out[out.length - 1];
+      if (last && last.status === status) last.lengthBytes += eEnd - pos;
+      else out.push({ lengthBytes: eEnd - pos, status });
+      pos = eEnd;
+      if (pos >= end) break;
+    }
+    if (out.length === 0) {
+      this.replyError(h, NbdErrno.EIO, 'the device reported no extents for the range');
+      return;
+    }
+    const descriptors = (h.flags & NBD_CMD_FLAG_REQ_ONE) !== 0 ? out.slice(0, 1) : out;
+    this.send(encodeBlockStatusChunk(h.cookieHi, h.cookieLo, BASE_ALLOCATION_CONTEXT_ID, descriptors));
+  }
+}
