@@ -2,6 +2,7 @@
 //   domain   pure: imports only domain (no node:*, no packages, so no I/O, time or randomness)
 //   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto, zod
 //   host, vault, manager (process roles): domain, protocol, native, their own folder, node:*, packages
+//   guest    guest-side code (the NBD client): domain, protocol, guest, node:*, packages
 //   testing  the test kit: anything but cli and lab
 //   cli, lab on top: anything
 // and no import cycles anywhere under src/.
@@ -30,6 +31,7 @@ const allowed = {
       : ['domain', 'protocol'].includes(layer),
   host: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'native', 'host'].includes(layer),
   native: (spec, layer) => spec.isExternal || layer === 'native',
+  guest: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'guest'].includes(layer),
   testing: (spec, layer) => spec.isExternal || !['cli', 'lab'].includes(layer),
   cli: () => true,
   lab: (spec, layer) => spec.isExternal || layer !== 'cli',
