@@ -1,25 +1,14 @@
 /** `secondsite host ...`: run a host agent and talk to it (the "Hyper-V Manager console" of secondsite). */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
-import { ControlClient } from '../host/agent/control-client.js';
 import { type HostStatus, HostAgent } from '../host/agent/host-agent.js';
 import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js';
 import { stderrLogger } from '../host/observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
-
-const STATE_DIR_HELP =
-  "  --state-dir DIR   the host's state folder (default: $SECONDSITE_HOST_DIR or ./.data/host)";
-
-export function defaultStateDir(given: string | undefined): string {
-  return resolve(given ?? process.env['SECONDSITE_HOST_DIR'] ?? join('.data', 'host'));
-}
-
-export async function clientFor(stateDir: string): Promise<ControlClient> {
-  const config = await loadHostConfig(stateDir);
-  return new ControlClient(config.controlSocket);
-}
+import { diskCommands, renderDisks } from './host-disk.commands.js';
+import { STATE_DIR_HELP, clientFor, defaultStateDir } from './host-client.js';
 
 const initHelp = `usage: secondsite host init --host-id NAME [--state-dir DIR] [--replication-port N] [--listen HOST]
 
@@ -107,7 +96,7 @@ const serve: Command = {
     const log = stderrLogger(level as 'info', { role: 'host', hostId: config.hostId });
     const agent = new HostAgent(config, log);
     await agent.start();
-    io.out(JSON.stringify({ ready: true, ...agent.status() }));
+    io.out(JSON.stringify({ ready: true, ...(await agent.status()) }));
     await new Promise<void>((resolveStop) => {
       const stop = (): void => {
         process.off('SIGINT', stop);
@@ -138,16 +127,24 @@ const status: Command = {
     const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
     const s = await client.get<HostStatus>('/v1/status');
     if (p.json) io.out(JSON.stringify(s));
-    else
-      io.out(
-        `host ${s.hostId}: up ${s.uptimeSeconds} s\n  control ${s.controlSocket}\n  nbd     ${s.nbdSocket}`,
-      );
+    else io.out(renderStatus(s));
     return 0;
   },
 };
 
+function renderStatus(s: HostStatus): string {
+  const lines = [
+    `host ${s.hostId}: up ${s.uptimeSeconds} s, ${s.nbdConnections} NBD connection(s)`,
+    `  control ${s.controlSocket}`,
+    `  nbd     ${s.nbdSocket}`,
+    '',
+    s.disks.length === 0 ? 'no disks' : renderDisks(s.disks),
+  ];
+  return lines.join('\n');
+}
+
 export const hostCommands: CommandGroup = {
   name: 'host',
   summary: 'run a host agent, manage its disks, replication and recovery points',
-  commands: [init, serve, status],
+  commands: [init, serve, status, ...diskCommands],
 };

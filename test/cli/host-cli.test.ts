@@ -46,6 +46,49 @@ test('host init, serve, status (text and JSON), clean stop on SIGTERM', async ()
     assert.match(text.stdout, /host host-a: up/);
     const json = cli('host', 'status', '--state-dir', dir, '--output', 'json');
     assert.equal((JSON.parse(json.stdout) as { hostId: string }).hostId, 'host-a');
+
+    // Disks: create (idempotent), served over NBD to a real client, resized, deleted.
+    const created = cli(
+      'host',
+      'disk',
+      'create',
+      'vm1-d0',
+      '--size',
+      '64M',
+      '--state-dir',
+      dir,
+      '--output',
+      'json',
+    );
+    assert.equal(created.status, 0, created.stderr);
+    const disk = JSON.parse(created.stdout) as { nbdUri: string; sizeBytes: number };
+    assert.equal(disk.sizeBytes, 64 * 1024 * 1024);
+    assert.equal(cli('host', 'disk', 'create', 'vm1-d0', '--size', '64M', '--state-dir', dir).status, 0);
+    const conflict = cli('host', 'disk', 'create', 'vm1-d0', '--size', '32M', '--state-dir', dir);
+    assert.match(conflict.stderr, /SECONDSITE_ERR_ALREADY_EXISTS/);
+    const io = spawnSync(
+      'qemu-io',
+      ['-f', 'raw', '-c', 'write -P 0xab 4096 1M', '-c', 'read -P 0xab 4096 1M', disk.nbdUri],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(io.status, 0, io.stderr);
+    assert.doesNotMatch(io.stdout, /Pattern verification failed/);
+    assert.match(cli('host', 'status', '--state-dir', dir).stdout, /vm1-d0\s+vm1-d0\s+64\.0 MiB/);
+    const bad = cli('host', 'disk', 'create', '../etc', '--size', '1M', '--state-dir', dir);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /SECONDSITE_ERR_INVALID_ARGUMENT.*disk id/);
+    assert.equal(cli('host', 'disk', 'resize', 'vm1-d0', '--size', '128M', '--state-dir', dir).status, 0);
+    const shrink = cli('host', 'disk', 'resize', 'vm1-d0', '--size', '1M', '--state-dir', dir);
+    assert.equal(shrink.status, 2);
+    const reread = spawnSync('qemu-io', ['-f', 'raw', '-c', 'read -P 0xab 4096 1M', disk.nbdUri], {
+      encoding: 'utf8',
+    });
+    assert.doesNotMatch(reread.stdout, /Pattern verification failed/, 'data survives a resize');
+    assert.match(cli('host', 'disk', 'list', '--state-dir', dir).stdout, /128\.0 MiB/);
+    assert.match(cli('host', 'disk', 'delete', 'vm1-d0', '--state-dir', dir).stdout, /deleted/);
+    assert.match(cli('host', 'disk', 'delete', 'vm1-d0', '--state-dir', dir).stdout, /did not exist/);
   } finally {
     agent.kill('SIGTERM');
     await new Promise((r) => agent.once('exit', r));

@@ -1,0 +1,130 @@
+/** `secondsite host disk ...`: a host's VM disks (sparse raw images served over NBD). */
+import { formatBytes } from '../domain/units.js';
+import type { DiskView } from '../protocol/host-api/disks.schema.js';
+import { optionalString, parseCommandArgs, parseSizeOption, requireString } from './args.js';
+import type { Command } from './command.js';
+import { clientFor, defaultStateDir } from './host-client.js';
+
+const STATE = { 'state-dir': { type: 'string' } } as const;
+
+export function renderDisks(disks: DiskView[]): string {
+  const rows = [['DISK', 'NAME', 'SIZE', 'NBD URI']];
+  for (const d of disks) rows.push([d.diskId, d.name, formatBytes(d.sizeBytes), d.nbdUri]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+const createHelp = `usage: secondsite host disk create DISK_ID --size SIZE [--name NAME] [--state-dir DIR] [--output json]
+
+Creates a sparse disk image on the host's storage and serves it over NBD at once. Creating the same
+disk again with the same size and name changes nothing.
+
+  DISK_ID        1-64 letters, digits, '-' or '_' (it names the image file and the NBD export)
+  --size SIZE    e.g. 512M, 10G, 2TiB (whole 512-byte sectors)
+  --name NAME    a display name (default: the id)`;
+
+const create: Command = {
+  path: ['disk', 'create'],
+  summary: 'create a disk and serve it over NBD',
+  help: createHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      { ...STATE, size: { type: 'string' }, name: { type: 'string' } },
+      createHelp,
+    );
+    const diskId = p.positionals[0];
+    if (!diskId) return usageError(io, 'DISK_ID is missing', createHelp);
+    const sizeBytes = parseSizeOption(requireString(p, 'size', createHelp), 'size');
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const d = await client.post<DiskView>('/v1/disks', {
+      diskId,
+      name: optionalString(p, 'name') ?? diskId,
+      sizeBytes,
+    });
+    io.out(
+      p.json ? JSON.stringify(d) : `disk ${d.diskId} (${formatBytes(d.sizeBytes)}) served at ${d.nbdUri}`,
+    );
+    return 0;
+  },
+};
+
+const listHelp = `usage: secondsite host disk list [--state-dir DIR] [--output json]
+
+Lists the host's disks with their sizes and NBD URIs.`;
+
+const list: Command = {
+  path: ['disk', 'list'],
+  summary: 'list disks',
+  help: listHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, STATE, listHelp);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.get<{ disks: DiskView[] }>('/v1/disks');
+    io.out(p.json ? JSON.stringify(r) : r.disks.length ? renderDisks(r.disks) : 'no disks');
+    return 0;
+  },
+};
+
+const resizeHelp = `usage: secondsite host disk resize DISK_ID --size SIZE [--force] [--state-dir DIR] [--output json]
+
+Grows a disk. Shrinking cuts data off the end and is refused unless --force is given. Stop the VM
+using the disk first: open NBD connections keep the old size.`;
+
+const resize: Command = {
+  path: ['disk', 'resize'],
+  summary: 'grow (or, with --force, shrink) a disk',
+  help: resizeHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      { ...STATE, size: { type: 'string' }, force: { type: 'boolean' } },
+      resizeHelp,
+    );
+    const diskId = p.positionals[0];
+    if (!diskId) return usageError(io, 'DISK_ID is missing', resizeHelp);
+    const sizeBytes = parseSizeOption(requireString(p, 'size', resizeHelp), 'size');
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const d = await client.post<DiskView>(`/v1/disks/${encodeURIComponent(diskId)}/resize`, {
+      sizeBytes,
+      force: p.values['force'] === true,
+    });
+    io.out(p.json ? JSON.stringify(d) : `disk ${d.diskId} is now ${formatBytes(d.sizeBytes)}`);
+    return 0;
+  },
+};
+
+const delHelp = `usage: secondsite host disk delete DISK_ID [--state-dir DIR] [--output json]
+
+Stops serving the disk and deletes its image. Deleting a disk that does not exist is not an error.`;
+
+const del: Command = {
+  path: ['disk', 'delete'],
+  summary: 'delete a disk',
+  help: delHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, STATE, delHelp);
+    const diskId = p.positionals[0];
+    if (!diskId) return usageError(io, 'DISK_ID is missing', delHelp);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.delete<{ deleted: boolean }>(`/v1/disks/${encodeURIComponent(diskId)}`);
+    io.out(
+      p.json ? JSON.stringify(r) : r.deleted ? `disk ${diskId} deleted` : `disk ${diskId} did not exist`,
+    );
+    return 0;
+  },
+};
+
+function usageError(io: { err(t: string): void }, what: string, help: string): number {
+  io.err(`error: ${what}\n\n${help}`);
+  return 2;
+}
+
+export const diskCommands: Command[] = [create, list, resize, del];

@@ -1,0 +1,111 @@
+/**
+ * The agent's disks: every disk in the store is opened once, read-write, and served on the agent's
+ * NBD socket under its disk id. Create, resize and delete keep the store, the open device and the
+ * export table in step; each is idempotent where it can be (create with the same settings, delete of a
+ * missing disk) and refuses with a reason where it cannot.
+ */
+import type { Clock } from '../../domain/clock.js';
+import { SecondsiteError } from '../../domain/errors.js';
+import type { DiskView } from '../../protocol/host-api/disks.schema.js';
+import type { BlockDevice } from '../block-device/block-device.js';
+import { DiskStore, type DiskInfo } from '../disks/disk-store.js';
+import type { NbdServer } from '../nbd/nbd-server.js';
+import type { Logger } from '../observability/logger.js';
+import type { Storage } from '../storage/storage.js';
+
+export class DiskService {
+  private readonly open = new Map<string, BlockDevice>();
+
+  private constructor(
+    readonly store: DiskStore,
+    private readonly nbd: NbdServer,
+    private readonly nbdSocket: string,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(
+    storage: Storage,
+    storageRoot: string,
+    clock: Clock,
+    nbd: NbdServer,
+    nbdSocket: string,
+    log: Logger,
+  ): Promise<DiskService> {
+    const store = await DiskStore.open(storage, storageRoot, clock);
+    const service = new DiskService(store, nbd, nbdSocket, log);
+    for (const disk of await store.list()) await service.serve(disk.diskId);
+    return service;
+  }
+
+  /** The open device of a disk (the one the VM writes through). */
+  device(diskId: string): BlockDevice {
+    const d = this.open.get(diskId);
+    if (!d)
+      throw new SecondsiteError('SECONDSITE_ERR_NOT_FOUND', `no disk '${diskId}' on this host`, { diskId });
+    return d;
+  }
+
+  async list(): Promise<DiskView[]> {
+    return (await this.store.list()).map((d) => this.view(d));
+  }
+
+  async get(diskId: string): Promise<DiskView> {
+    return this.view(await this.store.get(diskId));
+  }
+
+  async create(
+    diskId: string,
+    name: string,
+    sizeBytes: number,
+  ): Promise<{ disk: DiskView; created: boolean }> {
+    const existed = this.open.has(diskId);
+    const info = await this.store.create(diskId, { name, sizeBytes });
+    if (!existed) await this.serve(diskId);
+    return { disk: this.view(info), created: !existed };
+  }
+
+  async resize(diskId: string, sizeBytes: number, force: boolean): Promise<DiskView> {
+    await this.unserve(diskId);
+    try {
+      return this.view(await this.store.resize(diskId, sizeBytes, { force }));
+    } finally {
+      await this.serve(diskId);
+    }
+  }
+
+  async delete(diskId: string): Promise<boolean> {
+    await this.unserve(diskId);
+    return this.store.delete(diskId);
+  }
+
+  async close(): Promise<void> {
+    for (const diskId of [...this.open.keys()]) await this.unserve(diskId);
+  }
+
+  private async serve(diskId: string): Promise<void> {
+    const device = await this.store.openDevice(diskId);
+    this.open.set(diskId, device);
+    this.nbd.addExport(diskId, device, { description: `secondsite disk ${diskId}` });
+    this.log.debug('disk served', { diskId, sizeBytes: device.sizeBytes });
+  }
+
+  private async unserve(diskId: string): Promise<void> {
+    const device = this.open.get(diskId);
+    if (!device) return;
+    this.nbd.removeExport(diskId);
+    this.open.delete(diskId);
+    await device.flush();
+    await device.close();
+  }
+
+  private view(d: DiskInfo): DiskView {
+    return {
+      diskId: d.diskId,
+      name: d.name,
+      sizeBytes: d.sizeBytes,
+      createdWallMs: d.createdWallMs,
+      exportName: d.diskId,
+      nbdUri: `nbd+unix:///${encodeURIComponent(d.diskId)}?socket=${this.nbdSocket}`,
+    };
+  }
+}
