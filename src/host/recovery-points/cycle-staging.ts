@@ -1,0 +1,199 @@
+/**
+ * The staging of one cycle (a CycleWriter): records appended to `staging/redo.log`, durable per
+ * `sync()`, resumable by reopening with the same (cycleId, epoch). `progress()` reports only what a
+ * completed `sync()` made durable, so the sender never skips a range that a power cut could lose.
+ * Any failed write or sync breaks the writer (the log may now have a hole); reopen it to resume.
+ */
+import { SecondsiteError } from '../../domain/errors.js';
+import type { StorageFile } from '../storage/storage.js';
+import { coalescedRanges, ExtentMap } from './extent-map.js';
+import { encodeRedoRecord, payloadOffsetInRecord, type RedoEntry } from './redo-log.js';
+import type { CycleWriter, RecoveryPointInfo, StagedProgress } from './replica-store.js';
+
+export interface StagingHost {
+  /** Current size of a disk, undefined when the relationship has no such disk. */
+  diskSizeBytes(diskId: string): number | undefined;
+  commitStaged(writer: CycleStaging, meta: Parameters<CycleWriter['commit']>[0]): Promise<RecoveryPointInfo>;
+  discardStaged(writer: CycleStaging): Promise<void>;
+}
+
+export class CycleStaging implements CycleWriter {
+  private appendPosBytes: number;
+  private readonly entriesSynced: RedoEntry[];
+  /** Completed but unsynced appends, with their log positions (writes may complete out of order). */
+  private entriesPending: Array<{ posBytes: number; entry: RedoEntry }> = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly syncedRanges = new Map<string, ExtentMap<null>>();
+  private state: 'open' | 'broken' | 'closed' = 'open';
+
+  constructor(
+    private readonly host: StagingHost,
+    readonly file: StorageFile,
+    readonly cycleId: string,
+    readonly epoch: number,
+    existing: { entries: RedoEntry[]; validBytes: number; records: number },
+  ) {
+    this.appendPosBytes = existing.validBytes;
+    this.entriesSynced = [...existing.entries];
+    this.recordsSynced = existing.records;
+    this.syncedBytes = existing.validBytes;
+    for (const e of existing.entries) this.markSynced(e);
+  }
+
+  /** Records (header included) covered by the last completed sync. */
+  recordsSynced: number;
+  private recordsPending = 0;
+
+  /** Bytes of the log covered by the last completed sync. */
+  syncedBytes = 0;
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  async writeChunk(diskId: string, offsetBytes: number, data: Buffer): Promise<void> {
+    this.checkRange(diskId, offsetBytes, data.length);
+    if (data.length === 0) return;
+    const record = encodeRedoRecord({ k: 'data', d: diskId, o: offsetBytes }, data);
+    const pos = this.appendPosBytes;
+    await this.append(record, {
+      diskId,
+      offsetBytes,
+      lengthBytes: data.length,
+      source: { kind: 'data', posBytes: pos + payloadOffsetInRecord(record) },
+    });
+  }
+
+  async zeroRange(diskId: string, offsetBytes: number, lengthBytes: number): Promise<void> {
+    this.checkRange(diskId, offsetBytes, lengthBytes);
+    if (lengthBytes === 0) return;
+    await this.append(encodeRedoRecord({ k: 'zero', d: diskId, o: offsetBytes, l: lengthBytes }), {
+      diskId,
+      offsetBytes,
+      lengthBytes,
+      source: { kind: 'zero' },
+    });
+  }
+
+  async sync(): Promise<StagedProgress> {
+    this.checkOpen();
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    this.checkOpen();
+    const pending = this.entriesPending;
+    const pendingRecords = this.recordsPending;
+    const endBytes = this.appendPosBytes;
+    this.entriesPending = [];
+    this.recordsPending = 0;
+    try {
+      await this.file.datasync();
+    } catch (e) {
+      this.state = 'broken';
+      throw ioError('sync of the staged cycle failed; reopen the cycle to resume', this.cycleId, e);
+    }
+    pending.sort((a, b) => a.posBytes - b.posBytes);
+    for (const { entry } of pending) {
+      this.entriesSynced.push(entry);
+      this.markSynced(entry);
+    }
+    this.recordsSynced += pendingRecords;
+    this.syncedBytes = endBytes;
+    return this.progress();
+  }
+
+  progress(): StagedProgress {
+    const staged: Record<string, Array<{ offsetBytes: number; lengthBytes: number }>> = {};
+    for (const [diskId, map] of this.syncedRanges) staged[diskId] = coalescedRanges(map);
+    return { cycleId: this.cycleId, staged };
+  }
+
+  async commit(meta: Parameters<CycleWriter['commit']>[0]): Promise<RecoveryPointInfo> {
+    this.checkOpen();
+    return await this.host.commitStaged(this, meta);
+  }
+
+  async discard(): Promise<void> {
+    if (this.state === 'closed') return;
+    await this.host.discardStaged(this);
+  }
+
+  /** Entries made durable so far, in log order (later win). */
+  syncedEntries(): readonly RedoEntry[] {
+    return this.entriesSynced;
+  }
+
+  /** Closes the writer (after commit or discard, or when another cycle replaces it). */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.file.close();
+  }
+
+  private async append(record: Buffer, entry: RedoEntry): Promise<void> {
+    const pos = this.appendPosBytes;
+    this.appendPosBytes += record.length;
+    const p = this.file.write(record, 0, record.length, pos).then(
+      () => {
+        this.entriesPending.push({ posBytes: pos, entry });
+        this.recordsPending++;
+      },
+      (e: unknown) => {
+        this.state = 'broken';
+        throw ioError('writing a staged chunk failed; reopen the cycle to resume', this.cycleId, e);
+      },
+    );
+    this.inFlight.add(p);
+    try {
+      await p;
+    } finally {
+      this.inFlight.delete(p);
+    }
+  }
+
+  private markSynced(e: RedoEntry): void {
+    let m = this.syncedRanges.get(e.diskId);
+    if (m === undefined) {
+      m = new ExtentMap<null>(() => null);
+      this.syncedRanges.set(e.diskId, m);
+    }
+    m.set(e.offsetBytes, e.lengthBytes, null);
+  }
+
+  private checkOpen(): void {
+    if (this.state !== 'open') {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_STATE',
+        `the staging of cycle ${this.cycleId} is ${this.state}; call beginCycle again to resume or start a cycle`,
+        { cycleId: this.cycleId, state: this.state },
+      );
+    }
+  }
+
+  private checkRange(diskId: string, offsetBytes: number, lengthBytes: number): void {
+    this.checkOpen();
+    const size = this.host.diskSizeBytes(diskId);
+    if (size === undefined) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `disk ${diskId} is not part of this relationship; call ensureDisk first`,
+        { diskId },
+      );
+    }
+    if (
+      !Number.isSafeInteger(offsetBytes) ||
+      offsetBytes < 0 ||
+      lengthBytes < 0 ||
+      offsetBytes + lengthBytes > size
+    ) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        `range [${offsetBytes}, +${lengthBytes}) is outside disk ${diskId} of ${size} bytes`,
+        { diskId, offsetBytes, lengthBytes, sizeBytes: size },
+      );
+    }
+  }
+}
+
+function ioError(message: string, cycleId: string, cause: unknown): SecondsiteError {
+  return new SecondsiteError('SECONDSITE_ERR_IO', message, { cycleId }, { cause });
+}

@@ -1,0 +1,812 @@
+/**
+ * The recovery-point store of one relationship on the replica host (ReplicaStore). Design, invariants,
+ * commit phases and their failure cases: docs/design/recovery-points.md. In short: per disk a sparse
+ * base holding the latest point; per older point an undo file; a cycle is staged in a redo log and
+ * committed in five phases (sync redo; capture undo + intent; apply; publish catalogue; clean) so that
+ * after a crash `open()` shows the old set of points or the new one, never a partly applied cycle.
+ */
+import { SecondsiteError } from '../../domain/errors.js';
+import type { Clock } from '../../domain/clock.js';
+import { planRetention } from '../../domain/retention/retention.policy.js';
+import type { Storage, StorageFile } from '../storage/storage.js';
+import { AsyncMutex, ReadWriteLock } from './async-lock.js';
+import { checkCatalogue, emptyCatalogue, type CatalogueBody, type StoredPoint } from './catalogue.js';
+import { CycleStaging, type StagingHost } from './cycle-staging.js';
+import { ExtentMap, gapsOf, type SourceRef } from './extent-map.js';
+import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
+import { PointDiskView, type PointResolver } from './point-disk-view.js';
+import { buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-log.js';
+import type { CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
+import { checkPlainName, StoreLayout } from './store-layout.js';
+import { TestView } from './test-view.js';
+import { COPY_CHUNK, loadUndo, readFully, UndoWriter, type LoadedUndo } from './undo-file.js';
+
+export interface PointStoreOptions {
+  readonly storage: Storage;
+  /** The replica's storage location; the relationship lives in `<storageDir>/<relationshipId>/`. */
+  readonly storageDir: string;
+  readonly relationshipId: string;
+  readonly clock: Clock;
+}
+
+/** The intent record of commit phase 2 (staging/intent.meta). */
+interface IntentBody {
+  readonly format: 'secondsite-intent-1';
+  readonly cycleId: string;
+  readonly epoch: number;
+  readonly redoBytes: number;
+  readonly redoRecords: number;
+  /** Undo file for the point that was latest before this cycle; null for the first cycle. */
+  readonly undoFile: string | null;
+  readonly point: StoredPoint;
+  readonly nextFileId: number;
+}
+
+type RedoMap = Map<string, ExtentMap<SourceRef>>;
+
+export class PointStore implements ReplicaStore, StagingHost, PointResolver {
+  private cat: CatalogueBody;
+  private readonly bases = new Map<string, StorageFile>();
+  private readonly undos = new Map<string, LoadedUndo>();
+  private staging: CycleStaging | null = null;
+  /** Open views per point (in this process) plus persisted test views (across restarts). */
+  private readonly pins = new Map<string, number>();
+  private readonly mutex = new AsyncMutex();
+  private readonly chainLock = new ReadWriteLock();
+  private state: 'open' | 'failed' | 'closed' = 'open';
+  private failure: unknown = null;
+
+  private constructor(
+    private readonly storage: Storage,
+    readonly layout: StoreLayout,
+    readonly relationshipId: string,
+    private readonly clock: Clock,
+    cat: CatalogueBody,
+  ) {
+    this.cat = cat;
+  }
+
+  /** Opens (creating if needed) a relationship's store and finishes or discards an interrupted commit. */
+  static async open(options: PointStoreOptions): Promise<PointStore> {
+    checkPlainName('relationship id', options.relationshipId);
+    const { storage } = options;
+    const layout = new StoreLayout(`${options.storageDir}/${options.relationshipId}`);
+    for (const dir of [layout.dir, layout.disksDir, layout.undoDir, layout.stagingDir, layout.viewsDir]) {
+      await storage.mkdir(dir);
+    }
+    for (const dir of [layout.dir, layout.stagingDir]) {
+      for (const name of await storage.list(dir))
+        if (name.endsWith('.tmp')) await storage.unlink(`${dir}/${name}`);
+    }
+    const body = await readMetadataFile(storage, layout.catalogue);
+    let cat: CatalogueBody;
+    if (body === null) {
+      cat = emptyCatalogue(options.relationshipId);
+      await writeMetadataFile(storage, layout.catalogue, cat);
+    } else {
+      cat = checkCatalogue(body, options.relationshipId, layout.catalogue);
+    }
+    const store = new PointStore(storage, layout, options.relationshipId, options.clock, cat);
+    try {
+      await store.recover();
+    } catch (e) {
+      await store.closeFiles();
+      throw e;
+    }
+    return store;
+  }
+
+  // ---- ReplicaStore: metadata ----
+
+  epoch(): number {
+    return this.cat.epoch;
+  }
+
+  setEpoch(epoch: number): Promise<void> {
+    return this.mutate(async () => {
+      if (!Number.isSafeInteger(epoch) || epoch < 0) {
+        throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', `epoch ${epoch} is not a whole number`, {
+          epoch,
+        });
+      }
+      if (epoch < this.cat.epoch) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_STALE_EPOCH',
+          `epoch ${epoch} is older than the relationship's epoch ${this.cat.epoch}; the epoch never goes back`,
+          { epoch, current: this.cat.epoch },
+        );
+      }
+      if (epoch === this.cat.epoch) return;
+      await this.publish({ ...this.cat, epoch });
+    });
+  }
+
+  disks(): ReadonlyArray<{ diskId: string; sizeBytes: number }> {
+    return this.cat.disks;
+  }
+
+  ensureDisk(diskId: string, sizeBytes: number): Promise<void> {
+    return this.mutate(async () => {
+      checkPlainName('disk id', diskId);
+      if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) {
+        throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', `disk size ${sizeBytes} is not valid`, {
+          diskId,
+          sizeBytes,
+        });
+      }
+      const current = this.cat.disks.find((d) => d.diskId === diskId);
+      if (current !== undefined && current.sizeBytes === sizeBytes) return;
+      if (current !== undefined && sizeBytes < current.sizeBytes) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_ARGUMENT',
+          `disk ${diskId} cannot shrink from ${current.sizeBytes} to ${sizeBytes} bytes: older points need the data`,
+          { diskId, sizeBytes, currentSizeBytes: current.sizeBytes },
+        );
+      }
+      let base = this.bases.get(diskId);
+      if (base === undefined) {
+        base = await this.storage.open(this.layout.base(diskId), 'create');
+        this.bases.set(diskId, base);
+        await this.storage.syncDir(this.layout.disksDir);
+      }
+      await base.truncate(sizeBytes);
+      await base.datasync();
+      const disks = this.cat.disks.filter((d) => d.diskId !== diskId).concat([{ diskId, sizeBytes }]);
+      await this.publish({ ...this.cat, disks });
+    });
+  }
+
+  points(): ReadonlyArray<RecoveryPointInfo> {
+    return this.cat.points.map(toInfo);
+  }
+
+  /** Point ids that retention must keep now (open views, persisted test views). */
+  pinnedPointIds(): ReadonlySet<string> {
+    return new Set([...this.pins].filter(([, n]) => n > 0).map(([id]) => id));
+  }
+
+  // ---- Staging and commit ----
+
+  beginCycle(cycleId: string, epoch: number): Promise<CycleWriter> {
+    return this.mutate(async () => {
+      if (typeof cycleId !== 'string' || cycleId.length === 0 || cycleId.length > 256) {
+        throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', 'cycleId must be 1 to 256 characters', {
+          cycleId,
+        });
+      }
+      this.checkEpochCurrent(epoch, cycleId);
+      if (this.staging !== null) {
+        await this.staging.close();
+        this.staging = null;
+      }
+      const path = this.layout.redo;
+      if (await this.storage.exists(path)) {
+        const file = await this.storage.open(path, 'readwrite');
+        const scan = await scanRedoLog(file);
+        if (scan.head !== null && scan.head.cycleId === cycleId && scan.head.epoch === epoch) {
+          await file.truncate(scan.validBytes);
+          await file.datasync();
+          this.staging = new CycleStaging(this, file, cycleId, epoch, scan);
+          return this.staging;
+        }
+        await file.close();
+        await this.storage.unlink(path);
+      }
+      const file = await this.storage.open(path, 'create');
+      await file.truncate(0);
+      const head = encodeRedoRecord({ k: 'head', cycleId, epoch });
+      await file.write(head, 0, head.length, 0);
+      await file.datasync();
+      await this.storage.syncDir(this.layout.stagingDir);
+      this.staging = new CycleStaging(this, file, cycleId, epoch, {
+        entries: [],
+        validBytes: head.length,
+        records: 1,
+      });
+      return this.staging;
+    });
+  }
+
+  diskSizeBytes(diskId: string): number | undefined {
+    return this.cat.disks.find((d) => d.diskId === diskId)?.sizeBytes;
+  }
+
+  discardStaged(writer: CycleStaging): Promise<void> {
+    return this.mutate(async () => {
+      await writer.close();
+      if (this.staging !== writer) return;
+      this.staging = null;
+      await this.storage.unlink(this.layout.redo);
+      await this.storage.syncDir(this.layout.stagingDir);
+    });
+  }
+
+  commitStaged(writer: CycleStaging, meta: Parameters<CycleWriter['commit']>[0]): Promise<RecoveryPointInfo> {
+    return this.mutate(async () => {
+      if (this.staging !== writer || !writer.isOpen) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_STATE',
+          `cycle ${writer.cycleId} is no longer the open staging; begin the cycle again`,
+          { cycleId: writer.cycleId },
+        );
+      }
+      // Phase 1: the staging is complete and durable; fencing checked again.
+      await writer.sync();
+      this.checkEpochCurrent(writer.epoch, writer.cycleId);
+      const redo = buildRedoMap(writer.syncedEntries());
+      for (const diskId of redo.keys()) {
+        if (this.diskSizeBytes(diskId) === undefined) {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_NOT_FOUND',
+            `disk ${diskId} is not part of this relationship`,
+            {
+              diskId,
+            },
+          );
+        }
+      }
+      const sequence = this.cat.nextSequence;
+      const diskSizes: Record<string, number> = {};
+      for (const d of this.cat.disks) diskSizes[d.diskId] = d.sizeBytes;
+      const point: StoredPoint = {
+        pointId: `rp-${sequence}`,
+        sequence,
+        epoch: Math.max(writer.epoch, this.cat.epoch),
+        cycleId: writer.cycleId,
+        cutWallMs: meta.cutWallMs,
+        committedWallMs: this.clock.wallMs(),
+        consistency: meta.consistency,
+        diskSizes,
+        undoFile: null,
+      };
+      // Phase 2: undo for the current latest point, durable before the intent that names it.
+      const latest = this.cat.points[this.cat.points.length - 1];
+      let nextFileId = this.cat.nextFileId;
+      let undoFile: string | null = null;
+      if (latest !== undefined) {
+        undoFile = `u-${latest.sequence}-${nextFileId++}.undo`;
+        await this.captureUndo(undoFile, redo);
+      }
+      const intent: IntentBody = {
+        format: 'secondsite-intent-1',
+        cycleId: writer.cycleId,
+        epoch: writer.epoch,
+        redoBytes: writer.syncedBytes,
+        redoRecords: writer.recordsSynced,
+        undoFile,
+        point,
+        nextFileId,
+      };
+      await writeMetadataFile(this.storage, this.layout.intent, intent);
+      // Phases 3-5: from here on a failure leaves the store to be reopened (recovery rolls forward).
+      try {
+        await this.applyAndPublish(intent, writer.file, redo);
+        await writer.close();
+        this.staging = null;
+        await this.cleanStaging();
+      } catch (e) {
+        this.fail(e);
+        throw e;
+      }
+      return toInfo(point);
+    });
+  }
+
+  // ---- Views ----
+
+  // eslint-disable-next-line @typescript-eslint/require-await -- errors must arrive as rejections
+  async openPointDisk(pointId: string, diskId: string): Promise<PointDiskView> {
+    this.checkUsable();
+    const point = this.findPoint(pointId);
+    const sizeBytes = point.diskSizes[diskId];
+    if (sizeBytes === undefined) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `disk ${diskId} is not part of point ${pointId}`,
+        {
+          pointId,
+          diskId,
+        },
+      );
+    }
+    this.pin(pointId);
+    return new PointDiskView(this, pointId, diskId, sizeBytes);
+  }
+
+  /**
+   * Opens (or reopens after a restart) a copy-on-write test view of a point: writable disks whose
+   * writes go to an overlay, never to the point. The point stays pinned until `discard()`.
+   */
+  openTestView(pointId: string, viewId: string): Promise<TestView> {
+    return this.mutate(async () => {
+      checkPlainName('view id', viewId);
+      this.findPoint(pointId);
+      const view = await TestView.open(this.storage, this.layout.viewDir(viewId), viewId, pointId, this);
+      if (!this.viewPointIds.has(viewId)) {
+        this.viewPointIds.set(viewId, pointId);
+        this.pin(pointId);
+      }
+      return view;
+    });
+  }
+
+  /** Persisted test views (viewId -> pointId); each pins its point. */
+  private readonly viewPointIds = new Map<string, string>();
+
+  /** Called by a test view when it is discarded. */
+  async forgetView(viewId: string): Promise<void> {
+    const pointId = this.viewPointIds.get(viewId);
+    await this.storage.removeTree(this.layout.viewDir(viewId));
+    await this.storage.syncDir(this.layout.viewsDir);
+    if (pointId !== undefined) {
+      this.viewPointIds.delete(viewId);
+      this.unpin(pointId);
+    }
+  }
+
+  /** Test views present on disk, with their points. */
+  testViews(): ReadonlyMap<string, string> {
+    return this.viewPointIds;
+  }
+
+  readPoint(pointId: string, diskId: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return this.chainLock.read(async () => {
+      this.checkUsable();
+      const buf = Buffer.alloc(lengthBytes);
+      let unresolved = [{ offsetBytes, lengthBytes }];
+      for (const undo of this.chainFor(pointId)) {
+        const map = undo.disks.get(diskId);
+        if (map === undefined) continue;
+        const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+        for (const range of unresolved) {
+          const pieces = map.covered(range.offsetBytes, range.lengthBytes);
+          for (const p of pieces) {
+            const at = p.offsetBytes - offsetBytes;
+            if (p.value.kind === 'data') await readFully(undo.file, buf, at, p.lengthBytes, p.value.posBytes);
+            else buf.fill(0, at, at + p.lengthBytes);
+          }
+          next.push(...gapsOf(range, pieces));
+        }
+        unresolved = next;
+        if (unresolved.length === 0) break;
+      }
+      const base = this.baseFile(diskId);
+      for (const r of unresolved)
+        await readFully(base, buf, r.offsetBytes - offsetBytes, r.lengthBytes, r.offsetBytes);
+      return buf;
+    });
+  }
+
+  allocationAtPoint(
+    pointId: string,
+    diskId: string,
+    offsetBytes: number,
+    lengthBytes: number,
+  ): Promise<Array<{ offsetBytes: number; lengthBytes: number; data: boolean }>> {
+    return this.chainLock.read(async () => {
+      this.checkUsable();
+      const out: Array<{ offsetBytes: number; lengthBytes: number; data: boolean }> = [];
+      let unresolved = [{ offsetBytes, lengthBytes }];
+      for (const undo of this.chainFor(pointId)) {
+        const map = undo.disks.get(diskId);
+        if (map === undefined) continue;
+        const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+        for (const range of unresolved) {
+          const pieces = map.covered(range.offsetBytes, range.lengthBytes);
+          for (const p of pieces) {
+            out.push({
+              offsetBytes: p.offsetBytes,
+              lengthBytes: p.lengthBytes,
+              data: p.value.kind === 'data',
+            });
+          }
+          next.push(...gapsOf(range, pieces));
+        }
+        unresolved = next;
+      }
+      const base = this.baseFile(diskId);
+      for (const r of unresolved) {
+        for (const e of await base.allocation(r.offsetBytes, r.lengthBytes)) out.push({ ...e });
+      }
+      out.sort((a, b) => a.offsetBytes - b.offsetBytes);
+      const merged: typeof out = [];
+      for (const e of out) {
+        const last = merged[merged.length - 1];
+        if (
+          last !== undefined &&
+          last.data === e.data &&
+          last.offsetBytes + last.lengthBytes === e.offsetBytes
+        ) {
+          last.lengthBytes += e.lengthBytes;
+        } else {
+          merged.push(e);
+        }
+      }
+      return merged;
+    });
+  }
+
+  unpin(pointId: string): void {
+    const n = (this.pins.get(pointId) ?? 0) - 1;
+    if (n > 0) this.pins.set(pointId, n);
+    else this.pins.delete(pointId);
+  }
+
+  // ---- Retention ----
+
+  applyRetention(nowMs: number, retentionHours: number): Promise<string[]> {
+    return this.mutate(async () => {
+      const points = this.cat.points;
+      const decisions = planRetention({
+        points,
+        nowMs,
+        retentionHours,
+        pinnedPointIds: this.pinnedPointIds(),
+      });
+      const keep = decisions.flatMap((d, i) => (d.keep ? [i] : []));
+      if (keep.length === points.length) return [];
+      let nextFileId = this.cat.nextFileId;
+      const newPoints: StoredPoint[] = [];
+      const created: string[] = [];
+      try {
+        for (let a = 0; a < keep.length; a++) {
+          const k = keep[a] as number;
+          const p = points[k] as StoredPoint;
+          const j = keep[a + 1];
+          if (j === undefined || j === k + 1) {
+            newPoints.push(p);
+            continue;
+          }
+          // Merge U_k .. U_{j-1}: for each byte the lowest index that covers it wins.
+          const name = `u-${p.sequence}-${nextFileId++}.undo`;
+          created.push(name);
+          const sources = points.slice(k, j).map((q) => this.undoOf(q));
+          await this.writeMergedUndo(name, sources);
+          newPoints.push({ ...p, undoFile: name });
+        }
+        if (created.length > 0) await this.storage.syncDir(this.layout.undoDir);
+      } catch (e) {
+        for (const name of created) await this.storage.unlink(this.layout.undo(name)).catch(() => undefined);
+        throw e;
+      }
+      const dropped = points.filter((_, i) => !keep.includes(i));
+      try {
+        await this.chainLock.write(async () => {
+          await this.publish({ ...this.cat, points: newPoints, nextFileId });
+          for (const name of created)
+            this.undos.set(name, await loadUndo(this.storage, this.layout.undo(name), name));
+        });
+        await this.dropUnreferencedUndo();
+      } catch (e) {
+        this.fail(e);
+        throw e;
+      }
+      return dropped.map((p) => p.pointId);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.mutex.run(async () => {
+      if (this.state === 'closed') return;
+      this.state = 'closed';
+      await this.closeFiles();
+    });
+  }
+
+  // ---- internals ----
+
+  private async recover(): Promise<void> {
+    for (const d of this.cat.disks) {
+      const path = this.layout.base(d.diskId);
+      if (!(await this.storage.exists(path))) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_IO',
+          `base image ${path} of disk ${d.diskId} is missing; the replica must be resynced`,
+          { diskId: d.diskId, path },
+        );
+      }
+      this.bases.set(d.diskId, await this.storage.open(path, 'readwrite'));
+    }
+    for (const p of this.cat.points) {
+      if (p.undoFile !== null)
+        this.undos.set(p.undoFile, await loadUndo(this.storage, this.layout.undo(p.undoFile), p.undoFile));
+    }
+    const intentBody = (await readMetadataFile(this.storage, this.layout.intent)) as IntentBody | null;
+    if (intentBody !== null) {
+      if (intentBody.format !== 'secondsite-intent-1') {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_METADATA_CORRUPT',
+          `intent ${this.layout.intent} has an unknown format`,
+          {
+            file: this.layout.intent,
+          },
+        );
+      }
+      if (!this.cat.points.some((p) => p.pointId === intentBody.point.pointId))
+        await this.rollForward(intentBody);
+      await this.cleanStaging();
+    }
+    await this.dropUnreferencedUndo();
+    for (const viewId of await this.storage.list(this.layout.viewsDir)) {
+      const pointId = await TestView.pointOf(this.storage, this.layout.viewDir(viewId));
+      if (pointId === null) {
+        await this.storage.removeTree(this.layout.viewDir(viewId));
+        continue;
+      }
+      this.viewPointIds.set(viewId, pointId);
+      this.pin(pointId);
+    }
+  }
+
+  /** Phase 3-4 after a crash: the intent says redo and undo are complete; apply again and publish. */
+  private async rollForward(intent: IntentBody): Promise<void> {
+    const corrupt = (why: string): SecondsiteError =>
+      new SecondsiteError(
+        'SECONDSITE_ERR_METADATA_CORRUPT',
+        `the interrupted commit of cycle ${intent.cycleId} cannot be finished (${why}); resync the replica`,
+        { cycleId: intent.cycleId, reason: why },
+      );
+    if (!(await this.storage.exists(this.layout.redo))) throw corrupt('the staged redo log is missing');
+    const file = await this.storage.open(this.layout.redo, 'read');
+    try {
+      const scan = await scanRedoLog(file, intent.redoBytes);
+      if (
+        scan.head?.cycleId !== intent.cycleId ||
+        scan.head.epoch !== intent.epoch ||
+        scan.validBytes !== intent.redoBytes ||
+        scan.records !== intent.redoRecords
+      ) {
+        throw corrupt('the redo log does not match the intent');
+      }
+      if (intent.undoFile !== null && !this.undos.has(intent.undoFile)) {
+        this.undos.set(
+          intent.undoFile,
+          await loadUndo(this.storage, this.layout.undo(intent.undoFile), intent.undoFile),
+        );
+      }
+      await this.applyAndPublish(intent, file, buildRedoMap(scan.entries));
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Phases 3 and 4: apply the redo to the bases, then publish the catalogue with the new point. */
+  private async applyAndPublish(intent: IntentBody, redoFile: StorageFile, redo: RedoMap): Promise<void> {
+    await this.chainLock.write(async () => {
+      const buf = Buffer.alloc(COPY_CHUNK);
+      for (const [diskId, map] of redo) {
+        const base = this.baseFile(diskId);
+        for (const e of map.entries()) {
+          if (e.value.kind === 'zero') {
+            await base.punchHole(e.offsetBytes, e.lengthBytes);
+            continue;
+          }
+          for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
+            const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
+            await readFully(redoFile, buf, 0, n, e.value.posBytes + done);
+            await base.write(buf, 0, n, e.offsetBytes + done);
+          }
+        }
+        await base.datasync();
+      }
+      const points = this.cat.points.map((p, i) =>
+        i === this.cat.points.length - 1 ? { ...p, undoFile: intent.undoFile } : p,
+      );
+      points.push(intent.point);
+      if (intent.undoFile !== null && !this.undos.has(intent.undoFile)) {
+        this.undos.set(
+          intent.undoFile,
+          await loadUndo(this.storage, this.layout.undo(intent.undoFile), intent.undoFile),
+        );
+      }
+      await this.publish({
+        ...this.cat,
+        epoch: Math.max(this.cat.epoch, intent.point.epoch),
+        nextSequence: intent.point.sequence + 1,
+        nextFileId: Math.max(this.cat.nextFileId, intent.nextFileId),
+        points,
+      });
+    });
+  }
+
+  /** Phase 2: the current content of every range the redo will overwrite, into a new undo file. */
+  private async captureUndo(fileName: string, redo: RedoMap): Promise<void> {
+    const writer = await UndoWriter.create(this.storage, this.layout.undo(fileName));
+    try {
+      for (const [diskId, map] of redo) {
+        const base = this.baseFile(diskId);
+        for (const e of map.entries()) {
+          for (const a of await base.allocation(e.offsetBytes, e.lengthBytes)) {
+            if (!a.data) {
+              writer.addZero(diskId, a.offsetBytes, a.lengthBytes);
+              continue;
+            }
+            for (let done = 0; done < a.lengthBytes; done += COPY_CHUNK) {
+              const n = Math.min(COPY_CHUNK, a.lengthBytes - done);
+              const buf = Buffer.alloc(n);
+              await readFully(base, buf, 0, n, a.offsetBytes + done);
+              await writer.addData(diskId, a.offsetBytes + done, buf);
+            }
+          }
+        }
+      }
+      await writer.seal();
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+    await this.storage.syncDir(this.layout.undoDir);
+  }
+
+  /** Writes the merge of `sources` (oldest point first; the first that covers a byte wins). */
+  private async writeMergedUndo(fileName: string, sources: LoadedUndo[]): Promise<void> {
+    type Ref = { readonly undo: LoadedUndo; readonly ref: SourceRef };
+    const merged = new Map<string, ExtentMap<Ref>>();
+    for (const undo of sources) {
+      for (const [diskId, map] of undo.disks) {
+        let m = merged.get(diskId);
+        if (m === undefined) {
+          m = new ExtentMap<Ref>((v, d) =>
+            v.ref.kind === 'data' ? { undo: v.undo, ref: { kind: 'data', posBytes: v.ref.posBytes + d } } : v,
+          );
+          merged.set(diskId, m);
+        }
+        for (const e of map.entries()) m.fillGaps(e.offsetBytes, e.lengthBytes, { undo, ref: e.value });
+      }
+    }
+    const writer = await UndoWriter.create(this.storage, this.layout.undo(fileName));
+    try {
+      for (const [diskId, map] of merged) {
+        for (const e of map.entries()) {
+          if (e.value.ref.kind === 'zero') {
+            writer.addZero(diskId, e.offsetBytes, e.lengthBytes);
+            continue;
+          }
+          for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
+            const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
+            const buf = Buffer.alloc(n);
+            await readFully(e.value.undo.file, buf, 0, n, e.value.ref.posBytes + done);
+            await writer.addData(diskId, e.offsetBytes + done, buf);
+          }
+        }
+      }
+      await writer.seal();
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  }
+
+  /** Phase 5: the staging is no longer needed. */
+  private async cleanStaging(): Promise<void> {
+    if (await this.storage.exists(this.layout.intent)) await this.storage.unlink(this.layout.intent);
+    if (await this.storage.exists(this.layout.redo)) await this.storage.unlink(this.layout.redo);
+    await this.storage.syncDir(this.layout.stagingDir);
+  }
+
+  /** Closes and deletes undo files the catalogue does not name (orphans of phase 2, merged-away files). */
+  private async dropUnreferencedUndo(): Promise<void> {
+    const referenced = new Set(this.cat.points.flatMap((p) => (p.undoFile === null ? [] : [p.undoFile])));
+    for (const [name, undo] of [...this.undos]) {
+      if (referenced.has(name)) continue;
+      this.undos.delete(name);
+      await undo.file.close();
+    }
+    let removed = false;
+    for (const name of await this.storage.list(this.layout.undoDir)) {
+      if (referenced.has(name)) continue;
+      await this.storage.unlink(this.layout.undo(name));
+      removed = true;
+    }
+    if (removed) await this.storage.syncDir(this.layout.undoDir);
+  }
+
+  private async publish(next: CatalogueBody): Promise<void> {
+    await writeMetadataFile(this.storage, this.layout.catalogue, next);
+    this.cat = next;
+  }
+
+  /** The undo files a read of `pointId` goes through, oldest first. */
+  private chainFor(pointId: string): LoadedUndo[] {
+    const idx = this.cat.points.findIndex((p) => p.pointId === pointId);
+    if (idx < 0) throw notFound(pointId);
+    return this.cat.points.slice(idx, -1).map((p) => this.undoOf(p));
+  }
+
+  private undoOf(p: StoredPoint): LoadedUndo {
+    const undo = p.undoFile === null ? undefined : this.undos.get(p.undoFile);
+    if (undo === undefined) {
+      throw new SecondsiteError('SECONDSITE_ERR_INTERNAL', `undo file of point ${p.pointId} is not loaded`, {
+        pointId: p.pointId,
+      });
+    }
+    return undo;
+  }
+
+  private baseFile(diskId: string): StorageFile {
+    const base = this.bases.get(diskId);
+    if (base === undefined) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `disk ${diskId} is not part of this relationship`,
+        {
+          diskId,
+        },
+      );
+    }
+    return base;
+  }
+
+  private findPoint(pointId: string): StoredPoint {
+    const p = this.cat.points.find((q) => q.pointId === pointId);
+    if (p === undefined) throw notFound(pointId);
+    return p;
+  }
+
+  private pin(pointId: string): void {
+    this.pins.set(pointId, (this.pins.get(pointId) ?? 0) + 1);
+  }
+
+  private checkEpochCurrent(epoch: number, cycleId: string): void {
+    if (!Number.isSafeInteger(epoch) || epoch < this.cat.epoch) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_STALE_EPOCH',
+        `cycle ${cycleId} has epoch ${epoch}, older than the relationship's epoch ${this.cat.epoch}; the sender was fenced by a failover`,
+        { cycleId, epoch, current: this.cat.epoch },
+      );
+    }
+  }
+
+  private mutate<T>(fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(async () => {
+      this.checkUsable();
+      return fn();
+    });
+  }
+
+  private checkUsable(): void {
+    if (this.state === 'open') return;
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_STATE',
+      this.state === 'closed'
+        ? `the recovery-point store of ${this.relationshipId} is closed`
+        : `the recovery-point store of ${this.relationshipId} failed in the middle of a commit or retention; reopen it to recover`,
+      { relationshipId: this.relationshipId, state: this.state },
+      { cause: this.failure },
+    );
+  }
+
+  private fail(e: unknown): void {
+    this.state = 'failed';
+    this.failure = e;
+  }
+
+  private async closeFiles(): Promise<void> {
+    if (this.staging !== null) await this.staging.close();
+    this.staging = null;
+    for (const f of this.bases.values()) await f.close();
+    this.bases.clear();
+    for (const u of this.undos.values()) await u.file.close();
+    this.undos.clear();
+  }
+}
+
+function toInfo(p: StoredPoint): RecoveryPointInfo {
+  return {
+    pointId: p.pointId,
+    sequence: p.sequence,
+    epoch: p.epoch,
+    cycleId: p.cycleId,
+    cutWallMs: p.cutWallMs,
+    committedWallMs: p.committedWallMs,
+    consistency: p.consistency,
+  };
+}
+
+function notFound(pointId: string): SecondsiteError {
+  return new SecondsiteError(
+    'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND',
+    `recovery point ${pointId} does not exist or is no longer retained; list the points and pick another`,
+    { pointId },
+  );
+}

@@ -1,0 +1,132 @@
+/**
+ * The staging redo log of one cycle: an append-only file of self-checksummed records
+ * `magic u32 | metaLen u32 | payloadLen u32 | sha256(meta ‖ payload) | meta JSON | payload`.
+ * The first record is the header (cycleId, epoch); then `data` and `zero` records. A reader trusts the
+ * longest prefix of valid records, so unsynced or torn tails after a power cut are cut off, never used.
+ */
+import { createHash } from 'node:crypto';
+import { SecondsiteError } from '../../domain/errors.js';
+import type { StorageFile } from '../storage/storage.js';
+import { ExtentMap, sliceSourceRef, type SourceRef } from './extent-map.js';
+
+const MAGIC = 0x53535231; // "SSR1"
+const HEADER_BYTES = 44;
+const MAX_META_BYTES = 64 * 1024;
+const MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
+const HASH_CHUNK_BYTES = 1024 * 1024;
+
+export type RedoMeta =
+  | { readonly k: 'head'; readonly cycleId: string; readonly epoch: number }
+  | { readonly k: 'data'; readonly d: string; readonly o: number }
+  | { readonly k: 'zero'; readonly d: string; readonly o: number; readonly l: number };
+
+/** A staged range as found in the log. For `data`, the bytes are at `payloadPosBytes`. */
+export interface RedoEntry {
+  readonly diskId: string;
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  readonly source: SourceRef;
+}
+
+/** Encodes one record; `payload` only for `data`. */
+export function encodeRedoRecord(meta: RedoMeta, payload?: Buffer): Buffer {
+  const metaBytes = Buffer.from(JSON.stringify(meta), 'utf8');
+  const body = payload ?? Buffer.alloc(0);
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.writeUInt32LE(MAGIC, 0);
+  header.writeUInt32LE(metaBytes.length, 4);
+  header.writeUInt32LE(body.length, 8);
+  createHash('sha256').update(metaBytes).update(body).digest().copy(header, 12);
+  return Buffer.concat([header, metaBytes, body]);
+}
+
+/** Position of a record's payload relative to the record's start. */
+export function payloadOffsetInRecord(record: Buffer): number {
+  return HEADER_BYTES + record.readUInt32LE(4);
+}
+
+export interface RedoScan {
+  readonly head: { cycleId: string; epoch: number } | null;
+  readonly entries: RedoEntry[];
+  /** Records accepted, the header included. */
+  readonly records: number;
+  /** Bytes of the valid prefix. */
+  readonly validBytes: number;
+}
+
+/** Reads the valid prefix of a redo log, up to `limitBytes` (default: the whole file). */
+export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promise<RedoScan> {
+  const fileBytes = Math.min(await file.sizeBytes(), limitBytes ?? Number.MAX_SAFE_INTEGER);
+  const entries: RedoEntry[] = [];
+  let head: RedoScan['head'] = null;
+  let pos = 0;
+  let records = 0;
+  const header = Buffer.alloc(HEADER_BYTES);
+  while (pos + HEADER_BYTES <= fileBytes) {
+    if ((await file.read(header, 0, HEADER_BYTES, pos)) !== HEADER_BYTES) break;
+    if (header.readUInt32LE(0) !== MAGIC) break;
+    const metaLen = header.readUInt32LE(4);
+    const payloadLen = header.readUInt32LE(8);
+    if (metaLen > MAX_META_BYTES || payloadLen > MAX_PAYLOAD_BYTES) break;
+    const end = pos + HEADER_BYTES + metaLen + payloadLen;
+    if (end > fileBytes) break;
+    const metaBytes = Buffer.alloc(metaLen);
+    if ((await file.read(metaBytes, 0, metaLen, pos + HEADER_BYTES)) !== metaLen) break;
+    const hash = createHash('sha256').update(metaBytes);
+    const chunk = Buffer.alloc(Math.min(HASH_CHUNK_BYTES, payloadLen));
+    let done = 0;
+    let short = false;
+    while (done < payloadLen) {
+      const n = Math.min(chunk.length, payloadLen - done);
+      if ((await file.read(chunk, 0, n, pos + HEADER_BYTES + metaLen + done)) !== n) {
+        short = true;
+        break;
+      }
+      hash.update(chunk.subarray(0, n));
+      done += n;
+    }
+    if (short || !hash.digest().equals(header.subarray(12, 44))) break;
+    let meta: RedoMeta;
+    try {
+      meta = JSON.parse(metaBytes.toString('utf8')) as RedoMeta;
+    } catch {
+      break;
+    }
+    if (records === 0) {
+      if (meta.k !== 'head') break;
+      head = { cycleId: meta.cycleId, epoch: meta.epoch };
+    } else if (meta.k === 'data') {
+      entries.push({
+        diskId: meta.d,
+        offsetBytes: meta.o,
+        lengthBytes: payloadLen,
+        source: { kind: 'data', posBytes: pos + HEADER_BYTES + metaLen },
+      });
+    } else if (meta.k === 'zero') {
+      entries.push({ diskId: meta.d, offsetBytes: meta.o, lengthBytes: meta.l, source: { kind: 'zero' } });
+    } else {
+      break;
+    }
+    records++;
+    pos = end;
+  }
+  return { head, entries, records, validBytes: pos };
+}
+
+/** Per disk, the final content map of a cycle: later records win where they overlap. */
+export function buildRedoMap(entries: readonly RedoEntry[]): Map<string, ExtentMap<SourceRef>> {
+  const maps = new Map<string, ExtentMap<SourceRef>>();
+  for (const e of entries) {
+    let m = maps.get(e.diskId);
+    if (m === undefined) {
+      m = new ExtentMap<SourceRef>(sliceSourceRef);
+      maps.set(e.diskId, m);
+    }
+    m.set(e.offsetBytes, e.lengthBytes, e.source);
+  }
+  return maps;
+}
+
+export function redoCorrupt(message: string, details: Record<string, unknown>): SecondsiteError {
+  return new SecondsiteError('SECONDSITE_ERR_METADATA_CORRUPT', message, details);
+}

@@ -1,0 +1,284 @@
+/**
+ * The recovery-point store on real files (NodeStorage): many random cycles against an in-memory model,
+ * retention (oldest drops and middle-point merges), resume of staging, epoch fencing, metadata checksums.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { isSecondsiteError } from '../../src/domain/errors.js';
+import { Rng, seedFrom } from '../../src/domain/random.js';
+import { HOUR_MS } from '../../src/domain/retention/retention.policy.js';
+import { PointStore } from '../../src/host/recovery-points/point-store.js';
+import { NodeStorage } from '../../src/host/storage/node-storage.js';
+import { DiskModel, fixedClock, randomCycle, stage, verifyPoints } from './store-harness.js';
+
+const SEED = seedFrom(process.env['SECONDSITE_SEED'], 20261122);
+const T0 = Date.UTC(2026, 10, 1);
+let root: string;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'secondsite-points-'));
+});
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function openStore(dir: string, relationshipId = 'rel-1'): Promise<PointStore> {
+  return PointStore.open({ storage: new NodeStorage(), storageDir: dir, relationshipId, clock: fixedClock });
+}
+
+test('every retained point reads exactly the model through many cycles, retention merges and reopens', async () => {
+  for (let round = 0; round < 3; round++) {
+    const seed = SEED + round;
+    const rng = new Rng(seed);
+    const dir = await mkdtemp(join(root, 'model-'));
+    let store = await openStore(dir);
+    const model = new DiskModel();
+    for (const [id, size] of [
+      ['disk-a', 192 * 1024],
+      ['disk-b', 64 * 1024 + 512],
+    ] as const) {
+      await store.ensureDisk(id, size);
+      model.resize(id, size);
+    }
+    let cutMs = T0;
+    let dropsInMiddle = 0;
+    for (let cycle = 1; cycle <= 40; cycle++) {
+      const label = `seed=${seed} cycle=${cycle}`;
+      if (cycle === 15) {
+        await store.ensureDisk('disk-b', 96 * 1024);
+        model.resize('disk-b', 96 * 1024);
+      }
+      const ops = randomCycle(rng, model);
+      const writer = await store.beginCycle(`c-${cycle}`, 1);
+      await stage(writer, ops, rng);
+      cutMs += (5 + rng.int(40)) * 60_000;
+      const info = await writer.commit({
+        cutWallMs: cutMs,
+        consistency: rng.chance(0.2) ? 'app-consistent' : 'crash-consistent',
+      });
+      model.snapshot(info.pointId);
+      assert.equal(store.points().at(-1)?.pointId, info.pointId, label);
+      if (cycle % 3 === 0) {
+        const before = store.points().map((p) => p.pointId);
+        const dropped = await store.applyRetention(cutMs, 2 + rng.int(3));
+        const after = store.points().map((p) => p.pointId);
+        assert.deepEqual(
+          after,
+          before.filter((id) => !dropped.includes(id)),
+          label,
+        );
+        if (dropped.some((id) => before.indexOf(id) > before.indexOf(after[0] ?? ''))) dropsInMiddle++;
+      }
+      await verifyPoints(store, model, label, rng);
+      if (rng.chance(0.15)) {
+        await store.close();
+        store = await openStore(dir);
+        await verifyPoints(store, model, `${label} after reopen`, rng);
+      }
+    }
+    assert.ok(
+      dropsInMiddle > 0,
+      `seed=${seed}: the run never merged a middle point; the test lost its teeth`,
+    );
+    assert.ok(store.points().length >= 2, `seed=${seed}`);
+    // Undo files: exactly one per retained point but the latest; no staging left behind.
+    const undo = await readdir(join(dir, 'rel-1', 'undo'));
+    assert.equal(undo.length, store.points().length - 1, `seed=${seed}`);
+    assert.deepEqual(await readdir(join(dir, 'rel-1', 'staging')), [], `seed=${seed}`);
+    await store.close();
+  }
+});
+
+test('retention keeps the latest and one point per hour; a pinned point survives until its view closes', async () => {
+  const dir = await mkdtemp(join(root, 'retention-'));
+  const store = await openStore(dir);
+  await store.ensureDisk('d', 16 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 16 * 1024);
+  const rng = new Rng(SEED);
+  // 12 points, every 20 minutes: 4 hours, 3 per hour.
+  for (let i = 0; i < 12; i++) {
+    const ops = randomCycle(rng, model, 4);
+    const w = await store.beginCycle(`c${i}`, 0);
+    await stage(w, ops, rng);
+    const info = await w.commit({ cutWallMs: T0 + i * 20 * 60_000 + 1, consistency: 'crash-consistent' });
+    model.snapshot(info.pointId);
+  }
+  const pinned = await store.openPointDisk('rp-2', 'd');
+  const nowMs = T0 + 4 * HOUR_MS;
+  const dropped = await store.applyRetention(nowMs, 3);
+  // Window (T0+1h, T0+4h]: hours 1..3 keep rp-6, rp-9, rp-12; rp-2 is pinned.
+  assert.deepEqual(
+    store.points().map((p) => p.pointId),
+    ['rp-2', 'rp-6', 'rp-9', 'rp-12'],
+  );
+  assert.equal(dropped.length, 8);
+  await verifyPoints(store, model, `seed=${SEED} pinned`);
+  assert.ok((await pinned.read(0, 16 * 1024)).equals(model.snapshots.get('rp-2')?.get('d') as Buffer));
+  await pinned.close();
+  assert.deepEqual(await store.applyRetention(nowMs, 3), ['rp-2']);
+  await verifyPoints(store, model, `seed=${SEED} unpinned`);
+  await assert.rejects(store.openPointDisk('rp-2', 'd'), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND'),
+  );
+  await store.close();
+});
+
+test('resume: reopening the same cycle keeps what was synced; another cycle id discards it', async () => {
+  const seed = SEED + 100;
+  const rng = new Rng(seed);
+  const dir = await mkdtemp(join(root, 'resume-'));
+  let store = await openStore(dir);
+  await store.ensureDisk('d', 128 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 128 * 1024);
+  const first = await store.beginCycle('c1', 2);
+  const chunkA = rng.fill(Buffer.alloc(8192)) as Buffer;
+  const chunkB = rng.fill(Buffer.alloc(4096)) as Buffer;
+  await first.writeChunk('d', 0, chunkA);
+  await first.zeroRange('d', 65536, 4096);
+  const progress = await first.sync();
+  assert.deepEqual(progress.staged['d'], [
+    { offsetBytes: 0, lengthBytes: 8192 },
+    { offsetBytes: 65536, lengthBytes: 4096 },
+  ]);
+  await first.writeChunk('d', 16384, chunkB);
+  assert.equal(first.progress().staged['d']?.length, 2, 'unsynced chunks are not reported as staged');
+  // The agent restarts (no power cut: the unsynced write is in the page cache and is kept).
+  await store.close();
+  store = await openStore(dir);
+  const resumed = await store.beginCycle('c1', 2);
+  assert.deepEqual(resumed.progress().staged['d'], [
+    { offsetBytes: 0, lengthBytes: 8192 },
+    { offsetBytes: 16384, lengthBytes: 4096 },
+    { offsetBytes: 65536, lengthBytes: 4096 },
+  ]);
+  // Beginning the same cycle again invalidates the previous writer object.
+  const again = await store.beginCycle('c1', 2);
+  await assert.rejects(resumed.sync(), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'));
+  await again.writeChunk('d', 0, chunkA); // a resend is harmless
+  const p1 = await again.commit({ cutWallMs: T0, consistency: 'crash-consistent' });
+  model.apply({ kind: 'data', diskId: 'd', offsetBytes: 0, data: chunkA });
+  model.apply({ kind: 'data', diskId: 'd', offsetBytes: 16384, data: chunkB });
+  model.snapshot(p1.pointId);
+  await verifyPoints(store, model, `seed=${seed}`);
+
+  // A different cycle id throws the staged one away.
+  const c2 = await store.beginCycle('c2', 2);
+  await c2.writeChunk('d', 4096, rng.fill(Buffer.alloc(4096)) as Buffer);
+  await c2.sync();
+  const c3 = await store.beginCycle('c3', 2);
+  assert.deepEqual(c3.progress().staged, {});
+  const chunkC = rng.fill(Buffer.alloc(512)) as Buffer;
+  await c3.writeChunk('d', 100_000, chunkC);
+  const p2 = await c3.commit({ cutWallMs: T0 + 1, consistency: 'crash-consistent' });
+  model.apply({ kind: 'data', diskId: 'd', offsetBytes: 100_000, data: chunkC });
+  model.snapshot(p2.pointId);
+  await verifyPoints(store, model, `seed=${seed}`);
+  // discard() leaves nothing staged.
+  const c4 = await store.beginCycle('c4', 2);
+  await c4.writeChunk('d', 0, chunkB);
+  await c4.discard();
+  assert.deepEqual(await readdir(join(dir, 'rel-1', 'staging')), []);
+  await assert.rejects(c4.commit({ cutWallMs: 0, consistency: 'crash-consistent' }), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'),
+  );
+  await store.close();
+});
+
+test('epoch: never decreases, persists, fences older cycles even at commit', async () => {
+  const dir = await mkdtemp(join(root, 'epoch-'));
+  let store = await openStore(dir);
+  await store.ensureDisk('d', 8192);
+  assert.equal(store.epoch(), 0);
+  await store.setEpoch(5);
+  await assert.rejects(store.setEpoch(3), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH'));
+  await store.setEpoch(5);
+  await store.close();
+  store = await openStore(dir);
+  assert.equal(store.epoch(), 5);
+  await assert.rejects(store.beginCycle('old', 4), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH'));
+  const w = await store.beginCycle('c', 5);
+  await w.writeChunk('d', 0, Buffer.alloc(4096, 1));
+  await store.setEpoch(6); // failover while the cycle was in flight
+  await assert.rejects(w.commit({ cutWallMs: T0, consistency: 'crash-consistent' }), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH'),
+  );
+  assert.equal(store.points().length, 0);
+  // A newer sender epoch is adopted by the commit.
+  const w7 = await store.beginCycle('c7', 7);
+  const p = await w7.commit({ cutWallMs: T0, consistency: 'app-consistent' });
+  assert.equal(p.epoch, 7);
+  assert.equal(p.consistency, 'app-consistent');
+  assert.equal(store.epoch(), 7);
+  await store.close();
+  store = await openStore(dir);
+  assert.equal(store.epoch(), 7);
+  assert.deepEqual(store.points(), [p]);
+  await store.close();
+});
+
+test('a torn or altered catalogue or undo index is detected, never trusted', async () => {
+  const dir = await mkdtemp(join(root, 'corrupt-'));
+  let store = await openStore(dir);
+  await store.ensureDisk('d', 8192);
+  for (let i = 0; i < 2; i++) {
+    const w = await store.beginCycle(`c${i}`, 0);
+    await w.writeChunk('d', 0, Buffer.alloc(4096, i + 1));
+    await w.commit({ cutWallMs: T0 + i, consistency: 'crash-consistent' });
+  }
+  await store.close();
+  const cat = join(dir, 'rel-1', 'catalogue.meta');
+  const good = await readFile(cat);
+  const bad = Buffer.from(good);
+  const at = bad.indexOf('"epoch":0');
+  bad.write('"epoch":9', at);
+  await writeFile(cat, bad);
+  await assert.rejects(openStore(dir), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_METADATA_CORRUPT'));
+  await writeFile(cat, good.subarray(0, good.length - 10));
+  await assert.rejects(openStore(dir), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_METADATA_CORRUPT'));
+  await writeFile(cat, good);
+  const [undoName] = await readdir(join(dir, 'rel-1', 'undo'));
+  const undoPath = join(dir, 'rel-1', 'undo', undoName as string);
+  const undo = await readFile(undoPath);
+  const flipped = Buffer.from(undo);
+  const idx = flipped.indexOf('secondsite-undo-1');
+  flipped[idx] = (flipped[idx] as number) ^ 0x01;
+  await writeFile(undoPath, flipped);
+  await assert.rejects(openStore(dir), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_METADATA_CORRUPT'));
+  await writeFile(undoPath, undo);
+  store = await openStore(dir);
+  assert.equal(store.points().length, 2);
+  await store.close();
+});
+
+test('names that could leave the storage directory are refused', async () => {
+  const dir = await mkdtemp(join(root, 'names-'));
+  await assert.rejects(
+    PointStore.open({
+      storage: new NodeStorage(),
+      storageDir: dir,
+      relationshipId: '../x',
+      clock: fixedClock,
+    }),
+    (e) => isSecondsiteError(e, 'SECONDSITE_ERR_UNSAFE_PATH'),
+  );
+  const store = await openStore(dir);
+  await assert.rejects(store.ensureDisk('a/b', 4096), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_UNSAFE_PATH'),
+  );
+  await store.ensureDisk('d', 8192);
+  await assert.rejects(store.ensureDisk('d', 4096), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_ARGUMENT'),
+  );
+  const w = await store.beginCycle('c', 0);
+  await assert.rejects(w.writeChunk('d', 8000, Buffer.alloc(1000)), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_ARGUMENT'),
+  );
+  await assert.rejects(w.writeChunk('nope', 0, Buffer.alloc(1)), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND'),
+  );
+  await store.close();
+});
