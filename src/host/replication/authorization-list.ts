@@ -1,0 +1,85 @@
+/**
+ * The replica host's authorization list (Hyper-V Replica's authorization entries): which primary hosts
+ * may replicate into which storage location, under which trust group. Enforced locally on every
+ * connection, even if the control plane is compromised: once right after the TLS handshake (the peer's
+ * certificate identity must match some entry) and again on HELLO (the pair host + storage location must
+ * match one entry). A storage location is a name the replica's own config maps to a directory; a path
+ * never comes from the wire.
+ *
+ * Host patterns: an exact host id, or '*' as the whole first label ('*.site-b.example' matches
+ * 'h1.site-b.example', not 'site-b.example' nor 'a.h1.site-b.example').
+ */
+import { SecondsiteError } from '../../domain/errors.js';
+
+export interface AuthorizationEntry {
+  readonly primaryHostId: string;
+  readonly storageLocation: string;
+  readonly trustGroup: string;
+}
+
+const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const HOST_PATTERN_RE = new RegExp(`^(?:\\*|${LABEL})(?:\\.${LABEL})*$`);
+/** Storage location and trust group names: plain names, never paths. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+function hostMatches(pattern: string, hostId: string): boolean {
+  if (!pattern.startsWith('*')) return pattern === hostId;
+  const suffix = pattern.slice(1); // '.site-b.example' or ''
+  if (!hostId.endsWith(suffix)) return false;
+  const first = hostId.slice(0, hostId.length - suffix.length);
+  return first.length > 0 && !first.includes('.');
+}
+
+export class AuthorizationList {
+  private readonly entries: readonly AuthorizationEntry[];
+
+  /** Validates every entry; throws SECONDSITE_ERR_INVALID_ARGUMENT naming the bad one. */
+  constructor(entries: readonly AuthorizationEntry[]) {
+    for (const e of entries) {
+      if (!HOST_PATTERN_RE.test(e.primaryHostId)) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_ARGUMENT',
+          `authorization entry host '${e.primaryHostId}' is not a host id or a pattern with '*' as its whole first label`,
+          { primaryHostId: e.primaryHostId },
+        );
+      }
+      for (const [field, v] of [
+        ['storageLocation', e.storageLocation],
+        ['trustGroup', e.trustGroup],
+      ] as const) {
+        if (!NAME_RE.test(v)) {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_INVALID_ARGUMENT',
+            `authorization entry ${field} '${v}' must be a plain name (letters, digits, '-', '_'), not a path`,
+            { field, value: v },
+          );
+        }
+      }
+    }
+    this.entries = entries.map((e) => Object.freeze({ ...e }));
+  }
+
+  /** True if some entry names this host (checked right after the handshake). */
+  allowsHost(hostId: string): boolean {
+    return this.entries.some((e) => hostMatches(e.primaryHostId, hostId));
+  }
+
+  /** The entry allowing `hostId` into `storageLocation`; exact host entries win over patterns. */
+  authorize(hostId: string, storageLocation: string): AuthorizationEntry {
+    const matching = this.entries.filter(
+      (e) => e.storageLocation === storageLocation && hostMatches(e.primaryHostId, hostId),
+    );
+    const found = matching.find((e) => e.primaryHostId === hostId) ?? matching[0];
+    if (!found) throw notAuthorized(hostId, storageLocation);
+    return found;
+  }
+}
+
+export function notAuthorized(hostId: string, storageLocation: string | null): SecondsiteError {
+  const where = storageLocation === null ? 'any storage location' : `storage location '${storageLocation}'`;
+  return new SecondsiteError(
+    'SECONDSITE_ERR_PEER_NOT_AUTHORIZED',
+    `primary host '${hostId}' is not authorized to replicate into ${where} on this replica host: add an authorization entry for it on the replica`,
+    { primaryHostId: hostId, storageLocation },
+  );
+}

@@ -1,0 +1,319 @@
+/**
+ * One replication connection on the replica host, after TLS authenticated the peer and the
+ * authorization list allowed its host id (replication-receiver.ts). Runs the receiver side of the
+ * protocol in docs/design/replication.md: HELLO (authorize host + storage location, open the store,
+ * fence by epoch) -> WELCOME, then cycles: CYCLE_BEGIN + PLAN -> CYCLE_READY (durable staged progress:
+ * the resume token), DATA / ZERO staged through the CycleWriter (checksum verified after
+ * decompression, before staging), SYNC -> ACK, CYCLE_END -> coverage and digest checks -> commit ->
+ * POINT_COMMITTED. Any violation throws; the caller sends an ERROR frame and closes. Nothing is
+ * committed unless every check passed.
+ */
+import { SecondsiteError } from '../../domain/errors.js';
+import { coalesce, covers, totalBytes } from '../../domain/replication/extent-set.js';
+import type { ByteRange } from '../../domain/replication/extent-set.js';
+import { FLAG_SYNC, relationshipKeyOf } from '../../protocol/replication/frame-codec.js';
+import { PlanDigest, chunkChecksum, cycleDigestOf } from '../../protocol/replication/cycle-digest.js';
+import { checkEpoch } from '../../protocol/replication/frame-rules.js';
+import { MAX_EXTENTS_PER_FRAME } from '../../protocol/replication/messages.js';
+import type { DiskExtent, MessageOf } from '../../protocol/replication/messages.js';
+import type {
+  CycleWriter,
+  PointDiskReader,
+  RecoveryPointInfo,
+  ReplicaStore,
+} from '../recovery-points/replica-store.js';
+import { decompressChunk } from './chunk-compression.js';
+import type { FrameConnection } from './frame-connection.js';
+
+export interface ReceiverSessionDeps {
+  readonly replicaHostId: string;
+  /** Authorizes the pair and opens (or returns the open) store; throws PEER_NOT_AUTHORIZED etc. */
+  openStore(hello: MessageOf<'hello'>, peerHostId: string): Promise<ReplicaStore>;
+  readonly frameTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  /** Counters shared by all sessions of the receiver. */
+  readonly counters: ReceiverCounters;
+  /** True once this session was replaced or the receiver stops. */
+  aborted(): boolean;
+}
+
+export interface ReceiverCounters {
+  sessionsAccepted: number;
+  sessionsRefused: number;
+  dataFramesStaged: number;
+  dataBytesStaged: number;
+  zeroBytesStaged: number;
+  pointsCommitted: number;
+}
+
+function protocolError(message: string): SecondsiteError {
+  return new SecondsiteError('SECONDSITE_ERR_PROTOCOL', message);
+}
+
+function badFrame(message: string, details: Record<string, unknown> = {}): SecondsiteError {
+  return new SecondsiteError('SECONDSITE_ERR_BAD_FRAME', message, details);
+}
+
+export class ReceiverSession {
+  private store: ReplicaStore | null = null;
+  private disks: ReadonlyArray<{ diskId: string; sizeBytes: number }> = [];
+  relationshipId: string | null = null;
+
+  constructor(
+    private readonly conn: FrameConnection,
+    private readonly peerHostId: string,
+    private readonly deps: ReceiverSessionDeps,
+  ) {}
+
+  /** Runs until the peer leaves or an error is thrown. */
+  async run(): Promise<void> {
+    const { frame, message: hello } = await this.conn.expect('hello', this.deps.handshakeTimeoutMs);
+    if (hello.primaryHostId !== this.peerHostId) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_UNAUTHORIZED',
+        `HELLO names primary host '${hello.primaryHostId}' but the TLS certificate is '${this.peerHostId}'`,
+        { primaryHostId: hello.primaryHostId, certificateHostId: this.peerHostId },
+      );
+    }
+    const key = relationshipKeyOf(hello.relationshipId);
+    if (!key.equals(frame.header.relationshipKey))
+      throw badFrame('HELLO header relationship key does not match its id');
+    this.relationshipId = hello.relationshipId;
+    const store = await this.deps.openStore(hello, this.peerHostId);
+    this.store = store;
+    checkEpoch(frame.header.epoch, store.epoch(), 'sender');
+    for (const d of hello.disks) await store.ensureDisk(d.diskId, d.sizeBytes);
+    this.disks = hello.disks;
+    this.conn.peer.relationshipKey = key;
+    this.conn.peer.epoch = store.epoch();
+    this.conn.peer.disks = hello.disks;
+    this.conn.own = { relationshipKey: key, epoch: store.epoch() };
+    const last = store.points().at(-1);
+    await this.conn.send({
+      kind: 'welcome',
+      replicaHostId: this.deps.replicaHostId,
+      epoch: store.epoch(),
+      lastPoint: last
+        ? { pointId: last.pointId, sequence: last.sequence, cycleId: last.cycleId, cutWallMs: last.cutWallMs }
+        : null,
+    });
+    this.deps.counters.sessionsAccepted++;
+    for (;;) {
+      let next;
+      try {
+        next = await this.conn.next(this.deps.frameTimeoutMs);
+      } catch (e) {
+        // a clean goodbye between cycles is not an error
+        if (e instanceof SecondsiteError && e.code === 'SECONDSITE_ERR_CONNECTION_LOST') return;
+        throw e;
+      }
+      if (this.deps.aborted()) return;
+      this.fence(next.header.epoch);
+      if (next.message.kind !== 'cycle-begin')
+        throw protocolError(`expected cycle-begin, got ${next.message.kind}`);
+      await this.cycle(next.message);
+    }
+  }
+
+  /** The store's epoch may rise during a session (failover): check every frame against it. */
+  private fence(frameEpoch: number): void {
+    const store = this.store as ReplicaStore;
+    checkEpoch(frameEpoch, store.epoch(), 'sender');
+  }
+
+  private diskIndexOf(diskId: string): number {
+    return this.disks.findIndex((d) => d.diskId === diskId);
+  }
+
+  private async cycle(begin: MessageOf<'cycle-begin'>): Promise<void> {
+    const store = this.store as ReplicaStore;
+    const t = this.deps.frameTimeoutMs;
+    // 1. the plan, checked against its digest
+    const digest = new PlanDigest();
+    const planByDisk: ByteRange[][] = this.disks.map(() => []);
+    while (digest.count < begin.planExtentCount) {
+      const { frame, message } = await this.conn.expect('plan', t);
+      this.fence(frame.header.epoch);
+      if (digest.count + message.extents.length > begin.planExtentCount) {
+        throw badFrame(`plan has more extents than the ${begin.planExtentCount} announced`);
+      }
+      for (const e of message.extents) {
+        digest.add(e);
+        (planByDisk[e.diskIndex] as ByteRange[]).push(e);
+      }
+    }
+    if (!digest.digest().equals(begin.planDigest))
+      throw badFrame('plan digest mismatch: plan frames were altered');
+    const plan = planByDisk.map((r) => coalesce(r));
+
+    // 2. idempotence: a cycle that is already a point is acknowledged again, never applied twice
+    const existing = store.points().find((p) => p.cycleId === begin.cycleId);
+    if (existing) {
+      await this.sendCommitted(existing);
+      return;
+    }
+
+    // 3. open (or reopen) staging, report durable progress
+    const writer = await store.beginCycle(begin.cycleId, store.epoch());
+    const progress = await writer.sync();
+    const staged: DiskExtent[] = [];
+    for (const [diskId, ranges] of Object.entries(progress.staged)) {
+      const diskIndex = this.diskIndexOf(diskId);
+      if (diskIndex < 0) continue;
+      for (const r of ranges)
+        staged.push({ diskIndex, offsetBytes: r.offsetBytes, lengthBytes: r.lengthBytes });
+    }
+    for (let i = 0; i === 0 || i < staged.length; i += MAX_EXTENTS_PER_FRAME) {
+      const part = staged.slice(i, i + MAX_EXTENTS_PER_FRAME);
+      await this.conn.send({
+        kind: 'cycle-ready',
+        cycleId: begin.cycleId,
+        staged: part,
+        last: i + MAX_EXTENTS_PER_FRAME >= staged.length,
+      });
+    }
+
+    // 4. chunks until CYCLE_END
+    const verified: ByteRange[][] = this.disks.map(() => []);
+    const readers = new Map<string, PointDiskReader | null>();
+    try {
+      for (;;) {
+        const { header, message: m } = await this.conn.next(t);
+        if (this.deps.aborted()) return;
+        this.fence(header.epoch);
+        switch (m.kind) {
+          case 'data': {
+            this.checkInPlan(plan, m);
+            const data = m.compression === 'lz4' ? decompressChunk(m.body, m.lengthBytes) : m.body;
+            if (!chunkChecksum(data).equals(m.dataChecksum)) {
+              throw badFrame(
+                `data chunk at ${m.offsetBytes}+${m.lengthBytes}: checksum mismatch after decompression`,
+              );
+            }
+            await writer.writeChunk(this.diskIdAt(m.diskIndex), m.offsetBytes, data);
+            this.deps.counters.dataFramesStaged++;
+            this.deps.counters.dataBytesStaged += m.lengthBytes;
+            if (header.flags & FLAG_SYNC) await this.ack(writer, header.seq);
+            break;
+          }
+          case 'zero':
+            this.checkInPlan(plan, m);
+            await writer.zeroRange(this.diskIdAt(m.diskIndex), m.offsetBytes, m.lengthBytes);
+            this.deps.counters.zeroBytesStaged += m.lengthBytes;
+            if (header.flags & FLAG_SYNC) await this.ack(writer, header.seq);
+            break;
+          case 'digests':
+            if (begin.mode !== 'resync') throw protocolError('digests are only exchanged in resync cycles');
+            await this.compareDigests(m, plan, verified, readers);
+            break;
+          case 'cycle-end':
+            await this.endCycle(begin, m, writer, plan, verified);
+            return;
+          default:
+            throw protocolError(`unexpected ${m.kind} frame during a cycle`);
+        }
+      }
+    } finally {
+      for (const r of readers.values()) if (r) await r.close();
+    }
+  }
+
+  private diskIdAt(diskIndex: number): string {
+    return (this.disks[diskIndex] as { diskId: string }).diskId;
+  }
+
+  private checkInPlan(plan: ByteRange[][], e: DiskExtent): void {
+    if (!covers(plan[e.diskIndex] ?? [], e.offsetBytes, e.lengthBytes)) {
+      throw badFrame(
+        `chunk ${e.offsetBytes}+${e.lengthBytes} of disk '${this.diskIdAt(e.diskIndex)}' is outside the cycle's plan`,
+      );
+    }
+  }
+
+  private async ack(writer: CycleWriter, seq: number): Promise<void> {
+    const progress = await writer.sync();
+    let stagedBytes = 0;
+    for (const ranges of Object.values(progress.staged)) stagedBytes += totalBytes(ranges);
+    await this.conn.send({ kind: 'ack', ackedSeq: seq, stagedBytes });
+  }
+
+  private async compareDigests(
+    m: MessageOf<'digests'>,
+    plan: ByteRange[][],
+    verified: ByteRange[][],
+    readers: Map<string, PointDiskReader | null>,
+  ): Promise<void> {
+    const store = this.store as ReplicaStore;
+    const last = store.points().at(-1);
+    const differs: boolean[] = [];
+    for (const c of m.chunks) {
+      this.checkInPlan(plan, c);
+      const diskId = this.diskIdAt(c.diskIndex);
+      let reader = readers.get(diskId);
+      if (reader === undefined) {
+        reader = last ? await store.openPointDisk(last.pointId, diskId).catch(() => null) : null;
+        readers.set(diskId, reader);
+      }
+      let same = false;
+      if (reader && c.offsetBytes + c.lengthBytes <= reader.sizeBytes) {
+        same = chunkChecksum(await reader.read(c.offsetBytes, c.lengthBytes)).equals(c.digest);
+      }
+      if (same)
+        (verified[c.diskIndex] as ByteRange[]).push({
+          offsetBytes: c.offsetBytes,
+          lengthBytes: c.lengthBytes,
+        });
+      differs.push(!same);
+    }
+    await this.conn.send({ kind: 'diff', count: differs.length, differs });
+  }
+
+  private async endCycle(
+    begin: MessageOf<'cycle-begin'>,
+    end: MessageOf<'cycle-end'>,
+    writer: CycleWriter,
+    plan: ByteRange[][],
+    verified: ByteRange[][],
+  ): Promise<void> {
+    if (
+      end.cycleId !== begin.cycleId ||
+      end.cutWallMs !== begin.cutWallMs ||
+      end.consistency !== begin.consistency
+    ) {
+      throw badFrame('cycle-end does not match cycle-begin (id, cut time or consistency)');
+    }
+    const expected = cycleDigestOf({
+      cycleId: begin.cycleId,
+      cutWallMs: begin.cutWallMs,
+      consistency: begin.consistency,
+      planDigest: begin.planDigest,
+    });
+    if (!expected.equals(end.cycleDigest)) throw badFrame('cycle digest mismatch');
+    const progress = await writer.sync();
+    for (let i = 0; i < this.disks.length; i++) {
+      const diskId = this.diskIdAt(i);
+      const have = coalesce([...(progress.staged[diskId] ?? []), ...(verified[i] ?? [])]);
+      for (const e of plan[i] ?? []) {
+        if (!covers(have, e.offsetBytes, e.lengthBytes)) {
+          throw protocolError(
+            `cycle ${begin.cycleId} ended but disk '${diskId}' range ${e.offsetBytes}+${e.lengthBytes} was not fully received; nothing committed`,
+          );
+        }
+      }
+    }
+    const point = await writer.commit({ cutWallMs: begin.cutWallMs, consistency: begin.consistency });
+    this.deps.counters.pointsCommitted++;
+    await this.sendCommitted(point);
+  }
+
+  private async sendCommitted(p: RecoveryPointInfo): Promise<void> {
+    await this.conn.send({
+      kind: 'point-committed',
+      pointId: p.pointId,
+      sequence: p.sequence,
+      cycleId: p.cycleId,
+      cutWallMs: p.cutWallMs,
+      committedWallMs: p.committedWallMs,
+    });
+  }
+}
