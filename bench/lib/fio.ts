@@ -1,0 +1,137 @@
+/**
+ * The five fio jobs of peers-and-limits.md section 2.6, run through fio's nbd ioengine (libnbd, one
+ * connection) exactly as the reference harness ran them:
+ *   fio --name=NAME --ioengine=nbd --uri=URI --size=2G --time_based --runtime=R --ramp_time=2
+ *       --rw=RW --bs=BS --iodepth=QD --output-format=json
+ */
+import { runCommand } from './processes.js';
+
+export interface FioJob {
+  /** Short id used in JSON results, e.g. "randwrite-4k-qd1". */
+  readonly id: string;
+  /** Row label, e.g. "4k randwrite QD1". */
+  readonly label: string;
+  readonly rw: 'randwrite' | 'write' | 'randread' | 'read';
+  readonly bs: string;
+  readonly iodepth: number;
+  /** What the row reports: IOPS for 4k jobs, MiB/s for sequential ones. */
+  readonly metric: 'iops' | 'mibps';
+  readonly sequential: boolean;
+}
+
+export const NBD_JOBS: readonly FioJob[] = [
+  {
+    id: 'randwrite-4k-qd1',
+    label: '4k randwrite QD1',
+    rw: 'randwrite',
+    bs: '4k',
+    iodepth: 1,
+    metric: 'iops',
+    sequential: false,
+  },
+  {
+    id: 'randwrite-4k-qd32',
+    label: '4k randwrite QD32',
+    rw: 'randwrite',
+    bs: '4k',
+    iodepth: 32,
+    metric: 'iops',
+    sequential: false,
+  },
+  {
+    id: 'write-64k-qd8',
+    label: '64k seq write QD8',
+    rw: 'write',
+    bs: '64k',
+    iodepth: 8,
+    metric: 'mibps',
+    sequential: true,
+  },
+  {
+    id: 'write-1m-qd8',
+    label: '1M seq write QD8',
+    rw: 'write',
+    bs: '1M',
+    iodepth: 8,
+    metric: 'mibps',
+    sequential: true,
+  },
+  {
+    id: 'randread-4k-qd32',
+    label: '4k randread QD32',
+    rw: 'randread',
+    bs: '4k',
+    iodepth: 32,
+    metric: 'iops',
+    sequential: false,
+  },
+];
+
+export interface FioOutcome {
+  readonly iops: number;
+  readonly mibps: number;
+  readonly clatMeanUs: number;
+  readonly clatP99Us: number;
+  readonly errors: number;
+}
+
+export function fioArgs(
+  job: FioJob,
+  uri: string,
+  sizeBytes: number,
+  runtimeSeconds: number,
+  rampSeconds: number,
+): string[] {
+  return [
+    `--name=${job.id}`,
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    `--size=${sizeBytes}`,
+    '--time_based',
+    `--runtime=${runtimeSeconds}`,
+    `--ramp_time=${rampSeconds}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.bs}`,
+    `--iodepth=${job.iodepth}`,
+    '--output-format=json',
+  ];
+}
+
+interface FioDirection {
+  iops: number;
+  bw_bytes: number;
+  clat_ns: { mean: number; percentile?: Record<string, number> };
+}
+
+interface FioJson {
+  jobs: { error: number; read: FioDirection; write: FioDirection }[];
+}
+
+export async function runFio(
+  job: FioJob,
+  uri: string,
+  sizeBytes: number,
+  runtimeSeconds: number,
+  rampSeconds: number,
+): Promise<FioOutcome> {
+  const args = fioArgs(job, uri, sizeBytes, runtimeSeconds, rampSeconds);
+  const r = await runCommand(`fio ${job.id}`, 'fio', args, {
+    timeoutMs: (runtimeSeconds + rampSeconds + 60) * 1000,
+  });
+  // fio's nbd engine prints "fio: connected to NBD server" on stdout before the JSON document.
+  const start = r.stdout.indexOf('{');
+  if (r.code !== 0 || start < 0) {
+    throw new Error(`fio ${job.id} against ${uri} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  const parsed = JSON.parse(r.stdout.slice(start)) as FioJson;
+  const j = parsed.jobs[0];
+  if (!j) throw new Error(`fio ${job.id}: no job in the JSON output`);
+  const d = job.rw.endsWith('read') ? j.read : j.write;
+  return {
+    iops: d.iops,
+    mibps: d.bw_bytes / 2 ** 20,
+    clatMeanUs: d.clat_ns.mean / 1000,
+    clatP99Us: (d.clat_ns.percentile?.['99.000000'] ?? Number.NaN) / 1000,
+    errors: j.error,
+  };
+}

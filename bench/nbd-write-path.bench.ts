@@ -1,0 +1,74 @@
+/**
+ * NBD write path (goal G1 of peers-and-limits.md section 4): the five fio jobs of section 2.6 against
+ * qemu-nbd, nbdkit-file and a real `secondsite host serve` agent, interleaved, median of the repetitions.
+ * Must: ours >= 0.8 x qemu-nbd on the random jobs, >= 0.9 x on the sequential ones. Stretch: 4k QD1 >=
+ * 1.0 x qemu-nbd; 4k QD32 and randread >= 0.5 x nbdkit; sequential >= 0.7 x nbdkit.
+ *
+ * A second suite, `tracking`, prices change tracking: the same jobs against NbdServer + FileBlockDevice
+ * with and without the ChangeTrackingFilter (bench-only server, bench/servers/bare-nbd.server.ts, since
+ * the agent does not choose tracking per disk). Must: on >= 0.95 x off on every job; stretch >= 0.98 x.
+ */
+import { NBD_JOBS } from './lib/fio.js';
+import { runNbdMatrix } from './lib/nbd-matrix.js';
+import { nbdkitFile, oursAgent, oursBare, qemuNbd } from './lib/nbd-servers.js';
+import { checkRatio, type Suite, type TargetCheck } from './lib/suite.js';
+
+export const nbdWritePathSuite: Suite = {
+  name: 'nbd',
+  title: 'NBD write path: ours vs qemu-nbd and nbdkit (fio nbd engine, unix socket, 2 GiB sparse raw file)',
+  async run(options) {
+    const servers = [qemuNbd, nbdkitFile, oursAgent];
+    const { measurements, notes, commands } = await runNbdMatrix(servers, options);
+    const targets: TargetCheck[] = [];
+    for (const m of measurements) {
+      const job = NBD_JOBS.find((j) => j.label === m.name);
+      const seq = job?.sequential ?? false;
+      const mustMin = seq ? 0.9 : 0.8;
+      targets.push(
+        checkRatio(m, 'ours', 'qemu-nbd', { min: mustMin }, 'must', `ours >= ${mustMin} x qemu-nbd`),
+      );
+      if (job?.id === 'randwrite-4k-qd1') {
+        targets.push(checkRatio(m, 'ours', 'qemu-nbd', { min: 1.0 }, 'stretch', 'ours >= 1.0 x qemu-nbd'));
+      } else {
+        const s = seq ? 0.7 : 0.5;
+        targets.push(checkRatio(m, 'ours', 'nbdkit', { min: s }, 'stretch', `ours >= ${s} x nbdkit`));
+      }
+    }
+    for (const [c, lines] of Object.entries(commands)) notes.push(`${c}: ${lines.join(' ; ')}`);
+    return {
+      suite: 'nbd',
+      title: this.title,
+      contenders: servers.map((s) => s.contender),
+      measurements,
+      targets,
+      notes,
+    };
+  },
+};
+
+export const nbdTrackingSuite: Suite = {
+  name: 'tracking',
+  title: 'Change tracking cost on the NBD write path: NbdServer + FileBlockDevice, filter off vs on',
+  async run(options) {
+    const servers = [oursBare(false), oursBare(true)];
+    const { measurements, notes, commands } = await runNbdMatrix(servers, options);
+    const targets: TargetCheck[] = [];
+    for (const m of measurements) {
+      targets.push(
+        checkRatio(m, 'ours-ct-on', 'ours-ct-off', { min: 0.95 }, 'must', 'tracking on >= 0.95 x off'),
+      );
+      targets.push(
+        checkRatio(m, 'ours-ct-on', 'ours-ct-off', { min: 0.98 }, 'stretch', 'tracking on >= 0.98 x off'),
+      );
+    }
+    for (const [c, lines] of Object.entries(commands)) notes.push(`${c}: ${lines.join(' ; ')}`);
+    return {
+      suite: 'tracking',
+      title: this.title,
+      contenders: servers.map((s) => s.contender),
+      measurements,
+      targets,
+      notes,
+    };
+  },
+};

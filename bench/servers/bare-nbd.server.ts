@@ -1,0 +1,65 @@
+/**
+ * Bench-only NBD server: our `NbdServer` over a `FileBlockDevice` on one sparse raw file, optionally
+ * behind the `ChangeTrackingFilter`, with nothing else of the host agent around it. It isolates the cost
+ * of change tracking on the write path (same process shape, same device, one filter more).
+ *
+ *   node --import tsx bench/servers/bare-nbd.server.ts --file F --socket S [--tracking DIR]
+ *
+ * Serves export "d0" on the Unix socket S; prints {"ready":true,...} on stdout once listening; stops
+ * cleanly (closing the filter, which flushes) on SIGTERM/SIGINT.
+ */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import type { BlockDevice } from '../../src/host/block-device/block-device.js';
+import { FileBlockDevice } from '../../src/host/block-device/file.block-device.js';
+import { ChangeTrackingFilter } from '../../src/host/change-tracking/change-tracking.filter.js';
+import { NbdServer } from '../../src/host/nbd/nbd-server.js';
+import { NodeStorage } from '../../src/host/storage/node-storage.js';
+
+const { values } = parseArgs({
+  options: {
+    file: { type: 'string' },
+    socket: { type: 'string' },
+    tracking: { type: 'string' },
+  },
+});
+if (values.file === undefined || values.socket === undefined) {
+  process.stderr.write('usage: bare-nbd.server.ts --file F --socket S [--tracking DIR]\n');
+  process.exit(2);
+}
+
+const storage = new NodeStorage();
+const file = await storage.open(values.file, 'readwrite');
+const inner = await FileBlockDevice.open(file);
+let device: BlockDevice = inner;
+let tracker: ChangeTrackingFilter | undefined;
+if (values.tracking !== undefined) {
+  tracker = await ChangeTrackingFilter.open(storage, inner, {
+    diskId: 'd0',
+    statePath: join(values.tracking, 'd0.tracking'),
+    cowPath: join(values.tracking, 'd0.cow'),
+  });
+  device = tracker;
+}
+const server = new NbdServer();
+server.addExport('d0', device);
+await server.listenUnix(values.socket);
+process.stdout.write(
+  `${JSON.stringify({ ready: true, pid: process.pid, tracking: tracker !== undefined })}\n`,
+);
+
+const stop = (): void => {
+  process.off('SIGTERM', stop);
+  process.off('SIGINT', stop);
+  void (async () => {
+    await server.close();
+    if (tracker) {
+      const s = tracker.stats();
+      process.stderr.write(`${JSON.stringify({ trackingStats: s })}\n`);
+    }
+    await device.close();
+    process.exit(0);
+  })();
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
