@@ -74,6 +74,9 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     for (const dir of [layout.dir, layout.disksDir, layout.undoDir, layout.stagingDir, layout.viewsDir]) {
       await storage.mkdir(dir);
     }
+    // A new directory's name is durable only once its parent is synced.
+    await storage.syncDir(options.storageDir);
+    await storage.syncDir(layout.dir);
     for (const dir of [layout.dir, layout.stagingDir]) {
       for (const name of await storage.list(dir))
         if (name.endsWith('.tmp')) await storage.unlink(`${dir}/${name}`);
