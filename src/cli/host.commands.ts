@@ -2,21 +2,33 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
+import { issueHostCert } from '../host/pki/ca.js';
 import { type HostStatus, HostAgent } from '../host/agent/host-agent.js';
 import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js';
 import { stderrLogger } from '../host/observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { diskCommands, renderDisks } from './host-disk.commands.js';
+import {
+  renderRelationships,
+  renderReplicas,
+  replicaCommands,
+  replicationCommands,
+} from './host-replication.commands.js';
 import { STATE_DIR_HELP, clientFor, defaultStateDir } from './host-client.js';
 
-const initHelp = `usage: secondsite host init --host-id NAME [--state-dir DIR] [--replication-port N] [--listen HOST]
+const initHelp = `usage: secondsite host init --host-id NAME [--state-dir DIR] [--ca CA_DIR] [--authorize HOST]...
+                            [--replication-port N] [--listen HOST]
 
 Creates a host's state folder and its configuration (host.json). Running it again with the same
-settings changes nothing; different settings are refused (edit host.json instead).
+host id changes nothing; another host id in the same folder is refused.
 
 ${STATE_DIR_HELP}
-  --host-id NAME        this host's identity (lowercase letters, digits, dashes); must match its certificate
+  --host-id NAME        this host's identity (lowercase letters, digits, dashes); its certificate names it
+  --ca CA_DIR           issue this host's replication certificate from the CA in CA_DIR
+                        (create one with 'secondsite ca init CA_DIR')
+  --authorize HOST      allow primary host HOST to replicate into this host's 'default' storage
+                        location (HOST=LOCATION for another location); repeatable
   --replication-port N  TCP port for incoming replication (default 8084; 0 = any free port)
   --listen HOST         address the replication listener binds (default 127.0.0.1)
   --output json         print the resulting configuration as JSON`;
@@ -33,6 +45,8 @@ const init: Command = {
         'host-id': { type: 'string' },
         'replication-port': { type: 'string' },
         listen: { type: 'string' },
+        ca: { type: 'string' },
+        authorize: { type: 'string', multiple: true },
       },
       initHelp,
     );
@@ -43,6 +57,14 @@ const init: Command = {
         listenHost: optionalString(p, 'listen') ?? '127.0.0.1',
         listenPort: parseIntOption(optionalString(p, 'replication-port'), 'replication-port', 0, 65535, 8084),
         storageLocations: { default: 'replicas' },
+        authorization: ((p.values['authorize'] as string[] | undefined) ?? []).map((a) => {
+          const [primaryHostId, storageLocation] = a.split('=');
+          return {
+            primaryHostId: primaryHostId ?? '',
+            storageLocation: storageLocation ?? 'default',
+            trustGroup: 'default',
+          };
+        }),
       },
     };
     const config = compileHostConfig({ ...raw, stateDir });
@@ -62,6 +84,8 @@ const init: Command = {
       await mkdir(join(stateDir, 'pki'), { recursive: true, mode: 0o700 });
       await writeFile(path, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
     }
+    const caDir = optionalString(p, 'ca');
+    if (caDir) await issueHostCert({ caDir, name: config.hostId, outDir: config.replication.pkiDir });
     if (p.json) io.out(JSON.stringify(config));
     else io.out(`host ${config.hostId} configured in ${stateDir}`);
     return 0;
@@ -139,6 +163,14 @@ function renderStatus(s: HostStatus): string {
     `  nbd     ${s.nbdSocket}`,
     '',
     s.disks.length === 0 ? 'no disks' : renderDisks(s.disks),
+    '',
+    s.relationships.length === 0 ? 'replicating: nothing' : renderRelationships(s.relationships),
+    '',
+    s.replicas.length === 0 ? 'replicas: none' : renderReplicas(s.replicas),
+    '',
+    s.replicationPort === null
+      ? 'replication listener: off (no certificate; run secondsite host init --ca CA_DIR)'
+      : `replication listener: port ${s.replicationPort}`,
   ];
   return lines.join('\n');
 }
@@ -146,5 +178,5 @@ function renderStatus(s: HostStatus): string {
 export const hostCommands: CommandGroup = {
   name: 'host',
   summary: 'run a host agent, manage its disks, replication and recovery points',
-  commands: [init, serve, status, ...diskCommands],
+  commands: [init, serve, status, ...diskCommands, ...replicationCommands, ...replicaCommands],
 };

@@ -1,9 +1,10 @@
 import type { Command, CommandGroup, CommandIo } from './command.js';
+import { caCommandGroup } from '../host/pki/ca.commands.js';
 import { hostCommands } from './host.commands.js';
 import { reportError } from './output.js';
 
 /** Every command group of the binary. Each area adds its group here. */
-const GROUPS: readonly CommandGroup[] = [hostCommands];
+const GROUPS: readonly CommandGroup[] = [hostCommands, caCommandGroup];
 
 const stdio: CommandIo = {
   out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),

@@ -1,5 +1,6 @@
 /**
- * The agent's disks: every disk in the store is opened once, read-write, and served on the agent's
+ * The agent's disks: every disk in the store is opened once, read-write, wrapped in change tracking
+ * (always on, so a disk has a known change history from its first write), and served on the agent's
  * NBD socket under its disk id. Create, resize and delete keep the store, the open device and the
  * export table in step; each is idempotent where it can be (create with the same settings, delete of a
  * missing disk) and refuses with a reason where it cannot.
@@ -7,16 +8,17 @@
 import type { Clock } from '../../domain/clock.js';
 import { SecondsiteError } from '../../domain/errors.js';
 import type { DiskView } from '../../protocol/host-api/disks.schema.js';
-import type { BlockDevice } from '../block-device/block-device.js';
+import { ChangeTrackingFilter } from '../change-tracking/change-tracking.filter.js';
 import { DiskStore, type DiskInfo } from '../disks/disk-store.js';
 import type { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../observability/logger.js';
 import type { Storage } from '../storage/storage.js';
 
 export class DiskService {
-  private readonly open = new Map<string, BlockDevice>();
+  private readonly open = new Map<string, ChangeTrackingFilter>();
 
   private constructor(
+    private readonly storage: Storage,
     readonly store: DiskStore,
     private readonly nbd: NbdServer,
     private readonly nbdSocket: string,
@@ -32,13 +34,13 @@ export class DiskService {
     log: Logger,
   ): Promise<DiskService> {
     const store = await DiskStore.open(storage, storageRoot, clock);
-    const service = new DiskService(store, nbd, nbdSocket, log);
+    const service = new DiskService(storage, store, nbd, nbdSocket, log);
     for (const disk of await store.list()) await service.serve(disk.diskId);
     return service;
   }
 
-  /** The open device of a disk (the one the VM writes through). */
-  device(diskId: string): BlockDevice {
+  /** The open, change-tracked device of a disk (the one the VM writes through and replication cuts). */
+  tracked(diskId: string): ChangeTrackingFilter {
     const d = this.open.get(diskId);
     if (!d)
       throw new SecondsiteError('SECONDSITE_ERR_NOT_FOUND', `no disk '${diskId}' on this host`, { diskId });
@@ -83,7 +85,19 @@ export class DiskService {
   }
 
   private async serve(diskId: string): Promise<void> {
-    const device = await this.store.openDevice(diskId);
+    const inner = await this.store.openDevice(diskId);
+    const paths = this.store.paths(diskId);
+    let device: ChangeTrackingFilter;
+    try {
+      device = await ChangeTrackingFilter.open(this.storage, inner, {
+        diskId,
+        statePath: paths.tracking,
+        cowPath: paths.cow,
+      });
+    } catch (e) {
+      await inner.close();
+      throw e;
+    }
     this.open.set(diskId, device);
     this.nbd.addExport(diskId, device, { description: `secondsite disk ${diskId}` });
     this.log.debug('disk served', { diskId, sizeBytes: device.sizeBytes });

@@ -9,16 +9,19 @@
 import { mkdir } from 'node:fs/promises';
 import type { Clock } from '../../domain/clock.js';
 import type { DiskView } from '../../protocol/host-api/disks.schema.js';
-import { createDiskBodySchema, resizeDiskBodySchema } from '../../protocol/host-api/disks.schema.js';
-import { parseBody } from '../../protocol/host-api/schema.js';
 import { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../observability/logger.js';
 import { MetricsRegistry } from '../observability/metrics.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { Storage } from '../storage/storage.js';
+import { isSecondsiteError } from '../../domain/errors.js';
+import { loadTlsIdentity, type TlsIdentity } from '../pki/tls-config.js';
 import { ControlServer, type Route } from './control-server.js';
+import { diskRoutes, relationshipRoutes, replicaRoutes } from './host-routes.js';
 import { DiskService } from './disk-service.js';
 import type { HostConfig } from './host-config.js';
+import { RelationshipService, type RelationshipView } from './relationship-service.js';
+import { ReplicaService, type ReplicaView } from './replica-service.js';
 
 export const systemClock: Clock = {
   wallMs: () => Date.now(),
@@ -31,7 +34,13 @@ export interface HostStatus {
   controlSocket: string;
   nbdSocket: string;
   nbdConnections: number;
+  /** Port of the replication listener; null when the host has no certificate yet. */
+  replicationPort: number | null;
   disks: DiskView[];
+  /** Relationships this host replicates as primary. */
+  relationships: RelationshipView[];
+  /** Replicas this host keeps for other hosts. */
+  replicas: ReplicaView[];
 }
 
 export class HostAgent {
@@ -40,6 +49,8 @@ export class HostAgent {
   private readonly startedMs: number;
   private readonly nbd: NbdServer;
   private diskService: DiskService | null = null;
+  private relationshipService: RelationshipService | null = null;
+  private replicaService: ReplicaService | null = null;
 
   constructor(
     readonly config: HostConfig,
@@ -62,6 +73,21 @@ export class HostAgent {
     return this.diskService;
   }
 
+  get relationships(): RelationshipService {
+    if (!this.relationshipService) throw new Error('host agent not started');
+    return this.relationshipService;
+  }
+
+  get replicas(): ReplicaService {
+    if (!this.replicaService) throw new Error('host agent not started');
+    return this.replicaService;
+  }
+
+  /** This host's replication identity; SECONDSITE_ERR_NOT_FOUND (with the fix) when it has none. */
+  identity(): Promise<TlsIdentity> {
+    return loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId);
+  }
+
   async status(): Promise<HostStatus> {
     return {
       hostId: this.config.hostId,
@@ -69,7 +95,10 @@ export class HostAgent {
       controlSocket: this.config.controlSocket,
       nbdSocket: this.config.nbdSocket,
       nbdConnections: this.nbd.connectionCount,
+      replicationPort: this.replicaService?.listeningPort ?? null,
       disks: this.diskService ? await this.diskService.list() : [],
+      relationships: this.relationshipService?.list() ?? [],
+      replicas: this.replicaService ? await this.replicaService.list() : [],
     };
   }
 
@@ -78,44 +107,16 @@ export class HostAgent {
       { method: 'GET', path: '/v1/status', handler: async () => ({ body: await this.status() }) },
       {
         method: 'GET',
-        path: '/v1/disks',
-        handler: async () => ({ body: { disks: await this.disks.list() } }),
-      },
-      {
-        method: 'GET',
-        path: '/v1/disks/:diskId',
-        handler: async ({ params }) => ({ body: await this.disks.get(params['diskId'] ?? '') }),
-      },
-      {
-        method: 'POST',
-        path: '/v1/disks',
-        handler: async ({ body }) => {
-          const b = parseBody(createDiskBodySchema, body, 'disk');
-          const r = await this.disks.create(b.diskId, b.name ?? b.diskId, b.sizeBytes);
-          return { status: r.created ? 201 : 200, body: r.disk };
-        },
-      },
-      {
-        method: 'POST',
-        path: '/v1/disks/:diskId/resize',
-        handler: async ({ params, body }) => {
-          const b = parseBody(resizeDiskBodySchema, body, 'resize request');
-          return { body: await this.disks.resize(params['diskId'] ?? '', b.sizeBytes, b.force) };
-        },
-      },
-      {
-        method: 'DELETE',
-        path: '/v1/disks/:diskId',
-        handler: async ({ params }) => ({
-          body: { deleted: await this.disks.delete(params['diskId'] ?? '') },
-        }),
-      },
-      {
-        method: 'GET',
         path: '/metrics',
         handler: () =>
           Promise.resolve({ body: this.metrics.render(), contentType: 'text/plain; version=0.0.4' }),
       },
+      ...diskRoutes(
+        () => this.disks,
+        () => this.relationships,
+      ),
+      ...relationshipRoutes(() => this.relationships),
+      ...replicaRoutes(() => this.replicas),
     ];
   }
 
@@ -130,6 +131,27 @@ export class HostAgent {
       this.config.nbdSocket,
       this.log.child({ component: 'disks' }),
     );
+    const identity = await this.identity().catch((e: unknown) => {
+      if (isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND')) return null;
+      throw e;
+    });
+    this.replicaService = new ReplicaService(
+      this.storage,
+      this.config,
+      this.nbd,
+      this.clock,
+      this.log.child({ component: 'replica' }),
+    );
+    await this.replicaService.start(identity);
+    this.relationshipService = new RelationshipService(
+      this.storage,
+      this.config.stateDir,
+      this.diskService,
+      () => this.identity(),
+      this.clock,
+      this.log.child({ component: 'relationships' }),
+    );
+    await this.relationshipService.start();
     await this.nbd.listenUnix(this.config.nbdSocket);
     this.control = new ControlServer(this.routes(), this.log);
     await this.control.listen(this.config.controlSocket);
@@ -142,6 +164,10 @@ export class HostAgent {
   async stop(): Promise<void> {
     await this.control?.close();
     this.control = null;
+    await this.relationshipService?.close();
+    this.relationshipService = null;
+    await this.replicaService?.close();
+    this.replicaService = null;
     await this.nbd.close();
     await this.diskService?.close();
     this.diskService = null;

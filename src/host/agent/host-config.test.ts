@@ -8,7 +8,7 @@ test('fills defaults under the state dir and freezes the result', () => {
   assert.equal(c.storageRoot, '/var/lib/secondsite/storage');
   assert.equal(c.controlSocket, '/var/lib/secondsite/agent.sock');
   assert.equal(c.replication.listenPort, 8084);
-  assert.equal(c.replication.caFile, '/var/lib/secondsite/pki/ca.crt');
+  assert.equal(c.replication.pkiDir, '/var/lib/secondsite/pki');
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.replication));
 });
 

@@ -17,7 +17,7 @@ const hostIdSchema = z
 
 export const authorizationEntrySchema = z.object({
   /** Identity of an allowed primary host (its certificate name); '*' is allowed only as the whole first label. */
-  primaryHost: z.string().min(1).max(253),
+  primaryHostId: z.string().min(1).max(253),
   /** Name of a storage location of this host (see storageLocations), never a path. */
   storageLocation: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
   trustGroup: z.string().max(64).default('default'),
@@ -41,9 +41,8 @@ export const hostConfigSchema = z
         listenHost: z.string().default('127.0.0.1'),
         /** Replication port (the policy's "replication port"); 0 = any free port. */
         listenPort: z.number().int().min(0).max(65535).default(8084),
-        certFile: z.string().optional(),
-        keyFile: z.string().optional(),
-        caFile: z.string().optional(),
+        /** Folder with `<hostId>.key`, `<hostId>.crt` and `ca.crt` (see `secondsite ca issue`). */
+        pkiDir: z.string().optional(),
         /** Named replica storage locations of this host: name -> folder. */
         storageLocations: z.record(z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/), z.string()).default({}),
         authorization: z.array(authorizationEntrySchema).default([]),
@@ -64,9 +63,7 @@ export interface HostConfig {
   readonly replication: {
     readonly listenHost: string;
     readonly listenPort: number;
-    readonly certFile: string;
-    readonly keyFile: string;
-    readonly caFile: string;
+    readonly pkiDir: string;
     readonly storageLocations: Readonly<Record<string, string>>;
     readonly authorization: ReadonlyArray<z.infer<typeof authorizationEntrySchema>>;
   };
@@ -85,7 +82,6 @@ export function compileHostConfig(raw: unknown): HostConfig {
   }
   const c = parsed.data;
   const stateDir = resolve(c.stateDir);
-  const pki = join(stateDir, 'pki');
   const config: HostConfig = {
     hostId: c.hostId,
     stateDir,
@@ -96,9 +92,7 @@ export function compileHostConfig(raw: unknown): HostConfig {
     replication: {
       listenHost: c.replication.listenHost,
       listenPort: c.replication.listenPort,
-      certFile: resolve(c.replication.certFile ?? join(pki, 'host.crt')),
-      keyFile: resolve(c.replication.keyFile ?? join(pki, 'host.key')),
-      caFile: resolve(c.replication.caFile ?? join(pki, 'ca.crt')),
+      pkiDir: resolve(stateDir, c.replication.pkiDir ?? 'pki'),
       storageLocations: Object.fromEntries(
         Object.entries(c.replication.storageLocations).map(([name, dir]) => [name, resolve(stateDir, dir)]),
       ),

@@ -1,0 +1,346 @@
+/**
+ * `secondsite host replication ...` (primary side: replicate a VM's disks to a replica host) and
+ * `secondsite host replica ...` (replica side: the replicas this host keeps and their recovery points).
+ */
+import { SecondsiteError } from '../domain/errors.js';
+import { formatBytes } from '../domain/units.js';
+import type { RelationshipView } from '../host/agent/relationship-service.js';
+import type { PointExport, ReplicaView } from '../host/agent/replica-service.js';
+import { optionalString, parseCommandArgs, parseIntOption, parseSizeOption, requireString } from './args.js';
+import type { Command, CommandIo } from './command.js';
+import { STATE_DIR_HELP, clientFor, defaultStateDir } from './host-client.js';
+
+const STATE = { 'state-dir': { type: 'string' } } as const;
+
+function table(rows: string[][]): string {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function age(ms: number | null): string {
+  if (ms === null) return '-';
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+function frequency(seconds: number): string {
+  return seconds === 0 ? 'continuous' : seconds < 60 ? `${seconds} s` : `${seconds / 60} min`;
+}
+
+export function renderRelationships(views: RelationshipView[]): string {
+  const rows = [
+    ['REPLICATING', 'DISKS', 'TO', 'EVERY', 'STATE', 'LAST POINT', 'LAG', 'SENT', 'THROUGHPUT', 'HEALTH'],
+  ];
+  for (const { definition: d, report: r } of views) {
+    rows.push([
+      d.relationshipId,
+      d.diskIds.join(','),
+      `${d.replica.hostId}:${d.replica.port}`,
+      frequency(d.policy.copyFrequencySeconds),
+      d.state === 'paused' ? 'paused' : r.state,
+      r.lastPoint ? `#${r.lastPoint.sequence}` : '-',
+      age(r.lagMs),
+      formatBytes(r.bytes.wireSent),
+      `${formatBytes(r.throughputBytesPerSec)}/s`,
+      r.health.level + (r.health.reasons.length ? ` (${r.health.reasons.join('; ')})` : ''),
+    ]);
+  }
+  return table(rows);
+}
+
+export function renderReplicas(views: ReplicaView[]): string {
+  const rows = [['REPLICA OF', 'LOCATION', 'EPOCH', 'DISKS', 'POINTS', 'LATEST', 'LAG', 'EXPORTED']];
+  for (const v of views) {
+    rows.push([
+      v.relationshipId,
+      v.storageLocation,
+      String(v.epoch),
+      v.disks.map((d) => `${d.diskId}(${formatBytes(d.sizeBytes)})`).join(','),
+      String(v.points.length),
+      v.latestPoint ? `#${v.latestPoint.sequence} ${new Date(v.latestPoint.cutWallMs).toISOString()}` : '-',
+      age(v.lagMs),
+      String(v.exports.length),
+    ]);
+  }
+  return table(rows);
+}
+
+function renderPoints(v: ReplicaView): string {
+  const rows = [['POINT', 'SEQ', 'CUT (UTC)', 'CONSISTENCY', 'EPOCH']];
+  for (const p of v.points) {
+    rows.push([
+      p.pointId,
+      String(p.sequence),
+      new Date(p.cutWallMs).toISOString(),
+      p.consistency,
+      String(p.epoch),
+    ]);
+  }
+  return table(rows);
+}
+
+function idArg(io: CommandIo, positionals: string[], what: string, help: string): string | null {
+  const id = positionals[0];
+  if (!id) {
+    io.err(`error: ${what} is missing\n\n${help}`);
+    return null;
+  }
+  return id;
+}
+
+const enableHelp = `usage: secondsite host replication enable VM_ID --disks D1[,D2...] --replica HOST_ID --address ADDR
+                                         --port N [options]
+
+Starts replicating the disks of a VM to a replica host. The first cycle is the initial replication
+(sparse-aware, resumable); then every copy interval ships the changes since the previous cut as one
+crash-consistent recovery point across all the VM's disks. Enabling again with the same settings
+changes nothing.
+
+  VM_ID                    the VM (also the relationship id unless --id is given)
+  --disks D1,D2            this host's disks of the VM
+  --replica HOST_ID        the replica host's id (its certificate must name it)
+  --address ADDR           the replica host's address
+  --port N                 the replica host's replication port
+  --storage-location NAME  storage location on the replica (default 'default')
+  --copy-frequency F       30s, 5m, 15m or continuous (default 5m)
+  --retention-hours N      hourly recovery points to keep besides the latest (default 24, up to 720)
+  --no-compression         send data uncompressed
+  --bandwidth-limit RATE   e.g. 50M (bytes per second); default unlimited
+  --id ID                  relationship id (default VM_ID)
+${STATE_DIR_HELP}`;
+
+function parseFrequency(text: string | undefined): number {
+  if (text === undefined) return 300;
+  const map: Record<string, number> = {
+    '30s': 30,
+    '30': 30,
+    '5m': 300,
+    '300': 300,
+    '15m': 900,
+    '900': 900,
+    continuous: 0,
+    '0': 0,
+  };
+  const v = map[text];
+  if (v === undefined) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_ARGUMENT',
+      `--copy-frequency must be 30s, 5m, 15m or continuous, not '${text}'`,
+    );
+  }
+  return v;
+}
+
+const enable: Command = {
+  path: ['replication', 'enable'],
+  summary: "replicate a VM's disks to a replica host",
+  help: enableHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      {
+        ...STATE,
+        disks: { type: 'string' },
+        replica: { type: 'string' },
+        address: { type: 'string' },
+        port: { type: 'string' },
+        'storage-location': { type: 'string' },
+        'copy-frequency': { type: 'string' },
+        'retention-hours': { type: 'string' },
+        'no-compression': { type: 'boolean' },
+        'bandwidth-limit': { type: 'string' },
+        id: { type: 'string' },
+      },
+      enableHelp,
+    );
+    const vmId = idArg(io, p.positionals, 'VM_ID', enableHelp);
+    if (!vmId) return 2;
+    const limit = optionalString(p, 'bandwidth-limit');
+    const body = {
+      relationshipId: optionalString(p, 'id') ?? vmId,
+      vmId,
+      diskIds: requireString(p, 'disks', enableHelp)
+        .split(',')
+        .map((d) => d.trim())
+        .filter(Boolean),
+      replica: {
+        hostId: requireString(p, 'replica', enableHelp),
+        address: requireString(p, 'address', enableHelp),
+        port: parseIntOption(requireString(p, 'port', enableHelp), 'port', 1, 65535, 0),
+        storageLocation: optionalString(p, 'storage-location') ?? 'default',
+      },
+      policy: {
+        copyFrequencySeconds: parseFrequency(optionalString(p, 'copy-frequency')),
+        retentionHours: parseIntOption(optionalString(p, 'retention-hours'), 'retention-hours', 0, 720, 24),
+        compression: p.values['no-compression'] !== true,
+        ...(limit ? { bandwidthLimitBytesPerSec: parseSizeOption(limit, 'bandwidth-limit') } : {}),
+      },
+    };
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const v = await client.post<RelationshipView>('/v1/relationships', body);
+    io.out(
+      p.json
+        ? JSON.stringify(v)
+        : `replicating ${v.definition.relationshipId} (${v.definition.diskIds.join(', ')}) to ${v.definition.replica.hostId} every ${frequency(v.definition.policy.copyFrequencySeconds)}`,
+    );
+    return 0;
+  },
+};
+
+function simple(
+  path: [string, string],
+  summary: string,
+  help: string,
+  call: (client: Awaited<ReturnType<typeof clientFor>>, id: string | undefined) => Promise<unknown>,
+  render: (result: unknown, id: string | undefined) => string,
+  needsId: boolean,
+): Command {
+  return {
+    path,
+    summary,
+    help,
+    async run(args, io) {
+      const p = parseCommandArgs(args, STATE, help);
+      const id = p.positionals[0];
+      if (needsId && !id) return (io.err(`error: an id is missing\n\n${help}`), 2);
+      const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+      const result = await call(client, id);
+      io.out(p.json ? JSON.stringify(result) : render(result, id));
+      return 0;
+    },
+  };
+}
+
+const rel = (id: string | undefined): string => `/v1/relationships/${encodeURIComponent(id ?? '')}`;
+
+const list = simple(
+  ['replication', 'list'],
+  'list the VMs this host replicates, with lag and health',
+  `usage: secondsite host replication list [--state-dir DIR] [--output json]\n\nOne line per relationship: state, last recovery point, lag, bytes sent, throughput, health.`,
+  (c) => c.get('/v1/relationships'),
+  (r) => {
+    const views = (r as { relationships: RelationshipView[] }).relationships;
+    return views.length ? renderRelationships(views) : 'this host replicates nothing';
+  },
+  false,
+);
+
+const show = simple(
+  ['replication', 'show'],
+  "show one relationship's settings and full report",
+  `usage: secondsite host replication show ID [--state-dir DIR] [--output json]`,
+  (c, id) => c.get(rel(id)),
+  (r) => JSON.stringify(r, null, 2),
+  true,
+);
+
+const pause = simple(
+  ['replication', 'pause'],
+  'pause replication (changes keep being tracked)',
+  `usage: secondsite host replication pause ID [--state-dir DIR] [--output json]\n\nStops shipping; the running cycle is abandoned and its changes stay tracked for the next one.`,
+  (c, id) => c.post(`${rel(id)}/pause`),
+  (_r, id) => `replication of ${id ?? ''} paused`,
+  true,
+);
+
+const resume = simple(
+  ['replication', 'resume'],
+  'resume paused replication',
+  `usage: secondsite host replication resume ID [--state-dir DIR] [--output json]`,
+  (c, id) => c.post(`${rel(id)}/resume`),
+  (_r, id) => `replication of ${id ?? ''} resumed`,
+  true,
+);
+
+const disable = simple(
+  ['replication', 'disable'],
+  'stop replicating a VM (the replica keeps its recovery points)',
+  `usage: secondsite host replication disable ID [--state-dir DIR] [--output json]`,
+  (c, id) => c.delete(rel(id)),
+  (r, id) =>
+    (r as { disabled: boolean }).disabled
+      ? `replication of ${id ?? ''} disabled`
+      : `${id ?? ''} was not replicating`,
+  true,
+);
+
+const rep = (id: string | undefined): string => `/v1/replicas/${encodeURIComponent(id ?? '')}`;
+
+const replicaList = simple(
+  ['replica', 'list'],
+  'list the replicas this host keeps',
+  `usage: secondsite host replica list [--state-dir DIR] [--output json]`,
+  (c) => c.get('/v1/replicas'),
+  (r) => {
+    const views = (r as { replicas: ReplicaView[] }).replicas;
+    return views.length ? renderReplicas(views) : 'this host keeps no replicas';
+  },
+  false,
+);
+
+const replicaPoints = simple(
+  ['replica', 'points'],
+  "list a replica's retained recovery points",
+  `usage: secondsite host replica points ID [--state-dir DIR] [--output json]`,
+  (c, id) => c.get(rep(id)),
+  (r) => renderPoints(r as ReplicaView),
+  true,
+);
+
+const exportHelp = `usage: secondsite host replica export ID POINT [--state-dir DIR] [--output json]
+
+Serves every disk of a retained recovery point read-only over this host's NBD socket (metadata only,
+no copy). POINT is a point id or 'latest'. The point is kept (pinned) until it is unexported.`;
+
+const replicaExport: Command = {
+  path: ['replica', 'export'],
+  summary: 'serve a recovery point read-only over NBD',
+  help: exportHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, STATE, exportHelp);
+    const [id, point] = p.positionals;
+    if (!id || !point) return (io.err(`error: ID and POINT are required\n\n${exportHelp}`), 2);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.post<PointExport>(`${rep(id)}/points/${encodeURIComponent(point)}/export`);
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : r.disks.map((d) => `${d.diskId}  ${formatBytes(d.sizeBytes)}  ${d.nbdUri}`).join('\n'),
+    );
+    return 0;
+  },
+};
+
+const replicaUnexport: Command = {
+  path: ['replica', 'unexport'],
+  summary: 'stop serving a recovery point',
+  help: `usage: secondsite host replica unexport ID POINT_ID [--state-dir DIR] [--output json]`,
+  async run(args, io) {
+    const p = parseCommandArgs(args, STATE, this.help);
+    const [id, point] = p.positionals;
+    if (!id || !point) return (io.err(`error: ID and POINT_ID are required\n\n${this.help}`), 2);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.delete<{ unexported: boolean }>(
+      `${rep(id)}/points/${encodeURIComponent(point)}/export`,
+    );
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : r.unexported
+          ? `point ${point} no longer served`
+          : `point ${point} was not served`,
+    );
+    return 0;
+  },
+};
+
+export const replicationCommands: Command[] = [enable, list, show, pause, resume, disable];
+export const replicaCommands: Command[] = [replicaList, replicaPoints, replicaExport, replicaUnexport];

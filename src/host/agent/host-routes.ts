@@ -1,0 +1,129 @@
+/**
+ * The host agent's control API routes, by area. Handlers validate bodies with the protocol schemas and
+ * call the services; every error is a SecondsiteError whose code and message reach the CLI unchanged.
+ */
+import { SecondsiteError } from '../../domain/errors.js';
+import { createDiskBodySchema, resizeDiskBodySchema } from '../../protocol/host-api/disks.schema.js';
+import { enableReplicationBodySchema } from '../../protocol/host-api/relationships.schema.js';
+import { parseBody } from '../../protocol/host-api/schema.js';
+import type { Route } from './control-server.js';
+import type { DiskService } from './disk-service.js';
+import type { RelationshipService } from './relationship-service.js';
+import type { ReplicaService } from './replica-service.js';
+
+const param = (params: Record<string, string>, name: string): string => params[name] ?? '';
+
+export function diskRoutes(disks: () => DiskService, relationships: () => RelationshipService): Route[] {
+  return [
+    { method: 'GET', path: '/v1/disks', handler: async () => ({ body: { disks: await disks().list() } }) },
+    {
+      method: 'GET',
+      path: '/v1/disks/:diskId',
+      handler: async ({ params }) => ({ body: await disks().get(param(params, 'diskId')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/disks',
+      handler: async ({ body }) => {
+        const b = parseBody(createDiskBodySchema, body, 'disk');
+        const r = await disks().create(b.diskId, b.name ?? b.diskId, b.sizeBytes);
+        return { status: r.created ? 201 : 200, body: r.disk };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/disks/:diskId/resize',
+      handler: async ({ params, body }) => {
+        const b = parseBody(resizeDiskBodySchema, body, 'resize request');
+        return { body: await disks().resize(param(params, 'diskId'), b.sizeBytes, b.force) };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/disks/:diskId',
+      handler: async ({ params }) => {
+        const diskId = param(params, 'diskId');
+        const rel = relationships().relationshipOfDisk(diskId);
+        if (rel) {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_INVALID_STATE',
+            `disk '${diskId}' replicates in relationship '${rel}'; disable replication first`,
+            { diskId, relationshipId: rel },
+          );
+        }
+        return { body: { deleted: await disks().delete(diskId) } };
+      },
+    },
+  ];
+}
+
+export function relationshipRoutes(relationships: () => RelationshipService): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/relationships',
+      handler: () => Promise.resolve({ body: { relationships: relationships().list() } }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/relationships/:id',
+      handler: ({ params }) => Promise.resolve({ body: relationships().get(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/relationships',
+      handler: async ({ body }) => {
+        const r = await relationships().enable(
+          parseBody(enableReplicationBodySchema, body, 'replication settings'),
+        );
+        return { status: r.created ? 201 : 200, body: r.view };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/relationships/:id/pause',
+      handler: async ({ params }) => ({ body: await relationships().pause(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/relationships/:id/resume',
+      handler: async ({ params }) => ({ body: await relationships().resume(param(params, 'id')) }),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/relationships/:id',
+      handler: async ({ params }) => ({
+        body: { disabled: await relationships().disable(param(params, 'id')) },
+      }),
+    },
+  ];
+}
+
+export function replicaRoutes(replicas: () => ReplicaService): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/replicas',
+      handler: async () => ({ body: { replicas: await replicas().list() } }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/replicas/:id',
+      handler: async ({ params }) => ({ body: await replicas().get(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/points/:pointId/export',
+      handler: async ({ params }) => ({
+        body: await replicas().exportPoint(param(params, 'id'), param(params, 'pointId')),
+      }),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/replicas/:id/points/:pointId/export',
+      handler: async ({ params }) => ({
+        body: { unexported: await replicas().unexportPoint(param(params, 'id'), param(params, 'pointId')) },
+      }),
+    },
+  ];
+}

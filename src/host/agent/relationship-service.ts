@@ -1,0 +1,309 @@
+/**
+ * Replication relationships on the primary host (docs/design/host-agent.md section 3).
+ *
+ * A relationship replicates one VM (a set of this host's disks) to one replica host with a policy. Its
+ * definition is persisted in `<stateDir>/relationships/<id>.json` (atomic replace) before anything
+ * runs, so a restart resumes every enabled relationship. Each enabled relationship has a runner: a
+ * scheduler on the copy frequency whose cycle is "cut all the VM's disks at once, ship the snapshots,
+ * the replica commits a point" (the sender completes or abandons the snapshots).
+ *
+ * Operations are idempotent: enabling again with the same settings is a no-op; with other settings it
+ * is refused. Each refusal names the relationship's state and what to do.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Clock } from '../../domain/clock.js';
+import { SecondsiteError } from '../../domain/errors.js';
+import { Rng } from '../../domain/random.js';
+import { newRelationshipStats, type RelationshipStats } from '../../domain/replication/relationship-stats.js';
+import { buildReport, type ReplicationReport } from '../../domain/replication/replication-report.js';
+import type {
+  EnableReplicationBody,
+  ReplicationPolicy,
+} from '../../protocol/host-api/relationships.schema.js';
+import { cutCycle } from '../change-tracking/cycle-cut.js';
+import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
+import type { Logger } from '../observability/logger.js';
+import type { TlsIdentity } from '../pki/tls-config.js';
+import { ReplicationScheduler, abortableSleep } from '../replication/replication-scheduler.js';
+import { ReplicationSender } from '../replication/replication-sender.js';
+import type { Storage } from '../storage/storage.js';
+import type { DiskService } from './disk-service.js';
+
+export type RelationshipState = 'enabled' | 'paused';
+
+export interface RelationshipDefinition {
+  readonly format: 'secondsite.relationship/1';
+  readonly relationshipId: string;
+  readonly vmId: string;
+  readonly diskIds: readonly string[];
+  readonly replica: {
+    readonly hostId: string;
+    readonly address: string;
+    readonly port: number;
+    readonly storageLocation: string;
+  };
+  readonly policy: ReplicationPolicy;
+  readonly epoch: number;
+  readonly state: RelationshipState;
+  readonly createdWallMs: number;
+}
+
+export interface RelationshipView {
+  definition: RelationshipDefinition;
+  report: ReplicationReport;
+}
+
+interface Runner {
+  sender: ReplicationSender;
+  scheduler: ReplicationScheduler;
+}
+
+export class RelationshipService {
+  private readonly defs = new Map<string, RelationshipDefinition>();
+  private readonly stats = new Map<string, RelationshipStats>();
+  private readonly runners = new Map<string, Runner>();
+  private readonly dir: string;
+  private cycleCounter = 0;
+
+  constructor(
+    private readonly storage: Storage,
+    stateDir: string,
+    private readonly disks: DiskService,
+    private readonly identity: () => Promise<TlsIdentity>,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.dir = join(stateDir, 'relationships');
+  }
+
+  /** Loads every persisted relationship and starts the enabled ones. */
+  async start(): Promise<void> {
+    await this.storage.mkdir(this.dir);
+    for (const name of await this.storage.list(this.dir)) {
+      if (!name.endsWith('.json')) continue;
+      const raw = await readWholeFile(this.storage, join(this.dir, name));
+      if (!raw) continue;
+      const def = JSON.parse(raw.toString('utf8')) as RelationshipDefinition;
+      this.defs.set(def.relationshipId, def);
+      this.stats.set(
+        def.relationshipId,
+        newRelationshipStats(def.relationshipId, def.policy.copyFrequencySeconds),
+      );
+      if (def.state === 'enabled') await this.startRunner(def);
+    }
+  }
+
+  list(): RelationshipView[] {
+    return [...this.defs.keys()].sort().map((id) => this.view(id));
+  }
+
+  get(relationshipId: string): RelationshipView {
+    this.require(relationshipId);
+    return this.view(relationshipId);
+  }
+
+  /** Disks of this host that belong to a relationship (a disk is in at most one). */
+  relationshipOfDisk(diskId: string): string | undefined {
+    for (const d of this.defs.values()) if (d.diskIds.includes(diskId)) return d.relationshipId;
+    return undefined;
+  }
+
+  async enable(body: EnableReplicationBody): Promise<{ view: RelationshipView; created: boolean }> {
+    const relationshipId = body.relationshipId ?? body.vmId;
+    const existing = this.defs.get(relationshipId);
+    const wanted = {
+      vmId: body.vmId,
+      diskIds: [...body.diskIds],
+      replica: body.replica,
+      policy: body.policy,
+    };
+    if (existing) {
+      const same =
+        JSON.stringify({
+          vmId: existing.vmId,
+          diskIds: existing.diskIds,
+          replica: existing.replica,
+          policy: existing.policy,
+        }) === JSON.stringify(wanted);
+      if (!same) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_ALREADY_EXISTS',
+          `replication of '${relationshipId}' is already enabled with other settings; disable it first to change them`,
+          { relationshipId },
+        );
+      }
+      return { view: this.view(relationshipId), created: false };
+    }
+    if (new Set(body.diskIds).size !== body.diskIds.length) {
+      throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', 'a disk is listed twice', {
+        diskIds: body.diskIds,
+      });
+    }
+    for (const diskId of body.diskIds) {
+      this.disks.tracked(diskId); // throws NOT_FOUND for an unknown disk
+      const other = this.relationshipOfDisk(diskId);
+      if (other) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_STATE',
+          `disk '${diskId}' already replicates in relationship '${other}'; a disk belongs to one relationship`,
+          { diskId, relationshipId: other },
+        );
+      }
+    }
+    await this.identity(); // refuse early, with the fix, when this host has no certificate
+    const def: RelationshipDefinition = {
+      format: 'secondsite.relationship/1',
+      relationshipId,
+      ...wanted,
+      // The first generation is epoch 0 on both sides (a new replica store starts there); failover raises it.
+      epoch: 0,
+      state: 'enabled',
+      createdWallMs: this.clock.wallMs(),
+    };
+    await this.persist(def);
+    this.stats.set(relationshipId, newRelationshipStats(relationshipId, def.policy.copyFrequencySeconds));
+    await this.startRunner(def);
+    this.log.info('replication enabled', {
+      relationshipId,
+      diskIds: def.diskIds,
+      replica: def.replica.hostId,
+    });
+    return { view: this.view(relationshipId), created: true };
+  }
+
+  async pause(relationshipId: string): Promise<RelationshipView> {
+    const def = this.require(relationshipId);
+    if (def.state === 'paused') return this.view(relationshipId);
+    await this.stopRunner(relationshipId);
+    await this.persist({ ...def, state: 'paused' });
+    this.log.info('replication paused', { relationshipId });
+    return this.view(relationshipId);
+  }
+
+  async resume(relationshipId: string): Promise<RelationshipView> {
+    const def = this.require(relationshipId);
+    if (def.state === 'enabled') return this.view(relationshipId);
+    const next: RelationshipDefinition = { ...def, state: 'enabled' };
+    await this.persist(next);
+    await this.startRunner(next);
+    this.log.info('replication resumed', { relationshipId });
+    return this.view(relationshipId);
+  }
+
+  /** Stops replicating and forgets the relationship on this host (the replica keeps its points). */
+  async disable(relationshipId: string): Promise<boolean> {
+    if (!this.defs.has(relationshipId)) return false;
+    await this.stopRunner(relationshipId);
+    await this.storage.unlink(this.file(relationshipId));
+    await this.storage.syncDir(this.dir);
+    this.defs.delete(relationshipId);
+    this.stats.delete(relationshipId);
+    this.log.info('replication disabled', { relationshipId });
+    return true;
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.runners.keys()]) await this.stopRunner(id);
+  }
+
+  private view(relationshipId: string): RelationshipView {
+    const definition = this.require(relationshipId);
+    const stats =
+      this.stats.get(relationshipId) ??
+      newRelationshipStats(relationshipId, definition.policy.copyFrequencySeconds);
+    const report = buildReport(stats, this.clock.wallMs());
+    if (definition.state === 'paused') report.state = 'stopped';
+    return { definition, report };
+  }
+
+  private require(relationshipId: string): RelationshipDefinition {
+    const def = this.defs.get(relationshipId);
+    if (!def) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `no replication relationship '${relationshipId}' on this host; list them with 'secondsite host replication list'`,
+        { relationshipId },
+      );
+    }
+    return def;
+  }
+
+  private file(relationshipId: string): string {
+    return join(this.dir, `${relationshipId}.json`);
+  }
+
+  private async persist(def: RelationshipDefinition): Promise<void> {
+    await replaceFileAtomically(
+      this.storage,
+      this.file(def.relationshipId),
+      Buffer.from(`${JSON.stringify(def, null, 2)}\n`),
+    );
+    this.defs.set(def.relationshipId, def);
+  }
+
+  private async startRunner(def: RelationshipDefinition): Promise<void> {
+    if (this.runners.has(def.relationshipId)) return;
+    const stats =
+      this.stats.get(def.relationshipId) ??
+      newRelationshipStats(def.relationshipId, def.policy.copyFrequencySeconds);
+    this.stats.set(def.relationshipId, stats);
+    const log = this.log.child({ relationshipId: def.relationshipId });
+    const sender = new ReplicationSender({
+      tls: await this.identity(),
+      replica: { host: def.replica.address, port: def.replica.port, hostId: def.replica.hostId },
+      relationship: {
+        relationshipId: def.relationshipId,
+        epoch: def.epoch,
+        storageLocation: def.replica.storageLocation,
+      },
+      policy: {
+        compression: def.policy.compression,
+        bandwidthBytesPerSec: def.policy.bandwidthLimitBytesPerSec,
+        chunkBytes: def.policy.chunkBytes,
+      },
+      clock: this.clock,
+      rng: new Rng(randomBytes(4).readUInt32LE(0)),
+      stats,
+    });
+    const filters = def.diskIds.map((id) => this.disks.tracked(id));
+    const scheduler = new ReplicationScheduler({
+      clock: this.clock,
+      sleep: abortableSleep,
+      copyFrequencySeconds: def.policy.copyFrequencySeconds,
+      stats,
+      runCycle: async () => {
+        const snapshots = await cutCycle(filters);
+        const cutWallMs = this.clock.wallMs();
+        const cycleId = `${cutWallMs.toString(36)}-${(++this.cycleCounter).toString(36)}-${randomBytes(4).toString('hex')}`;
+        try {
+          const r = await sender.shipCycle({
+            cycleId,
+            cutWallMs,
+            consistency: 'crash-consistent',
+            snapshots,
+          });
+          log.info('recovery point committed', {
+            pointId: r.point.pointId,
+            logicalBytes: r.logicalBytesSent,
+            wireBytes: r.wireBytesSent,
+            attempts: r.attempts,
+          });
+        } catch (e) {
+          log.warn('replication cycle failed', { cycleId, error: e });
+          throw e;
+        }
+      },
+    });
+    this.runners.set(def.relationshipId, { sender, scheduler });
+    scheduler.start();
+  }
+
+  private async stopRunner(relationshipId: string): Promise<void> {
+    const runner = this.runners.get(relationshipId);
+    if (!runner) return;
+    this.runners.delete(relationshipId);
+    runner.sender.stop();
+    await runner.scheduler.stop();
+  }
+}

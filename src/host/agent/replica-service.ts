@@ -1,0 +1,302 @@
+/**
+ * The replica side of the host agent (docs/design/host-agent.md section 4): the replication listener
+ * (mutual TLS 1.3, authorization list from host.json), one recovery-point store per relationship in
+ * its storage location, retention after every commit, and read-only NBD exports of retained points.
+ *
+ * A point export costs metadata only: it is a view (the latest point reads the base image, older points
+ * read through the undo chain) and pins the point against retention until it is unexported.
+ */
+import type { Clock } from '../../domain/clock.js';
+import { SecondsiteError } from '../../domain/errors.js';
+import type { RecoveryPointInfo, ReplicaStore } from '../recovery-points/replica-store.js';
+import type { BlockDevice, BlockExtent } from '../block-device/block-device.js';
+import type { NbdServer } from '../nbd/nbd-server.js';
+import type { Logger } from '../observability/logger.js';
+import type { TlsIdentity } from '../pki/tls-config.js';
+import { PointStore } from '../recovery-points/point-store.js';
+import type { PointDiskReader } from '../recovery-points/replica-store.js';
+import { AuthorizationList } from '../replication/authorization-list.js';
+import { ReplicationReceiver } from '../replication/replication-receiver.js';
+import type { Storage } from '../storage/storage.js';
+import type { HostConfig } from './host-config.js';
+
+export interface ReplicaView {
+  relationshipId: string;
+  storageLocation: string;
+  epoch: number;
+  disks: ReadonlyArray<{ diskId: string; sizeBytes: number }>;
+  points: ReadonlyArray<RecoveryPointInfo>;
+  latestPoint: RecoveryPointInfo | null;
+  /** now - cut time of the latest point. */
+  lagMs: number | null;
+  exports: string[];
+}
+
+export interface PointExport {
+  relationshipId: string;
+  pointId: string;
+  disks: Array<{ diskId: string; exportName: string; nbdUri: string; sizeBytes: number }>;
+}
+
+interface OpenStore {
+  store: PointStore;
+  storageLocation: string;
+}
+
+/** Default hourly points kept besides the latest when the primary did not say (see replication.md). */
+export const DEFAULT_RETENTION_HOURS = 24;
+
+export class ReplicaService {
+  private receiver: ReplicationReceiver | null = null;
+  private port: number | null = null;
+  private readonly stores = new Map<string, Promise<OpenStore>>();
+  private readonly exported = new Map<string, { names: string[]; readers: PointDiskReader[] }>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly config: HostConfig,
+    private readonly nbd: NbdServer,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  /** The replication port, or null when this host has no certificate yet (replication disabled). */
+  get listeningPort(): number | null {
+    return this.port;
+  }
+
+  async start(identity: TlsIdentity | null): Promise<void> {
+    for (const [location, dir] of Object.entries(this.config.replication.storageLocations)) {
+      await this.storage.mkdir(dir);
+      for (const relationshipId of await this.storage.list(dir)) {
+        await this.open(relationshipId, location);
+      }
+    }
+    if (!identity) {
+      this.log.warn('replication listener not started: this host has no certificate', {
+        pkiDir: this.config.replication.pkiDir,
+      });
+      return;
+    }
+    this.receiver = new ReplicationReceiver({
+      tls: identity,
+      host: this.config.replication.listenHost,
+      port: this.config.replication.listenPort,
+      authorization: new AuthorizationList(this.config.replication.authorization),
+      storageLocations: this.config.replication.storageLocations,
+      openStore: async (req) => (await this.open(req.relationshipId, req.storageLocation)).store,
+      onEvent: (event, fields) => this.log.info(event, fields),
+    });
+    this.port = (await this.receiver.start()).port;
+  }
+
+  async list(): Promise<ReplicaView[]> {
+    const views: ReplicaView[] = [];
+    for (const id of [...this.stores.keys()].sort()) views.push(await this.get(id));
+    return views;
+  }
+
+  async get(relationshipId: string): Promise<ReplicaView> {
+    const { store, storageLocation } = await this.require(relationshipId);
+    const points = store.points();
+    const latest = points[points.length - 1] ?? null;
+    return {
+      relationshipId,
+      storageLocation,
+      epoch: store.epoch(),
+      disks: store.disks(),
+      points,
+      latestPoint: latest,
+      lagMs: latest ? Math.max(0, this.clock.wallMs() - latest.cutWallMs) : null,
+      exports: [...this.exported.entries()]
+        .filter(([k]) => k.startsWith(`${relationshipId}/`))
+        .flatMap(([, v]) => v.names),
+    };
+  }
+
+  /** The store of a relationship (for failover and tests). */
+  async store(relationshipId: string): Promise<ReplicaStore> {
+    return (await this.require(relationshipId)).store;
+  }
+
+  /** Serves every disk of a point read-only over NBD. Exporting the same point again returns the same exports. */
+  async exportPoint(relationshipId: string, pointId: string): Promise<PointExport> {
+    const { store } = await this.require(relationshipId);
+    const points = store.points();
+    const point =
+      pointId === 'latest' ? points[points.length - 1] : points.find((p) => p.pointId === pointId);
+    if (!point) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND',
+        `relationship '${relationshipId}' has no retained point '${pointId}'; list them with 'secondsite host replica points ${relationshipId}'`,
+        { relationshipId, pointId },
+      );
+    }
+    const key = `${relationshipId}/${point.pointId}`;
+    if (!this.exported.has(key)) {
+      const names: string[] = [];
+      const readers: PointDiskReader[] = [];
+      try {
+        for (const disk of store.disks()) {
+          const reader = await store.openPointDisk(point.pointId, disk.diskId);
+          readers.push(reader);
+          const name = `point/${relationshipId}/${point.pointId}/${disk.diskId}`;
+          this.nbd.addExport(name, new PointBlockDevice(reader), {
+            readOnly: true,
+            description: `recovery point ${point.pointId}`,
+          });
+          names.push(name);
+        }
+      } catch (e) {
+        for (const n of names) this.nbd.removeExport(n);
+        for (const r of readers) await r.close();
+        throw e;
+      }
+      this.exported.set(key, { names, readers });
+      this.log.info('recovery point exported', { relationshipId, pointId: point.pointId, exports: names });
+    }
+    const entry = this.exported.get(key);
+    return {
+      relationshipId,
+      pointId: point.pointId,
+      disks: store.disks().map((d, i) => {
+        const exportName = entry?.names[i] ?? '';
+        return {
+          diskId: d.diskId,
+          exportName,
+          nbdUri: `nbd+unix:///${exportName}?socket=${this.config.nbdSocket}`,
+          sizeBytes: d.sizeBytes,
+        };
+      }),
+    };
+  }
+
+  /** Stops serving a point (unpins it). Unexporting a point that is not exported is not an error. */
+  async unexportPoint(relationshipId: string, pointId: string): Promise<boolean> {
+    const key = `${relationshipId}/${pointId}`;
+    const entry = this.exported.get(key);
+    if (!entry) return false;
+    this.exported.delete(key);
+    for (const n of entry.names) this.nbd.removeExport(n);
+    for (const r of entry.readers) await r.close();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.receiver?.stop();
+    this.receiver = null;
+    for (const key of [...this.exported.keys()]) {
+      const [rel, point] = key.split('/');
+      await this.unexportPoint(rel ?? '', point ?? '');
+    }
+    for (const p of this.stores.values()) await (await p).store.close();
+    this.stores.clear();
+  }
+
+  private async require(relationshipId: string): Promise<OpenStore> {
+    const s = this.stores.get(relationshipId);
+    if (!s) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `this host holds no replica of '${relationshipId}'; list replicas with 'secondsite host replica list'`,
+        { relationshipId },
+      );
+    }
+    return s;
+  }
+
+  private open(relationshipId: string, storageLocation: string): Promise<OpenStore> {
+    let p = this.stores.get(relationshipId);
+    if (!p) {
+      const storageDir = this.config.replication.storageLocations[storageLocation];
+      if (!storageDir) {
+        return Promise.reject(
+          new SecondsiteError(
+            'SECONDSITE_ERR_NOT_FOUND',
+            `no storage location '${storageLocation}' on this host`,
+            {
+              storageLocation,
+            },
+          ),
+        );
+      }
+      p = PointStore.open({ storage: this.storage, storageDir, relationshipId, clock: this.clock }).then(
+        (store) => ({
+          store: withRetention(store, this.clock, () => DEFAULT_RETENTION_HOURS, this.log),
+          storageLocation,
+        }),
+      );
+      this.stores.set(relationshipId, p);
+      p.catch(() => this.stores.delete(relationshipId));
+    }
+    return p;
+  }
+}
+
+/** Applies retention after every commit of the store (the latest point always stays). */
+function withRetention(
+  store: PointStore,
+  clock: Clock,
+  retentionHours: () => number,
+  log: Logger,
+): PointStore {
+  const begin = store.beginCycle.bind(store);
+  store.beginCycle = async (cycleId, epoch) => {
+    const writer = await begin(cycleId, epoch);
+    const commit = writer.commit.bind(writer);
+    writer.commit = async (meta) => {
+      const point = await commit(meta);
+      const dropped = await store.applyRetention(clock.wallMs(), retentionHours());
+      if (dropped.length > 0)
+        log.info('retention dropped points', { relationshipId: store.relationshipId, dropped });
+      return point;
+    };
+    return writer;
+  };
+  return store;
+}
+
+/** A retained point's disk as a read-only BlockDevice, for the NBD server. */
+class PointBlockDevice implements BlockDevice {
+  readonly readOnly = true;
+  readonly sizeBytes: number;
+
+  constructor(private readonly reader: PointDiskReader) {
+    this.sizeBytes = reader.sizeBytes;
+  }
+
+  read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return this.reader.read(offsetBytes, lengthBytes);
+  }
+
+  write(): Promise<void> {
+    return Promise.reject(readOnlyError());
+  }
+  trim(): Promise<void> {
+    return Promise.reject(readOnlyError());
+  }
+  writeZeroes(): Promise<void> {
+    return Promise.reject(readOnlyError());
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async extents(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {
+    const a = await this.reader.allocation(offsetBytes, lengthBytes);
+    return a.map((e) => ({
+      offsetBytes: e.offsetBytes,
+      lengthBytes: e.lengthBytes,
+      hole: !e.data,
+      zero: !e.data,
+    }));
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function readOnlyError(): SecondsiteError {
+  return new SecondsiteError('SECONDSITE_ERR_FORBIDDEN', 'recovery point exports are read-only');
+}

@@ -1,0 +1,81 @@
+/**
+ * Control API bodies for replication relationships (primary side, `/v1/relationships`) and replicas
+ * (replica side, `/v1/replicas`). A relationship replicates one VM (a set of disks) to one replica host
+ * with a replication policy.
+ */
+import { z } from 'zod';
+import { diskIdSchema } from './disks.schema.js';
+
+export const plainIdSchema = z
+  .string()
+  .regex(
+    /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/,
+    'an id is 1-64 letters, digits, "-" or "_", starting with a letter or digit',
+  );
+
+export const replicationPolicySchema = z
+  .object({
+    /** 30, 300 or 900 seconds like Hyper-V Replica, or 0 for continuous. */
+    copyFrequencySeconds: z
+      .number()
+      .int()
+      .refine(
+        (n) => [0, 30, 300, 900].includes(n),
+        'copy frequency is 30, 300, 900 seconds, or 0 for continuous',
+      )
+      .default(300),
+    /** Hourly recovery points kept on the replica, besides the latest (0 = latest only). */
+    retentionHours: z.number().int().min(0).max(720).default(24),
+    compression: z.boolean().default(true),
+    /** Replication bandwidth cap; absent = unlimited. */
+    bandwidthLimitBytesPerSec: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .optional(),
+    /** Transfer chunk (resume granularity). */
+    chunkBytes: z
+      .number()
+      .int()
+      .min(4096)
+      .max(16 * 1024 * 1024)
+      .default(1024 * 1024),
+  })
+  .strict();
+
+export const enableReplicationBodySchema = z
+  .object({
+    /** Defaults to the VM id. */
+    relationshipId: plainIdSchema.optional(),
+    vmId: plainIdSchema,
+    diskIds: z.array(diskIdSchema).min(1).max(64),
+    replica: z
+      .object({
+        hostId: z.string().min(1).max(253),
+        address: z.string().min(1).max(253),
+        port: z.number().int().min(1).max(65535),
+        storageLocation: z
+          .string()
+          .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+          .default('default'),
+      })
+      .strict(),
+    policy: replicationPolicySchema.default({}),
+  })
+  .strict();
+
+export type EnableReplicationBody = z.infer<typeof enableReplicationBodySchema>;
+export type ReplicationPolicy = z.infer<typeof replicationPolicySchema>;
+
+export const exportPointBodySchema = z.object({ diskId: diskIdSchema.optional() }).strict();
+
+export const ensureReplicaBodySchema = z
+  .object({
+    relationshipId: plainIdSchema,
+    storageLocation: z
+      .string()
+      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+      .default('default'),
+    epoch: z.number().int().min(0),
+  })
+  .strict();
