@@ -36,6 +36,8 @@ import {
   type StatusDescriptor,
 } from '../../protocol/nbd/nbd-transmission.codec.js';
 
+const EMPTY = Buffer.alloc(0);
+
 export interface TransmissionOptions {
   /** Pause reading above this many requests in flight. */
   readonly maxInFlightRequests?: number;
@@ -46,6 +48,8 @@ export interface TransmissionOptions {
 
 const ZERO_PAGE = Buffer.alloc(64 * 1024);
 const HOLE_CHECK_MIN_BYTES = 4096;
+/** Replies up to this size are copied into one buffer rather than written as two. */
+const SMALL_REPLY_BYTES = 16 * 1024;
 
 function isAllZero(data: Buffer): boolean {
   for (let pos = 0; pos < data.length; pos += ZERO_PAGE.length) {
@@ -54,6 +58,10 @@ function isAllZero(data: Buffer): boolean {
       return false;
   }
   return true;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : 'the block device failed';
 }
 
 /** Maps a device failure to the NBD errno vocabulary. */
@@ -144,6 +152,7 @@ export class NbdTransmission {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return EMPTY;
     const first = this.chunks[0] as Buffer;
     this.buffered -= n;
     if (first.length >= n) {
@@ -205,37 +214,28 @@ export class NbdTransmission {
     const offset = Number(h.offset);
     const length = h.lengthBytes;
     const fua = (h.flags & NBD_CMD_FLAG_FUA) !== 0;
-    let work: Promise<void>;
-    const bytes = length;
+    let work: Promise<unknown>;
     try {
       switch (h.type) {
         case NbdCmd.READ:
-          work =
-            length === 0
-              ? Promise.resolve(this.replyRead(h, Buffer.alloc(0)))
-              : this.device.read(offset, length).then((d) => this.replyRead(h, d));
+          work = length === 0 ? Promise.resolve(EMPTY) : this.device.read(offset, length);
           break;
         case NbdCmd.WRITE:
           work = length === 0 ? Promise.resolve() : this.device.write(offset, payload as Buffer, { fua });
-          work = work.then(() => this.replyOk(h));
           break;
         case NbdCmd.FLUSH:
-          work = this.device.flush().then(() => this.replyOk(h));
+          work = this.device.flush();
           break;
         case NbdCmd.TRIM:
           work = length === 0 ? Promise.resolve() : this.device.trim(offset, length, { fua });
-          work = work.then(() => this.replyOk(h));
           break;
         case NbdCmd.WRITE_ZEROES: {
           const noHole = (h.flags & NBD_CMD_FLAG_NO_HOLE) !== 0;
           work = length === 0 ? Promise.resolve() : this.device.writeZeroes(offset, length, { fua, noHole });
-          work = work.then(() => this.replyOk(h));
           break;
         }
         case NbdCmd.BLOCK_STATUS:
-          work = this.device
-            .extents(offset, length)
-            .then((ext) => this.replyBlockStatus(h, offset, length, ext));
+          work = this.device.extents(offset, length);
           break;
         default:
           this.replyError(h, NbdErrno.EINVAL, `unknown command ${h.type}`);
@@ -245,22 +245,34 @@ export class NbdTransmission {
       work = Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     this.inFlight++;
-    this.inFlightBytes += bytes;
+    this.inFlightBytes += length;
     this.maybePause();
-    work
-      .catch((e: unknown) => this.replyError(h, errnoFor(e), e instanceof Error ? e.message : String(e)))
-      .finally(() => {
-        this.inFlight--;
-        this.inFlightBytes -= bytes;
-        this.maybeResume();
-        if (this.inFlight === 0) {
-          const waiters = this.idleWaiters;
-          this.idleWaiters = [];
-          for (const w of waiters) w();
-          this.finishIfDisconnecting();
-        }
-      })
-      .catch(() => undefined);
+    // One reaction per request: both handlers catch everything, so the derived promise never rejects.
+    void work.then(
+      (value) => this.complete(h, value, null),
+      (e: unknown) => this.complete(h, undefined, e),
+    );
+  }
+
+  private complete(h: RequestHeader, value: unknown, error: unknown): void {
+    try {
+      if (error !== null) this.replyError(h, errnoFor(error), messageOf(error));
+      else if (h.type === NbdCmd.READ) this.replyRead(h, value as Buffer);
+      else if (h.type === NbdCmd.BLOCK_STATUS)
+        this.replyBlockStatus(h, Number(h.offset), h.lengthBytes, value as BlockExtent[]);
+      else this.replyOk(h);
+    } catch (e) {
+      this.hardDisconnect(`reply failed: ${messageOf(e)}`);
+    }
+    this.inFlight--;
+    this.inFlightBytes -= h.lengthBytes;
+    this.maybeResume();
+    if (this.inFlight === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+      this.finishIfDisconnecting();
+    }
   }
 
   private finishIfDisconnecting(): void {
@@ -299,17 +311,33 @@ export class NbdTransmission {
     this.socket.uncork();
   };
 
-  /** Queues one reply (header and optional payload) as one unit; replies in one tick share a writev. */
+  /**
+   * Hands one reply (header and optional payload) to the socket as one unit. When other requests are
+   * still in flight, more replies are coming in this tick: cork, and uncork on the next tick so they
+   * share one writev. A lone reply (QD1) is written at once: one syscall, no added tick of latency.
+   */
   private send(head: Buffer, body?: Buffer): void {
     const s = this.socket;
     if (s.destroyed || !s.writable) return;
-    if (!this.corked) {
-      this.corked = true;
+    let ok: boolean;
+    if (this.corked || this.inFlight > 1) {
+      if (!this.corked) {
+        this.corked = true;
+        s.cork();
+        process.nextTick(this.uncork);
+      }
+      ok = s.write(head);
+      if (body && body.length > 0) ok = s.write(body) && ok;
+    } else if (!body || body.length === 0) {
+      ok = s.write(head);
+    } else if (body.length <= SMALL_REPLY_BYTES) {
+      ok = s.write(Buffer.concat([head, body], head.length + body.length));
+    } else {
       s.cork();
-      process.nextTick(this.uncork);
+      ok = s.write(head);
+      ok = s.write(body) && ok;
+      s.uncork();
     }
-    let ok = s.write(head);
-    if (body && body.length > 0) ok = s.write(body) && ok;
     if (!ok && !this.writeBlocked) {
       this.writeBlocked = true;
       this.maybePause();
