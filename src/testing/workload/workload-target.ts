@@ -6,6 +6,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type { BlockDevice } from '../../host/block-device/block-device.js';
+import type { StorageFile } from '../../host/storage/storage.js';
 
 export interface WorkloadTarget {
   write(offsetBytes: number, data: Buffer, opts: { fua: boolean }): Promise<void>;
@@ -56,5 +57,32 @@ export async function fileTarget(path: string): Promise<WorkloadTarget & { close
     writeZeroes: (offsetBytes, lengthBytes, opts) => zeros(offsetBytes, lengthBytes, opts.fua),
     trim: (offsetBytes, lengthBytes, opts) => zeros(offsetBytes, lengthBytes, opts.fua),
     close: () => handle.close(),
+  };
+}
+
+/**
+ * A target over a `StorageFile` (e.g. on PowerCutStorage): write = file write, flush and FUA =
+ * datasync, zeroes and trim = punchHole. `syncOnFlush: false` makes a deliberately broken target that
+ * acknowledges flushes without syncing (to prove a crash test catches it).
+ */
+export function storageFileTarget(
+  file: StorageFile,
+  options: { syncOnFlush?: boolean } = {},
+): WorkloadTarget {
+  const sync = options.syncOnFlush ?? true;
+  return {
+    write: async (offsetBytes, data, opts) => {
+      await file.write(data, 0, data.length, offsetBytes);
+      if (opts.fua && sync) await file.datasync();
+    },
+    flush: () => (sync ? file.datasync() : Promise.resolve()),
+    writeZeroes: async (offsetBytes, lengthBytes, opts) => {
+      await file.punchHole(offsetBytes, lengthBytes);
+      if (opts.fua && sync) await file.datasync();
+    },
+    trim: async (offsetBytes, lengthBytes, opts) => {
+      await file.punchHole(offsetBytes, lengthBytes);
+      if (opts.fua && sync) await file.datasync();
+    },
   };
 }
