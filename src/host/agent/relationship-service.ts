@@ -273,8 +273,10 @@ export class RelationshipService {
       copyFrequencySeconds: def.policy.copyFrequencySeconds,
       stats,
       runCycle: async () => {
-        const snapshots = await cutCycle(filters);
+        // Read the time before the cut: every flush acknowledged before this instant covers writes that
+        // are inside the cut, so a checker may require them (docs/design/host-agent.md).
         const cutWallMs = this.clock.wallMs();
+        const snapshots = await cutCycle(filters);
         const cycleId = `${cutWallMs.toString(36)}-${(++this.cycleCounter).toString(36)}-${randomBytes(4).toString('hex')}`;
         try {
           const r = await sender.shipCycle({

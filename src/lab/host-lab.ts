@@ -1,0 +1,187 @@
+/**
+ * A host-level lab: a CA and host agents (real `secondsite host serve` processes) on this machine, one
+ * per site, each with its own state folder, certificate and replication port; the replica hosts
+ * authorize the primaries. `npm start` runs one, and the multi-process tests use the same code so what
+ * they prove is what a user runs.
+ *
+ * Agents can be killed (SIGKILL, an unclean stop) and restarted on the same state folder.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { SecondsiteError } from '../domain/errors.js';
+import { ControlClient } from '../host/agent/control-client.js';
+import type { HostStatus } from '../host/agent/host-agent.js';
+import type { HostConfigInput } from '../host/agent/host-config.js';
+import { initCa, issueHostCert } from '../host/pki/ca.js';
+
+const BIN = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
+
+export interface LabHostSpec {
+  hostId: string;
+  /** Primary hosts allowed to replicate into this host's 'default' storage location. */
+  authorize?: string[];
+}
+
+export interface LabHost {
+  readonly hostId: string;
+  readonly stateDir: string;
+  readonly client: ControlClient;
+  readonly nbdSocket: string;
+  /** The replication port of the running agent (fixed across restarts). */
+  replicationPort: number;
+  process: ChildProcess | null;
+  readonly logPath: string;
+}
+
+export class HostLab {
+  private readonly hosts = new Map<string, LabHost>();
+  private readonly logs = new Map<string, WriteStream>();
+
+  private constructor(readonly dir: string) {}
+
+  /** Creates the CA and the hosts' state folders and certificates, and starts every agent. */
+  static async create(
+    dir: string,
+    specs: LabHostSpec[],
+    options: { logLevel?: string } = {},
+  ): Promise<HostLab> {
+    const lab = new HostLab(dir);
+    const caDir = join(dir, 'ca');
+    await initCa(caDir, { name: 'secondsite lab CA' });
+    await mkdir(join(dir, 'logs'), { recursive: true });
+    for (const spec of specs) {
+      const stateDir = join(dir, spec.hostId);
+      await mkdir(stateDir, { recursive: true, mode: 0o700 });
+      const port = await freePort();
+      const config: Omit<HostConfigInput, 'stateDir'> = {
+        hostId: spec.hostId,
+        replication: {
+          listenHost: '127.0.0.1',
+          listenPort: port,
+          storageLocations: { default: 'replicas' },
+          authorization: (spec.authorize ?? []).map((primaryHostId) => ({
+            primaryHostId,
+            storageLocation: 'default',
+            trustGroup: 'default',
+          })),
+        },
+      };
+      await writeFile(join(stateDir, 'host.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+      await issueHostCert({ caDir, name: spec.hostId, outDir: join(stateDir, 'pki') });
+      lab.hosts.set(spec.hostId, {
+        hostId: spec.hostId,
+        stateDir,
+        client: new ControlClient(join(stateDir, 'agent.sock')),
+        nbdSocket: join(stateDir, 'nbd.sock'),
+        replicationPort: port,
+        process: null,
+        logPath: join(dir, 'logs', `${spec.hostId}.log`),
+      });
+    }
+    for (const spec of specs) await lab.start(spec.hostId, options.logLevel);
+    return lab;
+  }
+
+  host(hostId: string): LabHost {
+    const h = this.hosts.get(hostId);
+    if (!h) throw new SecondsiteError('SECONDSITE_ERR_NOT_FOUND', `no lab host '${hostId}'`);
+    return h;
+  }
+
+  list(): LabHost[] {
+    return [...this.hosts.values()];
+  }
+
+  /** Starts (or restarts) a host's agent and waits for its ready line. */
+  async start(hostId: string, logLevel = 'info'): Promise<void> {
+    const h = this.host(hostId);
+    if (h.process)
+      throw new SecondsiteError('SECONDSITE_ERR_INVALID_STATE', `lab host ${hostId} is already running`);
+    let log = this.logs.get(hostId);
+    if (!log) {
+      log = createWriteStream(h.logPath, { flags: 'a' });
+      this.logs.set(hostId, log);
+    }
+    const child = spawn(
+      process.execPath,
+      [BIN, 'host', 'serve', '--state-dir', h.stateDir, '--log-level', logLevel],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    child.stderr.pipe(log, { end: false });
+    h.process = child;
+    child.once('exit', () => {
+      if (h.process === child) h.process = null;
+    });
+    await new Promise<void>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout });
+      const onExit = (code: number | null): void =>
+        reject(
+          new SecondsiteError(
+            'SECONDSITE_ERR_INTERNAL',
+            `agent ${hostId} exited (${code}) before it was ready; see ${h.logPath}`,
+          ),
+        );
+      child.once('exit', onExit);
+      lines.once('line', (line) => {
+        child.off('exit', onExit);
+        try {
+          const ready = JSON.parse(line) as { ready?: boolean };
+          if (ready.ready) resolve();
+          else reject(new Error(`unexpected first line from agent ${hostId}: ${line}`));
+        } catch {
+          reject(new Error(`unexpected first line from agent ${hostId}: ${line}`));
+        }
+      });
+    });
+  }
+
+  /** Kills a host's agent with SIGKILL (an unclean stop) and waits for it to be gone. */
+  async kill(hostId: string): Promise<void> {
+    await this.signal(hostId, 'SIGKILL');
+  }
+
+  /** Stops a host's agent cleanly (SIGTERM). */
+  async stopHost(hostId: string): Promise<void> {
+    await this.signal(hostId, 'SIGTERM');
+  }
+
+  async status(hostId: string): Promise<HostStatus> {
+    return this.host(hostId).client.get<HostStatus>('/v1/status');
+  }
+
+  /** Stops every agent cleanly. */
+  async stop(): Promise<void> {
+    for (const h of this.hosts.values()) await this.signal(h.hostId, 'SIGTERM');
+    for (const l of this.logs.values()) await new Promise<void>((r) => l.end(() => r()));
+    this.logs.clear();
+  }
+
+  private async signal(hostId: string, sig: NodeJS.Signals): Promise<void> {
+    const child = this.host(hostId).process;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill(sig);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/** A TCP port that was free a moment ago on loopback (the agent binds it right after). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
