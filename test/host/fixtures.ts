@@ -70,7 +70,7 @@ export async function waitFor<T>(
     }
     await new Promise((r) => setTimeout(r, stepMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
 }
 
 export async function replicaView(lab: HostLab, relationshipId: string): Promise<ReplicaView> {
