@@ -1,6 +1,6 @@
 /**
- * Power cuts during commit, retention and staging (crash-memory-storage.ts until the testing kit's
- * power-cut storage lands). Each case runs its scenario once without a cut to count the mutating
+ * Power cuts during commit, retention and staging, on the testing kit's PowerCutStorage with a
+ * CrashAtStorage wrapper that stops the machine at a chosen mutating call. Each case runs its scenario once without a cut to count the mutating
  * storage calls of the final operation, then again with the power cut at a random one of them (or just
  * after the last), with the unsynced writes dropped, torn to a random subset, or cut to a random prefix.
  * After reopening, the visible points must be the old set or the new set, each exact against the model,
@@ -11,7 +11,8 @@ import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import type { StagedProgress } from '../../src/host/recovery-points/replica-store.js';
-import { CrashMemoryStorage, PowerCutError, type CutMode } from './crash-memory-storage.js';
+import { PowerCutStorage, type PowerCutMode } from '../../src/testing/faults/power-cut-storage.js';
+import { CrashAtStorage, PowerCutError } from './crash-at-storage.js';
 import { DiskModel, fixedClock, randomCycle, stage, verifyPoints, type CycleOp } from './store-harness.js';
 
 const BASE_SEED = seedFrom(process.env['SECONDSITE_SEED'], 777_000);
@@ -22,7 +23,8 @@ const DIR = '/replica';
 type Kind = 'commit' | 'retention' | 'stage';
 
 interface Outcome {
-  storage: CrashMemoryStorage;
+  storage: CrashAtStorage;
+  disk: PowerCutStorage;
   model: DiskModel;
   kind: Kind;
   before: string[];
@@ -33,7 +35,7 @@ interface Outcome {
   syncedBeforeCut?: StagedProgress;
 }
 
-function open(storage: CrashMemoryStorage): Promise<PointStore> {
+function open(storage: CrashAtStorage): Promise<PointStore> {
   return PointStore.open({ storage, storageDir: DIR, relationshipId: 'rel', clock: fixedClock });
 }
 
@@ -71,7 +73,11 @@ function senderChunks(ops: readonly CycleOp[], model: DiskModel): CycleOp[] {
 
 async function scenario(seed: number, crashAt: number | null): Promise<Outcome> {
   const rng = new Rng(seed);
-  const storage = new CrashMemoryStorage();
+  const disk = new PowerCutStorage({ seed });
+  // The replica's storage location exists (durably) before the store is created in it.
+  await disk.mkdir(DIR);
+  await disk.syncDir('/');
+  const storage = new CrashAtStorage(disk);
   const store = await open(storage);
   const model = new DiskModel();
   for (const [id, size] of [
@@ -90,7 +96,7 @@ async function scenario(seed: number, crashAt: number | null): Promise<Outcome> 
     model.snapshot(info.pointId);
   }
   const before = store.points().map((p) => p.pointId);
-  const outcome: Outcome = { storage, model, kind, before, after: null, finalMutations: 0 };
+  const outcome: Outcome = { storage, disk, model, kind, before, after: null, finalMutations: 0 };
   const start = storage.mutations;
   try {
     if (kind === 'commit') {
@@ -130,7 +136,7 @@ function covers(progress: StagedProgress, diskId: string, offsetBytes: number, l
 }
 
 test(`power cut at a random moment of commit, retention or staging: old set or new set, exact (${CASES} cases)`, async () => {
-  const modes: CutMode[] = ['none', 'subset', 'prefix'];
+  const modes: PowerCutMode[] = ['none', 'random-subset', 'prefix'];
   const seen = { old: 0, new: 0 };
   for (let c = 0; c < CASES; c++) {
     const seed = BASE_SEED + c;
@@ -138,11 +144,12 @@ test(`power cut at a random moment of commit, retention or staging: old set or n
     assert.ok(clean.after, `seed=${seed}: the scenario must complete without a cut`);
     const pick = new Rng(seed ^ 0x5eed);
     const crashAt = pick.int(clean.finalMutations + 1);
-    const mode = modes[pick.int(modes.length)] as CutMode;
-    const label = `seed=${seed} kind=${clean.kind} crashAt=${crashAt}/${clean.finalMutations} mode=${mode}`;
+    const mode = modes[pick.int(modes.length)] as PowerCutMode;
+    const tear = pick.chance(0.5);
+    const label = `seed=${seed} kind=${clean.kind} crashAt=${crashAt}/${clean.finalMutations} mode=${mode} tear=${tear}`;
     const run = await scenario(seed, crashAt);
-    const survived = run.storage.afterPowerCut(mode, pick);
-    const store = await open(survived);
+    run.disk.powerCut({ mode, tear });
+    const store = await open(new CrashAtStorage(run.disk));
     const visible = store.points().map((p) => p.pointId);
     if (run.kind === 'stage') {
       assert.deepEqual(visible, clean.before, `${label}: staging must not change the points`);
