@@ -128,9 +128,19 @@ export class RawConn {
     socket.on('error', () => undefined);
   }
 
-  static open(path: string): Promise<RawConn> {
+  /** Wraps an already connected socket (e.g. a TLSSocket after STARTTLS). */
+  static wrap(socket: Socket): RawConn {
+    return new RawConn(socket);
+  }
+
+  /** Stops reading on this wrapper and returns nothing buffered (for STARTTLS upgrades). */
+  release(): void {
+    this.socket.removeAllListeners('data');
+  }
+
+  static open(path: string | { port: number; host: string }): Promise<RawConn> {
     return new Promise((resolve, reject) => {
-      const s = connect(path);
+      const s = typeof path === 'string' ? connect(path) : connect(path.port, path.host);
       s.once('connect', () => resolve(new RawConn(s)));
       s.once('error', reject);
     });

@@ -6,7 +6,7 @@
  * deadline: it calls `abort()` when the handshake timer fires.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import {
   NBD_FLAG_FIXED_NEWSTYLE,
   NBD_FLAG_NO_ZEROES,
@@ -28,8 +28,13 @@ import { SocketReader } from './nbd-socket-reader.js';
 
 export interface HandshakeConfig {
   readonly tlsMode: TlsMode;
-  /** Required when tlsMode is 'forced'. */
-  readonly secureContext?: SecureContext;
+  /** PEM server certificate, key and client CA; required when tlsMode is 'forced'. */
+  readonly tls?: {
+    readonly cert: string | Buffer;
+    readonly key: string | Buffer;
+    readonly ca: string | Buffer;
+  };
+
   readonly catalog: ExportCatalog;
 }
 
@@ -109,42 +114,47 @@ export class HandshakeRun {
     }
   }
 
+  /**
+   * Upgrades to TLS through a non-listening tls.Server fed with the raw socket ('connection' event):
+   * only a tls.Server-owned TLSSocket verifies the client certificate against the CA (a hand-made
+   * server TLSSocket never sets `authorized`). Unverified clients are destroyed by Node before
+   * 'secureConnection', which we see as the socket closing.
+   */
   private async startTls(): Promise<void> {
     if (this.reader.bufferedBytes > 0)
       throw new Error('bytes were sent after NBD_OPT_STARTTLS before TLS started');
-    if (!this.config.secureContext) throw new Error('STARTTLS accepted without a TLS context (bug)');
+    const tls = this.config.tls;
+    if (!tls) throw new Error('STARTTLS accepted without TLS material (bug)');
     this.reader.detach();
-    const tlsSocket = new TLSSocket(this.socket, {
-      isServer: true,
-      secureContext: this.config.secureContext,
+    const raw = this.socket;
+    const tlsServer = createTlsServer({
+      cert: tls.cert,
+      key: tls.key,
+      ca: tls.ca,
+      minVersion: 'TLSv1.3',
       requestCert: true,
       rejectUnauthorized: true,
     });
-    tlsSocket.on('error', () => undefined); // errors end the handshake through the reader
+    const secured = new Promise<TLSSocket>((resolve, reject) => {
+      const onClose = (): void =>
+        reject(new Error('TLS handshake failed or the client certificate was refused'));
+      raw.once('close', onClose);
+      tlsServer.once('secureConnection', (s: TLSSocket) => {
+        raw.off('close', onClose);
+        if (s.authorized) resolve(s);
+        else reject(new Error(`client certificate refused: ${String(s.authorizationError)}`));
+      });
+      tlsServer.once('tlsClientError', (e: Error) => {
+        raw.off('close', onClose);
+        reject(new Error(`TLS handshake failed: ${e.message}`));
+      });
+    });
+    if (this.aborted) throw new Error(this.aborted);
+    tlsServer.emit('connection', raw);
+    const tlsSocket = await secured;
+    tlsSocket.on('error', () => undefined); // later errors end the session through the reader
     this.socket = tlsSocket;
     this.reader = new SocketReader(tlsSocket);
-    if (this.aborted) throw new Error(this.aborted);
-    await new Promise<void>((resolve, reject) => {
-      const onSecure = (): void => {
-        tlsSocket.off('error', onError);
-        tlsSocket.off('close', onClose);
-        if (tlsSocket.authorized) resolve();
-        else reject(new Error(`client certificate refused: ${String(tlsSocket.authorizationError)}`));
-      };
-      const onError = (e: Error): void => {
-        tlsSocket.off('secure', onSecure);
-        tlsSocket.off('close', onClose);
-        reject(new Error(`TLS handshake failed: ${e.message}`));
-      };
-      const onClose = (): void => {
-        tlsSocket.off('secure', onSecure);
-        tlsSocket.off('error', onError);
-        reject(new Error('the client closed the connection during the TLS handshake'));
-      };
-      tlsSocket.once('secure', onSecure);
-      tlsSocket.once('error', onError);
-      tlsSocket.once('close', onClose);
-    });
   }
 
   private close(reason: string, graceful = false): HandshakeOutcome {

@@ -8,7 +8,7 @@
  * accept without reading a byte. Design: docs/design/nbd-server.md.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import { unlink } from 'node:fs/promises';
 import { SecondsiteError } from '../../domain/errors.js';
 import { NBD_MAX_STRING_BYTES } from '../../protocol/nbd/nbd-constants.js';
@@ -144,13 +144,10 @@ export class NbdServer implements ExportCatalog {
 
   /** Listens on TCP with forced TLS. Returns the bound address (use port 0 for any free port). */
   async listenTcp(host: string, port: number, tls: NbdTlsOptions): Promise<AddressInfo> {
-    const secureContext = createSecureContext({
-      cert: tls.cert,
-      key: tls.key,
-      ca: tls.ca,
-      minVersion: 'TLSv1.3',
-    });
-    const server = createServer((socket) => this.accept(socket, 'forced', secureContext));
+    // Fail at listen time, not at the first STARTTLS, if the PEM material is unusable.
+    createSecureContext({ cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: 'TLSv1.3' });
+    const material = { cert: tls.cert, key: tls.key, ca: tls.ca };
+    const server = createServer((socket) => this.accept(socket, 'forced', material));
     await listen(server, () => server.listen(port, host));
     this.listeners.push({ server });
     return server.address() as AddressInfo;
@@ -171,7 +168,7 @@ export class NbdServer implements ExportCatalog {
     await Promise.all(pending);
   }
 
-  private accept(socket: Socket, tlsMode: TlsMode, secureContext?: SecureContext): void {
+  private accept(socket: Socket, tlsMode: TlsMode, tls?: NbdTlsOptions): void {
     socket.on('error', (e) => this.log.debug('nbd socket error', { err: e }));
     if (
       this.closing ||
@@ -188,7 +185,7 @@ export class NbdServer implements ExportCatalog {
     const handshake = new HandshakeRun(socket, {
       tlsMode,
       catalog: this,
-      ...(secureContext ? { secureContext } : {}),
+      ...(tls ? { tls } : {}),
     });
     const conn: Connection = { socket, handshake, transmission: null, timer: null };
     this.connections.add(conn);
