@@ -1,8 +1,7 @@
 /**
  * Power cuts at every mutating storage call of a change-tracking life (enable, resync cycle, writes,
  * completed and abandoned cycles, clean close), with unsynced writes dropped, torn or cut to a prefix.
- * Uses the recovery-point helper's CrashMemoryStorage until the testing kit's power-cut storage lands
- * (src/testing/faults/). After each cut, reopening must either demand a resync (first enable or unclean
+ * Uses the testing kit's PowerCutStorage, stopped at the n-th mutating call by StopAtStorage. After each cut, reopening must either demand a resync (first enable or unclean
  * stop; never an unreadable state file, since it is only ever replaced atomically), or, only if the
  * clean close had become durable, report exactly the blocks changed since the last completed cycle.
  */
@@ -15,7 +14,8 @@ import { ChangeTrackingFilter } from '../../src/host/change-tracking/change-trac
 import { cutCycle } from '../../src/host/change-tracking/cycle-cut.js';
 import { DiskStore } from '../../src/host/disks/disk-store.js';
 import type { Storage } from '../../src/host/storage/storage.js';
-import { CrashMemoryStorage, PowerCutError, type CutMode } from '../recovery-points/crash-memory-storage.js';
+import { PowerCutStorage, type PowerCutOptions } from '../../src/testing/faults/power-cut-storage.js';
+import { MachineStopped, StopAtStorage } from './stop-at.storage.js';
 
 const SEED = seedFrom(process.env['SECONDSITE_SEED'], 31_337);
 const clock: Clock = { wallMs: () => 0, monotonicMs: () => 0 };
@@ -63,9 +63,18 @@ async function scenario(storage: Storage, seed: number): Promise<number[]> {
   return [...expected].sort((x, y) => x - y);
 }
 
+async function freshStorage(seed: number): Promise<PowerCutStorage> {
+  const storage = new PowerCutStorage({ seed });
+  await storage.mkdir(ROOT);
+  await storage.syncDir('/');
+  return storage;
+}
+
 test('change tracking survives a power cut at every storage call', async () => {
-  const clean = new CrashMemoryStorage();
-  const blocks = await scenario(clean, SEED);
+  const clean = await freshStorage(SEED);
+  const counter = new StopAtStorage(clean);
+  const blocks = await scenario(counter, SEED);
+  const total = counter.mutations;
   const reopened = await openFilter(clean);
   assert.equal(reopened.resyncReason, undefined, `seed ${SEED}: a clean close needs no resync`);
   const [s] = await cutCycle([reopened]);
@@ -78,24 +87,23 @@ test('change tracking survives a power cut at every storage call', async () => {
     `seed ${SEED}: a clean close and reopen loses no change`,
   );
 
-  const counter = new CrashMemoryStorage();
-  await scenario(counter, SEED);
-  const total = counter.mutations;
-  const rng = new Rng(SEED);
-  const modes: CutMode[] = ['none', 'subset', 'prefix'];
+  const modes: PowerCutOptions[] = [
+    { mode: 'none' },
+    { mode: 'random-subset', tear: true },
+    { mode: 'prefix', tear: true },
+  ];
   const seen = { resync: 0, clean: 0 };
   for (let cutAt = 0; cutAt <= total; cutAt++) {
     for (const mode of modes) {
-      const storage = new CrashMemoryStorage();
-      storage.armCrash(cutAt);
+      const storage = await freshStorage(SEED + cutAt);
       try {
-        await scenario(storage, SEED);
+        await scenario(new StopAtStorage(storage, cutAt), SEED);
       } catch (e) {
-        if (!(e instanceof PowerCutError)) throw e;
+        if (!(e instanceof MachineStopped)) throw e;
       }
-      const after = storage.afterPowerCut(mode, rng);
-      const msg = `seed ${SEED}, power cut at mutation ${cutAt}/${total} (${mode})`;
-      const f = await openFilter(after);
+      storage.powerCut(mode);
+      const msg = `seed ${SEED}, power cut at mutation ${cutAt}/${total} (${mode.mode})`;
+      const f = await openFilter(storage);
       const reason = f.resyncReason;
       assert.notEqual(reason, 'state-unreadable', `${msg}: the state file was torn`);
       const [snap] = await cutCycle([f]);

@@ -128,7 +128,7 @@ export class CowPreserver {
   /** Allocation at the cut: the disk's, with preserved blocks reported as data or hole as they were. */
   async allocation(offsetBytes: number, lengthBytes: number): Promise<AllocationRange[]> {
     const end = offsetBytes + lengthBytes;
-    let ranges: AllocationRange[] = [];
+    const ranges: AllocationRange[] = [];
     for (let at = offsetBytes; at < end;) {
       const extents = await this.inner.extents(at, end - at);
       if (extents.length === 0) break;
@@ -141,13 +141,27 @@ export class CowPreserver {
     const firstBlock = Math.floor(offsetBytes / this.blockBytes);
     const endBlock = Math.ceil(end / this.blockBytes);
     await this.settle(firstBlock, endBlock);
+    // Preserved blocks report their cut-time state: data, or a hole where they were all zeros.
+    const overrides: AllocationRange[] = [];
+    const holeRuns = this.holes.runs(firstBlock, endBlock);
+    let h = 0;
     for (const [a, b] of this.preserved.runs(firstBlock, endBlock)) {
-      ranges = paint(ranges, a * this.blockBytes, b * this.blockBytes, true);
+      let at = a;
+      while (h < holeRuns.length && (holeRuns[h]?.[0] ?? Infinity) < b) {
+        const [ha, hb] = holeRuns[h] as [number, number];
+        if (ha > at) overrides.push(this.blockRange(at, ha, true));
+        overrides.push(this.blockRange(ha, hb, false));
+        at = hb;
+        h++;
+      }
+      if (at < b) overrides.push(this.blockRange(at, b, true));
     }
-    for (const [a, b] of this.holes.runs(firstBlock, endBlock)) {
-      ranges = paint(ranges, a * this.blockBytes, b * this.blockBytes, false);
-    }
-    return coalesce(ranges);
+    return coalesce(paint(ranges, overrides));
+  }
+
+  private blockRange(first: number, end: number, data: boolean): AllocationRange {
+    const offsetBytes = first * this.blockBytes;
+    return { offsetBytes, lengthBytes: Math.min(end * this.blockBytes, this.sizeBytes) - offsetBytes, data };
   }
 
   /** Waits until no preservation in [first, end) is in flight (failures included). */
@@ -175,21 +189,32 @@ export class CowPreserver {
   }
 }
 
-/** Sets [from, to) of a sorted, contiguous range list to `data`, clipped to the list's span. */
-function paint(ranges: AllocationRange[], from: number, to: number, data: boolean): AllocationRange[] {
+/**
+ * Overlays sorted, non-overlapping `overrides` on sorted, contiguous `ranges` (clipped to their span),
+ * in one linear sweep.
+ */
+function paint(ranges: readonly AllocationRange[], overrides: readonly AllocationRange[]): AllocationRange[] {
   const out: AllocationRange[] = [];
+  let k = 0;
   for (const r of ranges) {
+    let at = r.offsetBytes;
     const rEnd = r.offsetBytes + r.lengthBytes;
-    if (rEnd <= from || r.offsetBytes >= to) {
-      out.push(r);
-      continue;
+    while (k < overrides.length && at < rEnd) {
+      const o = overrides[k] as AllocationRange;
+      const oEnd = o.offsetBytes + o.lengthBytes;
+      if (oEnd <= at) {
+        k++;
+        continue;
+      }
+      if (o.offsetBytes >= rEnd) break;
+      if (o.offsetBytes > at) out.push({ offsetBytes: at, lengthBytes: o.offsetBytes - at, data: r.data });
+      const from = Math.max(at, o.offsetBytes);
+      const to = Math.min(oEnd, rEnd);
+      out.push({ offsetBytes: from, lengthBytes: to - from, data: o.data });
+      at = to;
+      if (oEnd <= rEnd) k++;
     }
-    if (r.offsetBytes < from)
-      out.push({ offsetBytes: r.offsetBytes, lengthBytes: from - r.offsetBytes, data: r.data });
-    const a = Math.max(r.offsetBytes, from);
-    const b = Math.min(rEnd, to);
-    out.push({ offsetBytes: a, lengthBytes: b - a, data });
-    if (rEnd > to) out.push({ offsetBytes: to, lengthBytes: rEnd - to, data: r.data });
+    if (at < rEnd) out.push({ offsetBytes: at, lengthBytes: rEnd - at, data: r.data });
   }
   return out;
 }

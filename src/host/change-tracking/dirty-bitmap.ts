@@ -55,7 +55,16 @@ export class DirtyBitmap {
     if (other.blockCount !== this.blockCount) throw new RangeError('bitmaps differ in size');
     const a = this.bytes;
     const b = other.bytes;
-    for (let i = 0; i < a.length; i++) a[i] = (a[i] ?? 0) | (b[i] ?? 0);
+    let i = 0;
+    if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0) {
+      // Word at a time: this runs while a cut holds the VM's writes.
+      const words = a.length >>> 2;
+      const wa = new Uint32Array(a.buffer, a.byteOffset, words);
+      const wb = new Uint32Array(b.buffer, b.byteOffset, words);
+      for (let w = 0; w < words; w++) wa[w] = (wa[w] ?? 0) | (wb[w] ?? 0);
+      i = words * 4;
+    }
+    for (; i < a.length; i++) a[i] = (a[i] ?? 0) | (b[i] ?? 0);
   }
 
   isEmpty(): boolean {

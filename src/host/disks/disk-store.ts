@@ -55,7 +55,10 @@ export class DiskStore {
 
   /** Opens (creating if needed) the disk store under `storageRoot`. */
   static async open(storage: Storage, storageRoot: string, clock: Clock): Promise<DiskStore> {
-    await storage.mkdir(disksDir(storageRoot));
+    if (!(await storage.exists(disksDir(storageRoot)))) {
+      await storage.mkdir(disksDir(storageRoot));
+      await storage.syncDir(storageRoot); // the new directory's name must survive a power cut
+    }
     return new DiskStore(storage, storageRoot, clock);
   }
 

@@ -129,3 +129,13 @@ test('confinement refuses paths and symlinks that leave the root', async () => {
   await ok.close();
   assert.deepEqual(await storage.list(root), ['escape', 'fine.raw', 'link.raw']);
 });
+
+test('a closed file refuses further use (its fd number may be reused)', async () => {
+  const storage = new NodeStorage();
+  const f = await storage.open(join(dir, 'closed.bin'), 'create');
+  await f.close();
+  await assert.rejects(f.write(Buffer.alloc(1), 0, 1, 0), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_INTERNAL'),
+  );
+  await assert.rejects(f.allocation(0, 1), (e) => isSecondsiteError(e));
+});

@@ -159,6 +159,7 @@ class NodeStorageFile implements StorageFile {
   ) {}
 
   async read(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<number> {
+    this.assertOpen();
     let done = 0;
     while (done < lengthBytes) {
       const n = await this.readOnce(buf, bufOffset + done, lengthBytes - done, positionBytes + done);
@@ -182,6 +183,7 @@ class NodeStorageFile implements StorageFile {
   }
 
   async write(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<void> {
+    this.assertOpen();
     let done = 0;
     while (done < lengthBytes) {
       done += await this.writeOnce(buf, bufOffset + done, lengthBytes - done, positionBytes + done);
@@ -202,6 +204,7 @@ class NodeStorageFile implements StorageFile {
   }
 
   async datasync(): Promise<void> {
+    this.assertOpen();
     if (this.syncFailed !== undefined) {
       throw new SecondsiteError(
         'SECONDSITE_ERR_IO',
@@ -219,15 +222,18 @@ class NodeStorageFile implements StorageFile {
   }
 
   async sizeBytes(): Promise<number> {
+    this.assertOpen();
     const st = await call<fs.Stats>((cb) => fs.fstat(this.fd, cb));
     return st.size;
   }
 
   async truncate(sizeBytes: number): Promise<void> {
+    this.assertOpen();
     await call<void>((cb) => fs.ftruncate(this.fd, sizeBytes, (err) => cb(err, undefined)));
   }
 
   async punchHole(positionBytes: number, lengthBytes: number): Promise<void> {
+    this.assertOpen();
     if (lengthBytes <= 0) return;
     if (!this.punchUnsupported) {
       try {
@@ -249,6 +255,7 @@ class NodeStorageFile implements StorageFile {
   // async so that errors surface as rejections; the lseeks themselves are synchronous and cheap.
   // eslint-disable-next-line @typescript-eslint/require-await
   async allocation(positionBytes: number, lengthBytes: number): Promise<AllocationExtent[]> {
+    this.assertOpen();
     const end = positionBytes + lengthBytes;
     if (lengthBytes <= 0) return [];
     if (this.seekUnsupported) return [{ offsetBytes: positionBytes, lengthBytes, data: true }];
@@ -273,6 +280,15 @@ class NodeStorageFile implements StorageFile {
       return [{ offsetBytes: positionBytes, lengthBytes, data: true }];
     }
     return out;
+  }
+
+  /** A closed fd number may already belong to another file: never use it again. */
+  private assertOpen(): void {
+    if (this.closed) {
+      throw new SecondsiteError('SECONDSITE_ERR_INTERNAL', `${this.path} was used after close()`, {
+        path: this.path,
+      });
+    }
   }
 
   async close(): Promise<void> {
