@@ -113,3 +113,26 @@ test('seeded random writes, trims and zeroes match an in-memory model', async ()
   assert.ok((await dev.read(0, sizeBytes)).equals(model), `seed ${seed}: final content differs`);
   await dev.close();
 });
+
+test('concurrent flushes share datasyncs (group commit) and all complete', async () => {
+  const file = await storage.open(join(dir, 'g.raw'), 'create');
+  await file.truncate(MiB);
+  let syncs = 0;
+  const counted = Object.assign(Object.create(file) as typeof file, {
+    datasync: async () => {
+      syncs++;
+      await file.datasync();
+    },
+  });
+  const dev = await FileBlockDevice.open(counted);
+  await dev.write(0, Buffer.alloc(4096, 1), { fua: false });
+  await Promise.all(Array.from({ length: 20 }, () => dev.flush()));
+  assert.ok(syncs >= 1 && syncs <= 2, `20 concurrent flushes took ${syncs} datasyncs`);
+  syncs = 0;
+  const first = dev.flush();
+  await dev.write(4096, Buffer.alloc(4096, 2), { fua: false });
+  await dev.flush(); // arrived while the first ran: must get its own datasync after it
+  await first;
+  assert.equal(syncs, 2);
+  await dev.close();
+});

@@ -26,6 +26,9 @@ export interface FileBlockDeviceOptions {
 }
 
 export class FileBlockDevice implements BlockDevice {
+  private syncRunning: Promise<void> | undefined;
+  private syncQueued: Promise<void> | undefined;
+
   private constructor(
     private readonly file: StorageFile,
     readonly sizeBytes: number,
@@ -69,9 +72,34 @@ export class FileBlockDevice implements BlockDevice {
     if (flags.fua) await this.file.datasync();
   }
 
-  async flush(): Promise<void> {
-    if (this.readOnly) return;
-    await this.file.datasync();
+  /**
+   * Group commit: a flush that arrives while a datasync runs waits for it and then shares one more
+   * datasync with every other flush that arrived meanwhile (that one starts after they all arrived,
+   * so it covers every write they must cover).
+   */
+  flush(): Promise<void> {
+    if (this.readOnly) return Promise.resolve();
+    if (this.syncRunning === undefined) return this.startSync();
+    this.syncQueued ??= this.syncRunning.then(
+      () => this.startQueuedSync(),
+      () => this.startQueuedSync(),
+    );
+    return this.syncQueued;
+  }
+
+  private startSync(): Promise<void> {
+    const run = this.file.datasync();
+    this.syncRunning = run;
+    const clear = (): void => {
+      if (this.syncRunning === run) this.syncRunning = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private startQueuedSync(): Promise<void> {
+    this.syncQueued = undefined;
+    return this.startSync();
   }
 
   async trim(offsetBytes: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
