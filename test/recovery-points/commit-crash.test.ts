@@ -71,7 +71,7 @@ function senderChunks(ops: readonly CycleOp[], model: DiskModel): CycleOp[] {
   return out;
 }
 
-async function scenario(seed: number, crashAt: number | null): Promise<Outcome> {
+async function scenario(seed: number, crashAt: number | null, kindOverride?: Kind): Promise<Outcome> {
   const rng = new Rng(seed);
   const disk = new PowerCutStorage({ seed });
   // The replica's storage location exists (durably) before the store is created in it.
@@ -87,7 +87,7 @@ async function scenario(seed: number, crashAt: number | null): Promise<Outcome> 
     await store.ensureDisk(id, size);
     model.resize(id, size);
   }
-  const kind: Kind = (['commit', 'retention', 'stage'] as const)[seed % 3] as Kind;
+  const kind: Kind = kindOverride ?? ((['commit', 'retention', 'stage'] as const)[seed % 3] as Kind);
   const cycles = 2 + rng.int(5);
   for (let i = 1; i <= cycles; i++) {
     const w = await store.beginCycle(`c${i}`, 1);
@@ -135,6 +135,65 @@ function covers(progress: StagedProgress, diskId: string, offsetBytes: number, l
   );
 }
 
+/** Runs one case with a cut at `crashAt`, reopens, checks; returns which set became visible. */
+async function checkCase(
+  seed: number,
+  clean: Outcome,
+  crashAt: number,
+  mode: PowerCutMode,
+  tear: boolean,
+): Promise<'old' | 'new'> {
+  const label = `seed=${seed} kind=${clean.kind} crashAt=${crashAt}/${clean.finalMutations} mode=${mode} tear=${tear}`;
+  const run = await scenario(seed, crashAt, clean.kind);
+  run.disk.powerCut({ mode, tear });
+  const store = await open(new CrashAtStorage(run.disk));
+  const visible = store.points().map((p) => p.pointId);
+  let outcome: 'old' | 'new' = 'new';
+  if (run.kind === 'stage') {
+    assert.deepEqual(visible, clean.before, `${label}: staging must not change the points`);
+  } else {
+    const isOld = JSON.stringify(visible) === JSON.stringify(clean.before);
+    const isNew = JSON.stringify(visible) === JSON.stringify(clean.after);
+    assert.ok(isOld || isNew, `${label}: visible ${visible.join(',')} is neither old nor new set`);
+    if (isOld && !isNew) outcome = 'old';
+  }
+  await verifyPoints(store, run.model, label);
+  // The model continues from the latest visible point (the interrupted cycle may not have landed).
+  const latest = run.model.snapshots.get(visible[visible.length - 1] as string);
+  assert.ok(latest, label);
+  for (const [diskId, content] of latest) run.model.disks.set(diskId, Buffer.from(content));
+
+  if (run.kind === 'stage') {
+    // Resume: what was durably synced is still staged; send the rest, commit, and check.
+    const w = await store.beginCycle('final', 1);
+    const progress = w.progress();
+    for (const [diskId, ranges] of Object.entries(run.syncedBeforeCut?.staged ?? {})) {
+      for (const r of ranges) {
+        assert.ok(covers(progress, diskId, r.offsetBytes, r.lengthBytes), `${label}: synced range lost`);
+      }
+    }
+    for (const op of run.stageOps ?? []) {
+      const len = op.kind === 'data' ? op.data.length : op.lengthBytes;
+      if (covers(progress, op.diskId, op.offsetBytes, len)) continue;
+      if (op.kind === 'data') await w.writeChunk(op.diskId, op.offsetBytes, op.data);
+      else await w.zeroRange(op.diskId, op.offsetBytes, op.lengthBytes);
+    }
+    await w.commit({ cutWallMs: T0 + 100 * 60 * 60_000, consistency: 'crash-consistent' });
+    await verifyPoints(store, run.model, `${label} after resume`);
+  } else {
+    // The store keeps working: one more cycle commits and every point still reads exactly.
+    const rng = new Rng(seed + 1_000_000);
+    const ops = randomCycle(rng, run.model, 6);
+    const w = await store.beginCycle('next', 1);
+    await stage(w, ops, rng);
+    const info = await w.commit({ cutWallMs: T0 + 200 * 60 * 60_000, consistency: 'crash-consistent' });
+    run.model.snapshot(info.pointId);
+    await verifyPoints(store, run.model, `${label} next cycle`);
+  }
+  await store.close();
+  return outcome;
+}
+
 test(`power cut at a random moment of commit, retention or staging: old set or new set, exact (${CASES} cases)`, async () => {
   const modes: PowerCutMode[] = ['none', 'random-subset', 'prefix'];
   const seen = { old: 0, new: 0 };
@@ -145,56 +204,24 @@ test(`power cut at a random moment of commit, retention or staging: old set or n
     const pick = new Rng(seed ^ 0x5eed);
     const crashAt = pick.int(clean.finalMutations + 1);
     const mode = modes[pick.int(modes.length)] as PowerCutMode;
-    const tear = pick.chance(0.5);
-    const label = `seed=${seed} kind=${clean.kind} crashAt=${crashAt}/${clean.finalMutations} mode=${mode} tear=${tear}`;
-    const run = await scenario(seed, crashAt);
-    run.disk.powerCut({ mode, tear });
-    const store = await open(new CrashAtStorage(run.disk));
-    const visible = store.points().map((p) => p.pointId);
-    if (run.kind === 'stage') {
-      assert.deepEqual(visible, clean.before, `${label}: staging must not change the points`);
-    } else {
-      const isOld = JSON.stringify(visible) === JSON.stringify(clean.before);
-      const isNew = JSON.stringify(visible) === JSON.stringify(clean.after);
-      assert.ok(isOld || isNew, `${label}: visible ${visible.join(',')} is neither old nor new set`);
-      if (isOld && !isNew) seen.old++;
-      else seen.new++;
-    }
-    await verifyPoints(store, run.model, label);
-    // The model continues from the latest visible point (the interrupted cycle may not have landed).
-    const latest = run.model.snapshots.get(visible[visible.length - 1] as string);
-    assert.ok(latest, label);
-    for (const [diskId, content] of latest) run.model.disks.set(diskId, Buffer.from(content));
-
-    if (run.kind === 'stage') {
-      // Resume: what was durably synced is still staged; send the rest, commit, and check.
-      const w = await store.beginCycle('final', 1);
-      const progress = w.progress();
-      for (const [diskId, ranges] of Object.entries(run.syncedBeforeCut?.staged ?? {})) {
-        for (const r of ranges) {
-          assert.ok(covers(progress, diskId, r.offsetBytes, r.lengthBytes), `${label}: synced range lost`);
-        }
-      }
-      for (const op of run.stageOps ?? []) {
-        const len = op.kind === 'data' ? op.data.length : op.lengthBytes;
-        if (covers(progress, op.diskId, op.offsetBytes, len)) continue;
-        if (op.kind === 'data') await w.writeChunk(op.diskId, op.offsetBytes, op.data);
-        else await w.zeroRange(op.diskId, op.offsetBytes, op.lengthBytes);
-      }
-      await w.commit({ cutWallMs: T0 + 100 * 60 * 60_000, consistency: 'crash-consistent' });
-      await verifyPoints(store, run.model, `${label} after resume`);
-      seen.new++;
-    } else {
-      // The store keeps working: one more cycle commits and every point still reads exactly.
-      const rng = new Rng(seed + 1_000_000);
-      const ops = randomCycle(rng, run.model, 6);
-      const w = await store.beginCycle('next', 1);
-      await stage(w, ops, rng);
-      const info = await w.commit({ cutWallMs: T0 + 200 * 60 * 60_000, consistency: 'crash-consistent' });
-      run.model.snapshot(info.pointId);
-      await verifyPoints(store, run.model, `${label} next cycle`);
-    }
-    await store.close();
+    seen[await checkCase(seed, clean, crashAt, mode, pick.chance(0.5))]++;
   }
   assert.ok(seen.old > 0 && seen.new > 0, `both outcomes must occur (old=${seen.old}, new=${seen.new})`);
+});
+
+test('power cut at every mutating call of a retention run with middle merges and of a commit', async () => {
+  for (const kind of ['retention', 'commit'] as const) {
+    // A seed whose retention drops a point between two kept ones (so an undo merge is written).
+    let seed = BASE_SEED + 10_000;
+    let clean = await scenario(seed, null, kind);
+    const mergesMiddle = (o: Outcome): boolean =>
+      o.before.some((id, i) => i > o.before.indexOf(o.after?.[0] ?? '') && !(o.after ?? []).includes(id));
+    while (kind === 'retention' && !mergesMiddle(clean)) clean = await scenario(++seed, null, kind);
+    const seen = { old: 0, new: 0 };
+    for (let crashAt = 0; crashAt <= clean.finalMutations; crashAt++) {
+      const mode: PowerCutMode = crashAt % 2 === 0 ? 'none' : 'prefix';
+      seen[await checkCase(seed, clean, crashAt, mode, crashAt % 3 === 0)]++;
+    }
+    assert.ok(seen.old > 0 && seen.new > 0, `seed=${seed} ${kind}: old=${seen.old} new=${seen.new}`);
+  }
 });
