@@ -185,7 +185,12 @@ export class ChangeTrackingFilter implements BlockDevice, SnapshotOwner {
     if (this.gate === undefined && this.snapshot === undefined && this.state === 'open') {
       this.mark(offsetBytes, data.length);
       this.inflight++;
-      const p = this.inner.write(offsetBytes, data, flags).then(this.onDone, this.onFail);
+      let p: Promise<void>;
+      try {
+        p = this.inner.write(offsetBytes, data, flags).then(this.onDone, this.onFail);
+      } catch (e) {
+        p = Promise.reject(e as Error).then(this.onDone, this.onFail); // an inner that throws synchronously
+      }
       return flags.fua ? this.watchSync(p) : p;
     }
     const p = this.mutateSlow(offsetBytes, data.length, () => this.inner.write(offsetBytes, data, flags));
