@@ -12,12 +12,19 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { deltaCycleSuite } from './delta-cycle.bench.js';
+import { initialReplicationSuite } from './initial-replication.bench.js';
 import { nbdTrackingSuite, nbdWritePathSuite } from './nbd-write-path.bench.js';
 import { killAllSync, stopAll } from './lib/processes.js';
 import { renderSuite } from './lib/report.js';
 import type { BenchOptions, Suite, SuiteResult } from './lib/suite.js';
 
-const SUITES: readonly Suite[] = [nbdWritePathSuite, nbdTrackingSuite];
+const SUITES: readonly Suite[] = [
+  nbdWritePathSuite,
+  nbdTrackingSuite,
+  initialReplicationSuite,
+  deltaCycleSuite,
+];
 
 const repoRoot = resolve(new URL('..', import.meta.url).pathname);
 

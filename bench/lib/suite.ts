@@ -86,3 +86,36 @@ export function checkRatio(
     (bound.max === undefined || ratio <= bound.max);
   return { measurement: m.name, description, ratio, ...bound, kind, pass };
 }
+
+/** Checks a derived ratio (not a plain subject/reference of one measurement) against a bound. */
+export function checkValue(
+  measurement: string,
+  description: string,
+  ratio: number,
+  bound: { min?: number; max?: number },
+  kind: 'must' | 'stretch',
+): TargetCheck {
+  const pass =
+    Number.isFinite(ratio) &&
+    (bound.min === undefined || ratio >= bound.min) &&
+    (bound.max === undefined || ratio <= bound.max);
+  return { measurement, description, ratio, ...bound, kind, pass };
+}
+
+/** Builds a measurement from per-contender samples. */
+export function measurement(
+  name: string,
+  unit: string,
+  higherIsBetter: boolean,
+  samples: Record<string, number[]>,
+  details?: Record<string, Record<string, number>>,
+): Measurement {
+  return {
+    name,
+    unit,
+    higherIsBetter,
+    samples,
+    medians: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)])),
+    ...(details ? { details } : {}),
+  };
+}
