@@ -24,7 +24,9 @@ export async function twoHostLab(
     dir,
     cleanup: async () => {
       await lab.stop();
-      await rm(dir, { recursive: true, force: true });
+      // SECONDSITE_KEEP_TEST_DIRS=1 keeps state and logs for a post-mortem.
+      if (process.env['SECONDSITE_KEEP_TEST_DIRS']) console.log(`kept ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
     },
   };
 }
@@ -70,7 +72,9 @@ export async function waitFor<T>(
     }
     await new Promise((r) => setTimeout(r, stepMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`,
+  );
 }
 
 export async function replicaView(lab: HostLab, relationshipId: string): Promise<ReplicaView> {
@@ -113,4 +117,94 @@ export async function openPoint(
       await b.client.delete(`/v1/replicas/${relationshipId}/points/${exported.pointId}/export`);
     },
   };
+}
+
+/**
+ * A workload target that survives its host agent being killed: on a connection error it reconnects
+ * (one shared attempt for all in-flight ops) and re-issues the op, like an NBD client with reconnect.
+ * Re-issuing is idempotent (same bytes at the same place); the op counts as acknowledged when the
+ * re-issue is.
+ */
+export class ReconnectingTarget {
+  private client: NbdClient | null = null;
+  private connecting: Promise<NbdClient> | null = null;
+  reconnects = 0;
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly exportName: string,
+    private readonly giveUpMs = 60_000,
+  ) {}
+
+  write(offsetBytes: number, data: Buffer, opts: { fua: boolean }): Promise<void> {
+    return this.op((c) => c.write(offsetBytes, data, opts));
+  }
+  flush(): Promise<void> {
+    return this.op((c) => c.flush());
+  }
+  writeZeroes(offsetBytes: number, lengthBytes: number, opts: { fua: boolean }): Promise<void> {
+    return this.op((c) => c.writeZeroes(offsetBytes, lengthBytes, opts));
+  }
+  trim(offsetBytes: number, lengthBytes: number, opts: { fua: boolean }): Promise<void> {
+    return this.op((c) => c.trim(offsetBytes, lengthBytes, opts));
+  }
+  read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return this.op((c) => c.read(offsetBytes, lengthBytes));
+  }
+
+  async close(): Promise<void> {
+    await this.client?.close().catch(() => undefined);
+    this.client = null;
+  }
+
+  private async op<T>(fn: (c: NbdClient) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.giveUpMs;
+    for (;;) {
+      const c = await this.connection(deadline);
+      try {
+        return await fn(c);
+      } catch (e) {
+        if (Date.now() > deadline || !isConnectionError(e)) throw e;
+        if (this.client === c) {
+          this.client = null;
+          void c.close().catch(() => undefined);
+        }
+      }
+    }
+  }
+
+  private connection(deadline: number): Promise<NbdClient> {
+    if (this.client) return Promise.resolve(this.client);
+    this.connecting ??= (async () => {
+      try {
+        for (;;) {
+          try {
+            const c = await NbdClient.connect({
+              socketPath: this.socketPath,
+              exportName: this.exportName,
+              connectTimeoutMs: 2000,
+            });
+            this.client = c;
+            this.reconnects++;
+            return c;
+          } catch (e) {
+            if (Date.now() > deadline) throw e;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      } finally {
+        this.connecting = null;
+      }
+    })();
+    return this.connecting;
+  }
+}
+
+function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: string }).code ?? '';
+  const message = e instanceof Error ? e.message : '';
+  return (
+    ['SECONDSITE_ERR_CONNECTION_LOST', 'ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ENOENT'].includes(code) ||
+    /closed|closing|reset|EPIPE|ECONNREFUSED|connection/i.test(message)
+  );
 }

@@ -14,6 +14,13 @@ import type { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../observability/logger.js';
 import type { Storage } from '../storage/storage.js';
 
+/**
+ * Change-tracking granularity of the agent's disks. Small random writes dirty whole tracking blocks, so
+ * the block size bounds how much a 4 KiB write costs on the wire and in copy-on-write: 16 KiB keeps
+ * that amplification at 4x for 4 KiB writes (1x from 16 KiB up) for 8 MiB of bitmap per TiB of disk.
+ */
+export const TRACKING_BLOCK_BYTES = 16 * 1024;
+
 export class DiskService {
   private readonly open = new Map<string, ChangeTrackingFilter>();
 
@@ -93,6 +100,7 @@ export class DiskService {
         diskId,
         statePath: paths.tracking,
         cowPath: paths.cow,
+        trackingBlockBytes: TRACKING_BLOCK_BYTES,
       });
     } catch (e) {
       await inner.close();
