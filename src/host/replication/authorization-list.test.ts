@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isSecondsiteError } from '../../domain/errors.js';
+import { AuthorizationList } from './authorization-list.js';
+
+const list = new AuthorizationList([
+  { primaryHostId: 'host-a', storageLocation: 'gold', trustGroup: 'tg1' },
+  { primaryHostId: '*.site-a.example', storageLocation: 'silver', trustGroup: 'tg2' },
+  { primaryHostId: 'h1.site-a.example', storageLocation: 'silver', trustGroup: 'tg-exact' },
+]);
+
+test('exact hosts and first-label wildcards match; nothing else does', () => {
+  assert.ok(list.allowsHost('host-a'));
+  assert.ok(list.allowsHost('h2.site-a.example'));
+  assert.ok(!list.allowsHost('site-a.example'));
+  assert.ok(!list.allowsHost('x.h2.site-a.example'));
+  assert.ok(!list.allowsHost('host-b'));
+  assert.ok(!list.allowsHost('evilsite-a.example'));
+});
+
+test('authorize checks the pair and prefers an exact entry over a pattern', () => {
+  assert.equal(list.authorize('h2.site-a.example', 'silver').trustGroup, 'tg2');
+  assert.equal(list.authorize('h1.site-a.example', 'silver').trustGroup, 'tg-exact');
+  assert.throws(
+    () => list.authorize('host-a', 'silver'),
+    (e) =>
+      isSecondsiteError(e, 'SECONDSITE_ERR_PEER_NOT_AUTHORIZED') &&
+      /host-a/.test(e.message) &&
+      /silver/.test(e.message),
+  );
+});
+
+test('entries with a wildcard outside the first label, or paths as storage locations, are refused', () => {
+  for (const bad of [
+    { primaryHostId: 'a.*.example', storageLocation: 'gold', trustGroup: 't' },
+    { primaryHostId: 'a*.example', storageLocation: 'gold', trustGroup: 't' },
+    { primaryHostId: 'host-a', storageLocation: '../etc', trustGroup: 't' },
+    { primaryHostId: 'host-a', storageLocation: '/var/lib', trustGroup: 't' },
+    { primaryHostId: 'host-a', storageLocation: 'gold', trustGroup: 'a b' },
+  ]) {
+    assert.throws(
+      () => new AuthorizationList([bad]),
+      (e) => isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_ARGUMENT'),
+      JSON.stringify(bad),
+    );
+  }
+});

@@ -1,0 +1,84 @@
+/**
+ * Cut connections through a TCP proxy mid-cycle: no point is visible while the cycle is incomplete,
+ * the sender reconnects with backoff and resumes from the replica's durable progress, the bytes sent
+ * again after each cut stay within one chunk plus the in-flight window, and the final point equals
+ * the source.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Rng } from '../../src/domain/random.js';
+import { CutProxy } from './cut-proxy.js';
+import { MemoryCycleSnapshot } from './memory-cycle-snapshot.js';
+import { SEED, createPki, makeSender, startReceiver } from './replication-fixture.js';
+import type { Pki, TestReceiver } from './replication-fixture.js';
+
+const MiB = 1024 * 1024;
+let pki: Pki;
+let rx: TestReceiver;
+let proxy: CutProxy;
+let proxyPort: number;
+
+before(async () => {
+  pki = await createPki();
+  rx = await startReceiver(pki);
+  proxy = new CutProxy(rx.port);
+  proxyPort = await proxy.start();
+});
+
+after(async () => {
+  await proxy.stop();
+  await rx.stop();
+  await pki.cleanup();
+});
+
+for (const compression of [false, true]) {
+  test(`cut twice mid-cycle (compression ${compression ? 'on' : 'off'}): resume re-sends at most one chunk + the window per cut`, async () => {
+    const rng = new Rng(SEED + (compression ? 11 : 10));
+    const disk = rng.fill(Buffer.alloc(8 * MiB)) as Buffer;
+    const chunkBytes = 256 * 1024;
+    const windowChunks = 4;
+    const rel = `vm-cut-${compression}`;
+    proxy.cutSchedule.push(3 * MiB, 2 * MiB);
+    const cutsBefore = proxy.cuts;
+    const pointsDuringBackoff: number[] = [];
+    const sender = makeSender(pki.hostA, proxyPort, {
+      relationshipId: rel,
+      policy: { chunkBytes, windowChunks, compression },
+      sleep: async (ms) => {
+        pointsDuringBackoff.push(rx.stores.get(rel)?.points().length ?? 0);
+        await new Promise((r) => setTimeout(r, ms));
+      },
+    });
+    const snap = new MemoryCycleSnapshot('d', disk);
+    const r = await sender.shipCycle({
+      cycleId: 'big',
+      cutWallMs: 1,
+      consistency: 'crash-consistent',
+      snapshots: [snap],
+    });
+    sender.disconnect();
+    assert.equal(proxy.cuts - cutsBefore, 2, 'the proxy cut the connection twice');
+    assert.equal(r.attempts, 3);
+    assert.deepEqual(pointsDuringBackoff, [0, 0], 'no point is visible while the cycle is incomplete');
+    const bound = 2 * (windowChunks + 1) * chunkBytes;
+    assert.ok(r.resentBytes <= bound, `re-sent ${r.resentBytes} bytes > bound ${bound} (seed ${SEED})`);
+    assert.ok(r.logicalBytesSent <= disk.length + bound);
+    assert.equal(snap.completed, 1);
+    const store = rx.stores.get(rel);
+    assert.equal(store?.points().length, 1);
+    assert.ok(store?.latestImage('d').equals(disk), `replica differs after resume (seed ${SEED})`);
+    assert.equal(sender.stats.resentBytes, r.resentBytes);
+  });
+}
+
+test('a sender that cannot reach the replica gives up after maxAttempts with a transient error and keeps the changes', async () => {
+  const sender = makeSender(pki.hostA, 1, { relationshipId: 'vm-unreachable', policy: { maxAttempts: 3 } });
+  const snap = new MemoryCycleSnapshot('d', Buffer.alloc(65536, 1));
+  await assert.rejects(
+    sender.shipCycle({ cycleId: 'c', cutWallMs: 1, consistency: 'crash-consistent', snapshots: [snap] }),
+    (e: unknown) => (e as { retry?: string }).retry === 'transient',
+  );
+  assert.equal(snap.abandoned, 1);
+  assert.equal(snap.completed, 0);
+  assert.equal(sender.stats.lastError?.code, 'SECONDSITE_ERR_CONNECTION_LOST');
+});
