@@ -11,6 +11,7 @@ import type { BlockDevice, WriteFlags } from '../block-device/block-device.js';
 import { FileBlockDevice } from '../block-device/file.block-device.js';
 import { DiskStore } from '../disks/disk-store.js';
 import { NodeStorage } from '../storage/node-storage.js';
+import { PowerCutStorage } from '../../testing/faults/power-cut-storage.js';
 import { ChangeTrackingFilter } from './change-tracking.filter.js';
 import { cutCycle } from './cycle-cut.js';
 import type { CycleSnapshot } from './cycle-snapshot.js';
@@ -378,3 +379,33 @@ function slowReads(d: BlockDevice, delayMs: () => number): BlockDevice {
     close: () => d.close(),
   };
 }
+
+test('a CoW side-file write failure (ENOSPC) fails the VM write and leaves the snapshot exact', async () => {
+  const pc = new PowerCutStorage({ seed: 1, durableMkdir: true });
+  await pc.mkdir('/r');
+  const s2 = await DiskStore.open(pc, '/r', clock);
+  await s2.create('full', { name: 'full', sizeBytes: MiB });
+  const p = s2.paths('full');
+  const f = await ChangeTrackingFilter.open(pc, await s2.openDevice('full'), {
+    diskId: 'full',
+    statePath: p.tracking,
+    cowPath: p.cow,
+  });
+  await f.write(0, Buffer.alloc(B, 0x11), noFua);
+  for (const s of await cutCycle([f])) await s.complete();
+  await f.write(0, Buffer.alloc(B, 0x22), noFua);
+  const [snap] = await cutCycle([f]);
+  assert.ok(snap);
+  pc.failNextWrite(p.cow, 'ENOSPC');
+  await assert.rejects(
+    f.write(100, Buffer.alloc(10, 0x33), noFua),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOSPC',
+  );
+  assert.equal((await f.read(100, 1))[0], 0x22, 'the failed write did not reach the disk');
+  assert.equal((await snap.read(100, 1))[0], 0x22);
+  await f.write(100, Buffer.alloc(10, 0x33), noFua); // space again: preserves, then writes
+  assert.equal((await f.read(100, 1))[0], 0x33);
+  assert.ok((await snap.read(0, B)).equals(Buffer.alloc(B, 0x22)), 'the snapshot still reads the cut');
+  await snap.complete();
+  await f.close();
+});
