@@ -373,9 +373,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         unresolved = next;
         if (unresolved.length === 0) break;
       }
+      // The rest comes from the base; its holes are already zeros in `buf`.
       const base = this.baseFile(diskId);
-      for (const r of unresolved)
-        await readFully(base, buf, r.offsetBytes - offsetBytes, r.lengthBytes, r.offsetBytes);
+      for (const r of unresolved) {
+        for (const e of await base.allocation(r.offsetBytes, r.lengthBytes)) {
+          if (e.data) await readFully(base, buf, e.offsetBytes - offsetBytes, e.lengthBytes, e.offsetBytes);
+        }
+      }
       return buf;
     });
   }
