@@ -1,0 +1,172 @@
+/**
+ * `secondsite lab up` (what `npm start` runs): a two-site system on this machine. Today it is the
+ * host level: host-a (site A, primary) runs a VM whose two disks are written by a workload through
+ * the agent's NBD server; host-b (site B) keeps the replica. The terminal shows live status: the VM's
+ * writes, each relationship's state, last recovery point, lag, bytes, throughput and health.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { formatBytes } from '../domain/units.js';
+import { NbdClient } from '../guest/nbd-client.js';
+import type { RelationshipView } from '../host/agent/relationship-service.js';
+import type { ReplicaView } from '../host/agent/replica-service.js';
+import { BLOCK_SIZE_BYTES } from '../testing/workload/block-format.js';
+import { WorkloadGenerator } from '../testing/workload/workload-generator.js';
+import { HostLab } from './host-lab.js';
+
+export interface LabUpOptions {
+  dir: string;
+  /** Stop after this many seconds (default: run until SIGINT/SIGTERM). */
+  durationSeconds?: number;
+  copyFrequencySeconds: number;
+  /** Workload write operations per second. */
+  writesPerSecond: number;
+  json: boolean;
+  out: (line: string) => void;
+  /** Redraw the screen in place (a terminal) instead of printing lines. */
+  tty: boolean;
+}
+
+export interface LabSnapshot {
+  elapsedSeconds: number;
+  workload: { ops: number; bytesWritten: number; epochs: number };
+  relationship: RelationshipView['report'] | null;
+  replica: Pick<ReplicaView, 'points' | 'latestPoint' | 'lagMs' | 'epoch'> | null;
+}
+
+const DISKS = [
+  { diskId: 'vm1-d0', sizeBytes: 1024 * 1024 * 1024 },
+  { diskId: 'vm1-d1', sizeBytes: 256 * 1024 * 1024 },
+];
+
+export async function labUp(o: LabUpOptions): Promise<number> {
+  const dir = resolve(o.dir);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  o.out(
+    o.json
+      ? JSON.stringify({ event: 'starting', dir })
+      : `secondsite lab: starting two host agents in ${dir} ...`,
+  );
+  const lab = await HostLab.create(dir, [{ hostId: 'host-a' }, { hostId: 'host-b', authorize: ['host-a'] }]);
+  const a = lab.host('host-a');
+  const b = lab.host('host-b');
+  const clients: NbdClient[] = [];
+  let gen: WorkloadGenerator | null = null;
+  let running: Promise<unknown> = Promise.resolve();
+  const stopSignal = new AbortController();
+  const onSignal = (): void => stopSignal.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    for (const d of DISKS) await a.client.post('/v1/disks', d);
+    await a.client.post('/v1/relationships', {
+      vmId: 'vm1',
+      diskIds: DISKS.map((d) => d.diskId),
+      replica: { hostId: 'host-b', address: '127.0.0.1', port: b.replicationPort },
+      policy: { copyFrequencySeconds: o.copyFrequencySeconds },
+    });
+    for (const d of DISKS)
+      clients.push(await NbdClient.connect({ socketPath: a.nbdSocket, exportName: d.diskId }));
+    gen = new WorkloadGenerator({
+      seed: Date.now() >>> 0,
+      disks: DISKS.map((d, i) => ({ diskId: i, sizeBytes: d.sizeBytes, target: clients[i] as NbdClient })),
+      opsPerSecond: o.writesPerSecond,
+      signal: stopSignal.signal,
+    });
+    running = gen.run();
+    if (!o.json) o.out(intro(dir, a.stateDir, b.stateDir));
+
+    const startedMs = Date.now();
+    const deadline = o.durationSeconds !== undefined ? startedMs + o.durationSeconds * 1000 : Infinity;
+    let lastPrint = 0;
+    while (!stopSignal.signal.aborted && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      if (Date.now() - lastPrint < 1000) continue;
+      lastPrint = Date.now();
+      const snap = await snapshot(lab, gen, startedMs);
+      if (o.json) o.out(JSON.stringify({ event: 'status', ...snap }));
+      else if (o.tty) o.out(`\x1b[H\x1b[2J${intro(dir, a.stateDir, b.stateDir)}\n${render(snap)}`);
+      else if (Math.round(snap.elapsedSeconds) % 5 === 0) o.out(render(snap));
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    gen?.stop();
+    await running;
+    for (const c of clients) await c.close().catch(() => undefined);
+    await lab.stop();
+    o.out(
+      o.json
+        ? JSON.stringify({ event: 'stopped', dir })
+        : `secondsite lab: stopped; state and logs stay in ${dir}`,
+    );
+  }
+}
+
+async function snapshot(lab: HostLab, gen: WorkloadGenerator, startedMs: number): Promise<LabSnapshot> {
+  const rel = await lab
+    .host('host-a')
+    .client.get<RelationshipView>('/v1/relationships/vm1')
+    .catch(() => null);
+  const rep = await lab
+    .host('host-b')
+    .client.get<ReplicaView>('/v1/replicas/vm1')
+    .catch(() => null);
+  const ops = gen.history.ops;
+  const bytesWritten = countWrittenBytes(ops);
+  return {
+    elapsedSeconds: Math.round((Date.now() - startedMs) / 1000),
+    workload: { ops: ops.length, bytesWritten, epochs: ops.at(-1)?.epoch ?? 0 },
+    relationship: rel?.report ?? null,
+    replica: rep
+      ? { points: rep.points, latestPoint: rep.latestPoint, lagMs: rep.lagMs, epoch: rep.epoch }
+      : null,
+  };
+}
+
+const counted = new WeakMap<object, { upTo: number; bytes: number }>();
+
+/** Bytes written by the workload so far, counted incrementally (the history only grows). */
+function countWrittenBytes(ops: ReadonlyArray<{ kind: string; blocks: number }>): number {
+  const c = counted.get(ops) ?? { upTo: 0, bytes: 0 };
+  for (let i = c.upTo; i < ops.length; i++) {
+    const op = ops[i];
+    if (op?.kind === 'write') c.bytes += op.blocks * BLOCK_SIZE_BYTES;
+  }
+  c.upTo = ops.length;
+  counted.set(ops, c);
+  return c.bytes;
+}
+
+function intro(dir: string, aDir: string, bDir: string): string {
+  return [
+    'secondsite lab (host level): host-a (site A) replicates VM vm1 (disks vm1-d0, vm1-d1) to host-b (site B)',
+    `state and logs: ${dir}   (Ctrl-C stops)`,
+    `try:  node bin/secondsite.mjs host status --state-dir ${aDir}`,
+    `      node bin/secondsite.mjs host replica points vm1 --state-dir ${bDir}`,
+    `      node bin/secondsite.mjs host replica export vm1 latest --state-dir ${bDir}`,
+    `logs: ${join(dir, 'logs')}`,
+    '',
+  ].join('\n');
+}
+
+function render(s: LabSnapshot): string {
+  const r = s.relationship;
+  const rp = s.replica;
+  const lag = (ms: number | null | undefined): string =>
+    ms === null || ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
+  return [
+    `t+${s.elapsedSeconds}s  VM vm1 wrote ${s.workload.ops} ops, ${formatBytes(s.workload.bytesWritten)}`,
+    r
+      ? `replication vm1 -> host-b: ${r.state}, last point ${r.lastPoint ? `#${r.lastPoint.sequence}` : '-'}, lag ${lag(r.lagMs)}, ` +
+        `sent ${formatBytes(r.bytes.wireSent)} (${formatBytes(r.bytes.logicalSent)} logical), ` +
+        `${formatBytes(r.throughputBytesPerSec)}/s, cycles ok ${r.cycles.ok} failed ${r.cycles.failed}, ` +
+        `health ${r.health.level}${r.health.reasons.length ? ` (${r.health.reasons.join('; ')})` : ''}`
+      : 'replication: starting',
+    rp
+      ? `replica on host-b: ${rp.points.length} retained point(s), latest ${rp.latestPoint ? `#${rp.latestPoint.sequence}` : '-'}, lag ${lag(rp.lagMs)}`
+      : 'replica on host-b: waiting for the initial replication',
+  ].join('\n');
+}

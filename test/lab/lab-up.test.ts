@@ -1,0 +1,59 @@
+/**
+ * `npm start` runs `secondsite lab up`: this runs it as a user would (a real process), for a few
+ * seconds, and checks from its JSON status that the VM writes, its recovery points advance on the
+ * replica host, and the relationship is healthy; then that it stops cleanly by itself.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import type { LabSnapshot } from '../../src/lab/lab-up.js';
+
+const bin = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
+
+test('lab up: the VM writes, points advance on host-b, health is Normal, then it stops', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ss-lab-'));
+  try {
+    const child = spawn(
+      process.execPath,
+      [
+        bin,
+        'lab',
+        'up',
+        '--dir',
+        dir,
+        '--duration',
+        '14',
+        '--copy-frequency',
+        'continuous',
+        '--output',
+        'json',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const events: Array<{ event: string } & Partial<LabSnapshot>> = [];
+    createInterface({ input: child.stdout }).on('line', (line) =>
+      events.push(JSON.parse(line) as { event: string }),
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    assert.equal(code, 0, stderr);
+    assert.equal(events[0]?.event, 'starting');
+    assert.equal(events.at(-1)?.event, 'stopped');
+    const status = events.filter((e) => e.event === 'status');
+    assert.ok(status.length >= 5, `status lines: ${status.length}`);
+    const last = status.at(-1)!;
+    assert.ok((last.workload?.ops ?? 0) > 100, 'the VM wrote');
+    const firstSeq = status.find((s) => s.replica?.latestPoint)?.replica?.latestPoint?.sequence ?? 0;
+    const lastSeq = last.replica?.latestPoint?.sequence ?? 0;
+    assert.ok(lastSeq >= firstSeq + 3, `points advanced from #${firstSeq} to #${lastSeq}`);
+    assert.equal(last.relationship?.health.level, 'Normal', JSON.stringify(last.relationship?.health));
+    assert.ok((last.relationship?.lagMs ?? Infinity) < 10_000, `lag ${last.relationship?.lagMs}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
