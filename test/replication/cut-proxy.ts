@@ -15,7 +15,8 @@ export class CutProxy {
   cuts = 0;
   upstreamBytes = 0;
 
-  constructor(private readonly targetPort: number) {}
+  /** Where new connections go (a test may move it, e.g. to a restarted receiver). */
+  constructor(public targetPort: number) {}
 
   async start(): Promise<number> {
     const server = createServer((client) => this.onClient(client));

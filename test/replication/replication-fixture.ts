@@ -14,6 +14,7 @@ import type { TlsIdentity } from '../../src/host/pki/tls-config.js';
 import { AuthorizationList } from '../../src/host/replication/authorization-list.js';
 import type { AuthorizationEntry } from '../../src/host/replication/authorization-list.js';
 import { ReplicationReceiver } from '../../src/host/replication/replication-receiver.js';
+import type { ReplicaStoreOpener } from '../../src/host/replication/replication-receiver.js';
 import { ReplicationSender } from '../../src/host/replication/replication-sender.js';
 import type { SenderPolicy } from '../../src/host/replication/replication-sender.js';
 import { MemoryReplicaStore } from './memory-replica-store.js';
@@ -65,7 +66,13 @@ export interface TestReceiver {
 
 export async function startReceiver(
   pki: Pki,
-  opts: { entries?: AuthorizationEntry[]; epoch?: number; frameTimeoutMs?: number } = {},
+  opts: {
+    entries?: AuthorizationEntry[];
+    epoch?: number;
+    frameTimeoutMs?: number;
+    /** Use this store (e.g. the real PointStore) instead of MemoryReplicaStore. */
+    openStore?: ReplicaStoreOpener;
+  } = {},
 ): Promise<TestReceiver> {
   const stores = new Map<string, MemoryReplicaStore>();
   const opened: string[] = [];
@@ -78,6 +85,10 @@ export async function startReceiver(
     frameTimeoutMs: opts.frameTimeoutMs ?? 5000,
     onEvent: (event, fields) => events.push({ event, fields }),
     openStore: (req) => {
+      if (opts.openStore) {
+        opened.push(`${req.relationshipId}@${req.storageLocation}`);
+        return opts.openStore(req);
+      }
       opened.push(`${req.relationshipId}@${req.storageLocation}`);
       let s = stores.get(req.relationshipId);
       if (!s) {
