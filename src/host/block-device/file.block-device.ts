@@ -1,7 +1,8 @@
 /**
  * `FileBlockDevice`: a disk as a sparse raw image file, through the `Storage` shim. This is the NBD
- * write path, so it does the least it can: a write is one pwrite (plus one fdatasync with FUA), a flush
- * is one fdatasync, trim and zeroing punch holes.
+ * write path, so it does the least it can: a write is one pwrite (plus an fdatasync with FUA), a flush
+ * is one fdatasync (concurrent flushes and FUA writes share them: group commit), trim and zeroing punch
+ * holes.
  *
  * Reads of at least SPARSE_READ_MIN_BYTES consult the allocation map first and never read holes from
  * the file (they are zero-filled in memory); smaller reads are one pread, where the kernel zero-fills
@@ -69,7 +70,7 @@ export class FileBlockDevice implements BlockDevice {
   async write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
     this.assertWritable();
     await this.file.write(data, 0, data.length, offsetBytes);
-    if (flags.fua) await this.file.datasync();
+    if (flags.fua) await this.flush();
   }
 
   /**
@@ -105,7 +106,7 @@ export class FileBlockDevice implements BlockDevice {
   async trim(offsetBytes: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
     this.assertWritable();
     await this.file.punchHole(offsetBytes, lengthBytes);
-    if (flags.fua) await this.file.datasync();
+    if (flags.fua) await this.flush();
   }
 
   async writeZeroes(offsetBytes: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
@@ -119,7 +120,7 @@ export class FileBlockDevice implements BlockDevice {
     } else {
       await this.file.punchHole(offsetBytes, lengthBytes);
     }
-    if (flags.fua) await this.file.datasync();
+    if (flags.fua) await this.flush();
   }
 
   async extents(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {
