@@ -121,3 +121,38 @@ test('a full disk while capturing undo leaves the old points; the cycle commits 
   await verifyPoints(store, model, `seed=${SEED + 50}`);
   await store.close();
 });
+
+test('a failed directory sync of the intent fails the store; reopening decides: rolled forward, or old set and resumable', async () => {
+  for (const cut of [false, true]) {
+    const seed = SEED + 70 + Number(cut);
+    const { disk, store, model, rng } = await setup(seed);
+    const ops = randomCycle(rng, model, 8);
+    model.snapshot('rp-4');
+    const w = await store.beginCycle('c4', 0);
+    await stage(w, ops, rng);
+    disk.failNextSync(`${DIR}/rel/staging`);
+    await assert.rejects(w.commit({ cutWallMs: T0 + 4, consistency: 'crash-consistent' }), (e) => {
+      return (e as { code?: string }).code === 'EIO';
+    });
+    await assert.rejects(store.beginCycle('c4', 0), (e) =>
+      isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'),
+    );
+    if (cut) disk.powerCut('none');
+    else await store.close();
+    const store2 = await reopen(disk);
+    const ids = store2.points().map((p) => p.pointId);
+    if (cut) {
+      assert.deepEqual(ids, ['rp-1', 'rp-2', 'rp-3'], `seed=${seed}: the intent never became durable`);
+      const resumed = await store2.beginCycle('c4', 0);
+      await resumed.commit({ cutWallMs: T0 + 4, consistency: 'crash-consistent' });
+    } else {
+      assert.deepEqual(
+        ids,
+        ['rp-1', 'rp-2', 'rp-3', 'rp-4'],
+        `seed=${seed}: the visible intent is rolled forward`,
+      );
+    }
+    await verifyPoints(store2, model, `seed=${seed}`);
+    await store2.close();
+  }
+});

@@ -25,6 +25,11 @@ export class CycleStaging implements CycleWriter {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly syncedRanges = new Map<string, ExtentMap<null>>();
   private state: 'open' | 'broken' | 'closed' = 'open';
+  private recordsPending = 0;
+  /** Records (header included) covered by the last completed sync. */
+  recordsSynced: number;
+  /** Bytes of the log covered by the last completed sync. */
+  syncedBytes: number;
 
   constructor(
     private readonly host: StagingHost,
@@ -39,13 +44,6 @@ export class CycleStaging implements CycleWriter {
     this.syncedBytes = existing.validBytes;
     for (const e of existing.entries) this.markSynced(e);
   }
-
-  /** Records (header included) covered by the last completed sync. */
-  recordsSynced: number;
-  private recordsPending = 0;
-
-  /** Bytes of the log covered by the last completed sync. */
-  syncedBytes = 0;
 
   get isOpen(): boolean {
     return this.state === 'open';

@@ -280,9 +280,10 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         point,
         nextFileId,
       };
-      await writeMetadataFile(this.storage, this.layout.intent, intent);
-      // Phases 3-5: from here on a failure leaves the store to be reopened (recovery rolls forward).
+      // From the intent on, a failure leaves the store to be reopened: the intent may be durable (a
+      // failed syncDir does not say it is not), so only open-time recovery may decide what happens.
       try {
+        await writeMetadataFile(this.storage, this.layout.intent, intent);
         await this.applyAndPublish(intent, writer.file, redo);
         await writer.close();
         this.staging = null;
