@@ -120,4 +120,11 @@ test('continuous replication of a 2-disk VM under write load: every point passes
   assert.equal(rel.report.health.level, 'Normal', JSON.stringify(rel.report.health));
   assert.ok(rel.report.bytes.logicalSent > 0);
   assert.ok(rel.report.lastPoint !== null);
+
+  const metricsA = await a.client.text('/metrics');
+  assert.match(metricsA, /^secondsite_replication_lag_seconds\{relationship="vm1"\} \d/m);
+  assert.match(metricsA, /^secondsite_replication_cycles_total\{relationship="vm1",result="ok"\} [1-9]/m);
+  assert.match(metricsA, /^secondsite_replication_health\{relationship="vm1"\} 0$/m);
+  const metricsB = await lab.host('host-b').client.text('/metrics');
+  assert.match(metricsB, /^secondsite_replica_points\{relationship="vm1"\} [1-9]/m);
 });

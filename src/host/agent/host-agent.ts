@@ -12,6 +12,7 @@ import type { DiskView } from '../../protocol/host-api/disks.schema.js';
 import { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../observability/logger.js';
 import { MetricsRegistry } from '../observability/metrics.js';
+import { registerReplicationMetrics } from './host-metrics.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { isSecondsiteError } from '../../domain/errors.js';
@@ -65,6 +66,11 @@ export class HostAgent {
       'The host agent is running (always 1 when scraped).',
       'gauge',
       () => [{ labels: { host: config.hostId }, value: 1 }],
+    );
+    registerReplicationMetrics(
+      this.metrics,
+      () => this.relationshipService?.list() ?? [],
+      () => this.replicaService?.snapshot() ?? [],
     );
   }
 

@@ -50,6 +50,8 @@ export class ReplicaService {
   private receiver: ReplicationReceiver | null = null;
   private port: number | null = null;
   private readonly stores = new Map<string, Promise<OpenStore>>();
+  /** Stores whose open finished (for synchronous readers such as metrics). */
+  private readonly opened = new Map<string, OpenStore>();
   private readonly exported = new Map<string, { names: string[]; readers: PointDiskReader[] }>();
 
   constructor(
@@ -88,6 +90,24 @@ export class ReplicaService {
       onEvent: (event, fields) => this.log.info(event, fields),
     });
     this.port = (await this.receiver.start()).port;
+  }
+
+  /** Synchronous summary of the open stores, for metrics scrapes. */
+  snapshot(): Array<{
+    relationshipId: string;
+    points: number;
+    latestCutWallMs: number | null;
+    epoch: number;
+  }> {
+    return [...this.opened.values()].map(({ store }) => {
+      const points = store.points();
+      return {
+        relationshipId: store.relationshipId,
+        points: points.length,
+        latestCutWallMs: points[points.length - 1]?.cutWallMs ?? null,
+        epoch: store.epoch(),
+      };
+    });
   }
 
   async list(): Promise<ReplicaView[]> {
@@ -191,6 +211,7 @@ export class ReplicaService {
     }
     for (const p of this.stores.values()) await (await p).store.close();
     this.stores.clear();
+    this.opened.clear();
   }
 
   private async require(relationshipId: string): Promise<OpenStore> {
@@ -226,6 +247,7 @@ export class ReplicaService {
           storageLocation,
         }),
       );
+      void p.then((o) => this.opened.set(relationshipId, o)).catch(() => undefined);
       this.stores.set(relationshipId, p);
       p.catch(() => this.stores.delete(relationshipId));
     }
