@@ -156,3 +156,20 @@ test('a failed directory sync of the intent fails the store; reopening decides: 
     await store2.close();
   }
 });
+
+test('a failed catalogue sync in setEpoch fails the store, and the epoch never goes back', async () => {
+  const { disk, store, model } = await setup(SEED + 80);
+  await store.setEpoch(3);
+  disk.failNextSync(DIR + '/rel');
+  await assert.rejects(store.setEpoch(4), (e) => (e as { code?: string }).code === 'EIO');
+  await assert.rejects(store.setEpoch(5), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'));
+  await store.close();
+  const store2 = await reopen(disk);
+  assert.ok(store2.epoch() >= 3, `epoch ${store2.epoch()} went back`);
+  await store2.setEpoch(5);
+  disk.powerCut('random-subset');
+  const store3 = await reopen(disk);
+  assert.equal(store3.epoch(), 5);
+  await verifyPoints(store3, model, `seed=${SEED + 80}`);
+  await store3.close();
+});

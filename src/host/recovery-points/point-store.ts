@@ -709,8 +709,18 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     if (removed) await this.storage.syncDir(this.layout.undoDir);
   }
 
+  /**
+   * Replaces the catalogue. A failure fails the store: the new catalogue may or may not be durable
+   * (a failed syncDir does not say), and writing a later one from the old in-memory copy could lower
+   * the epoch or lose a point; only a reopen may read the truth.
+   */
   private async publish(next: CatalogueBody): Promise<void> {
-    await writeMetadataFile(this.storage, this.layout.catalogue, next);
+    try {
+      await writeMetadataFile(this.storage, this.layout.catalogue, next);
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    }
     this.cat = next;
   }
 
