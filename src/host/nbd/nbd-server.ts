@@ -156,15 +156,17 @@ export class NbdServer implements ExportCatalog {
   /** Stops listening, closes every connection, and waits for their device calls to finish. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.listeners.map(({ server }) => new Promise<void>((r) => server.close(() => r()))));
-    for (const l of this.listeners) if (l.unixPath) await unlink(l.unixPath).catch(() => undefined);
-    this.listeners.length = 0;
+    // net.Server.close() waits for open connections, so stop accepting, then end the connections.
+    const stopped = this.listeners.map(({ server }) => new Promise<void>((r) => server.close(() => r())));
     const pending: Promise<void>[] = [];
     for (const c of this.connections) {
       c.handshake?.abort('the NBD server is shutting down');
       c.socket.destroy();
       if (c.transmission) pending.push(c.transmission.idle());
     }
+    await Promise.all(stopped);
+    for (const l of this.listeners) if (l.unixPath) await unlink(l.unixPath).catch(() => undefined);
+    this.listeners.length = 0;
     await Promise.all(pending);
   }
 
