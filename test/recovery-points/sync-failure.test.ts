@@ -163,6 +163,7 @@ test('a failed catalogue sync in setEpoch fails the store, and the epoch never g
   disk.failNextSync(DIR + '/rel');
   await assert.rejects(store.setEpoch(4), (e) => (e as { code?: string }).code === 'EIO');
   await assert.rejects(store.setEpoch(5), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'));
+  assert.equal(store.state, 'failed');
   await store.close();
   const store2 = await reopen(disk);
   assert.ok(store2.epoch() >= 3, `epoch ${store2.epoch()} went back`);

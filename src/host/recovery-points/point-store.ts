@@ -53,7 +53,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private readonly pins = new Map<string, number>();
   private readonly mutex = new AsyncMutex();
   private readonly chainLock = new ReadWriteLock();
-  private state: 'open' | 'failed' | 'closed' = 'open';
+  private storeState: 'open' | 'failed' | 'closed' = 'open';
   private failure: unknown = null;
 
   private constructor(
@@ -97,6 +97,14 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       throw e;
     }
     return store;
+  }
+
+  /**
+   * 'failed' after an error in the middle of a commit or a catalogue write: every call then answers
+   * SECONDSITE_ERR_INVALID_STATE; close the store and open it again to recover.
+   */
+  get state(): 'open' | 'failed' | 'closed' {
+    return this.storeState;
   }
 
   // ---- ReplicaStore: metadata ----
@@ -495,8 +503,8 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   async close(): Promise<void> {
     await this.mutex.run(async () => {
-      if (this.state === 'closed') return;
-      this.state = 'closed';
+      if (this.storeState === 'closed') return;
+      this.storeState = 'closed';
       await this.closeFiles();
     });
   }
@@ -783,19 +791,19 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   }
 
   private checkUsable(): void {
-    if (this.state === 'open') return;
+    if (this.storeState === 'open') return;
     throw new SecondsiteError(
       'SECONDSITE_ERR_INVALID_STATE',
-      this.state === 'closed'
+      this.storeState === 'closed'
         ? `the recovery-point store of ${this.relationshipId} is closed`
         : `the recovery-point store of ${this.relationshipId} failed in the middle of a commit or retention; reopen it to recover`,
-      { relationshipId: this.relationshipId, state: this.state },
+      { relationshipId: this.relationshipId, state: this.storeState },
       { cause: this.failure },
     );
   }
 
   private fail(e: unknown): void {
-    this.state = 'failed';
+    this.storeState = 'failed';
     this.failure = e;
   }
 
