@@ -6,6 +6,7 @@
 import type { CycleSnapshot } from '../../src/host/change-tracking/cycle-snapshot.js';
 
 type Range = { offsetBytes: number; lengthBytes: number };
+const ZERO_BLOCK = Buffer.alloc(4096);
 
 export class MemoryCycleSnapshot implements CycleSnapshot {
   readonly sizeBytes: number;
@@ -44,7 +45,7 @@ export class MemoryCycleSnapshot implements CycleSnapshot {
     const end = offsetBytes + lengthBytes;
     for (let at = offsetBytes; at < end;) {
       const next = Math.min(end, (Math.floor(at / 4096) + 1) * 4096);
-      const data = this.data.subarray(at, next).some((b) => b !== 0);
+      const data = !this.data.subarray(at, next).equals(ZERO_BLOCK.subarray(0, next - at));
       const last = out[out.length - 1];
       if (last && last.data === data) last.lengthBytes += next - at;
       else out.push({ offsetBytes: at, lengthBytes: next - at, data });

@@ -70,6 +70,7 @@ export async function startReceiver(
     entries?: AuthorizationEntry[];
     epoch?: number;
     frameTimeoutMs?: number;
+    idleTimeoutMs?: number;
     /** Use this store (e.g. the real PointStore) instead of MemoryReplicaStore. */
     openStore?: ReplicaStoreOpener;
   } = {},
@@ -83,6 +84,7 @@ export async function startReceiver(
     authorization: new AuthorizationList(opts.entries ?? DEFAULT_ENTRIES),
     storageLocations: { gold: join(pki.dir, 'replica-gold'), silver: join(pki.dir, 'replica-silver') },
     frameTimeoutMs: opts.frameTimeoutMs ?? 5000,
+    ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
     onEvent: (event, fields) => events.push({ event, fields }),
     openStore: (req) => {
       if (opts.openStore) {

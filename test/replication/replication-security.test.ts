@@ -94,7 +94,7 @@ test('a valid host missing from the authorization list is refused before it send
     return true;
   });
   assert.deepEqual(rx.opened, []);
-  assert.equal(sender.stats.state, 'stopped');
+  assert.equal(sender.stats.state, 'failed');
   assert.equal(sender.stats.lastError?.code, 'SECONDSITE_ERR_PEER_NOT_AUTHORIZED');
 });
 

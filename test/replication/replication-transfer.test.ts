@@ -203,3 +203,32 @@ test('the bandwidth limit is honoured within tolerance', async () => {
   assert.ok(rate >= limit * 0.5, `rate ${Math.round(rate)} B/s far below the limit ${limit}`);
   sender.disconnect();
 });
+
+test('idle connections: the receiver closes them quietly, the sender reconnects for the next cycle', async () => {
+  const quiet = await startReceiver(pki, { idleTimeoutMs: 300 });
+  try {
+    const disk = Buffer.alloc(65536, 3);
+    const sender = makeSender(pki.hostA, quiet.port, { relationshipId: 'vm-idle' });
+    const snap = (id: string) => ({
+      cycleId: id,
+      cutWallMs: 1,
+      consistency: 'crash-consistent' as const,
+      snapshots: [new MemoryCycleSnapshot('d', disk)],
+    });
+    await sender.shipCycle(snap('a'));
+    await sender.shipCycle(snap('b')); // reuses the connection
+    assert.equal(quiet.receiver.counters.sessionsAccepted, 1);
+    await new Promise((r) => setTimeout(r, 700)); // receiver idle timeout passes
+    const r = await sender.shipCycle(snap('c'));
+    assert.equal(r.attempts, 1, 'the closed connection was noticed before the cycle, not retried');
+    assert.equal(quiet.receiver.counters.sessionsAccepted, 2);
+    assert.deepEqual(
+      quiet.events.filter((e) => e.event === 'replication:receiver:session-failed'),
+      [],
+      'an idle close is not a failure',
+    );
+    sender.disconnect();
+  } finally {
+    await quiet.stop();
+  }
+});

@@ -3,11 +3,9 @@
  * derived from them (replication-report.ts, relationship-health.ts). Pure data.
  */
 import type { RetryClass } from '../errors.js';
+import type { SenderState } from './sender-state.machine.js';
 
-/** Sender states: idle (between cycles), connecting, shipping (sending a cycle), waiting-commit (cycle
- * end sent, waiting for the point), backoff (transient failure, will retry), stopped (permanent failure
- * or stopped by the operator). */
-export type SenderState = 'idle' | 'connecting' | 'shipping' | 'waiting-commit' | 'backoff' | 'stopped';
+export type { SenderState } from './sender-state.machine.js';
 
 export interface LastPoint {
   pointId: string;

@@ -16,6 +16,8 @@ import type { SessionContext } from '../../protocol/replication/frame-rules.js';
 import type { Message, MessageKind, MessageOf } from '../../protocol/replication/messages.js';
 
 const MAX_QUEUED_FRAMES = 64;
+/** Outgoing bytes that may wait in the socket before `send` waits for drain. */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 export class FrameConnection {
   private readonly reader: FrameReader;
@@ -153,12 +155,13 @@ export class FrameConnection {
     if (this.failure && !evenIfFailed) throw this.failure;
     this.sendSeq++;
     const parts = encodeFrame({ ...this.own, seq: this.sendSeq, flags }, message);
-    let ok = true;
     for (const p of parts) {
       this.wireBytesSent += p.length;
-      ok = this.socket.write(p);
+      this.socket.write(p);
     }
-    if (!ok) {
+    // Let up to MAX_BUFFERED_BYTES queue in the socket so the next chunk is prepared while this one is
+    // written; beyond that, wait for the socket to drain (bounded memory).
+    if ((this.socket as Duplex & { writableLength: number }).writableLength > MAX_BUFFERED_BYTES) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
           this.socket.off('drain', done);

@@ -8,7 +8,7 @@
  * POINT_COMMITTED. Any violation throws; the caller sends an ERROR frame and closes. Nothing is
  * committed unless every check passed.
  */
-import { SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import { coalesce, covers, totalBytes } from '../../domain/replication/extent-set.js';
 import type { ByteRange } from '../../domain/replication/extent-set.js';
 import { FLAG_SYNC, relationshipKeyOf } from '../../protocol/replication/frame-codec.js';
@@ -31,6 +31,8 @@ export interface ReceiverSessionDeps {
   openStore(hello: MessageOf<'hello'>, peerHostId: string): Promise<ReplicaStore>;
   readonly frameTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
+  /** How long a connection may sit idle between cycles before the receiver closes it. */
+  readonly idleTimeoutMs: number;
   /** Counters shared by all sessions of the receiver. */
   readonly counters: ReceiverCounters;
   /** True once this session was replaced or the receiver stops. */
@@ -101,10 +103,15 @@ export class ReceiverSession {
     for (;;) {
       let next;
       try {
-        next = await this.conn.next(this.deps.frameTimeoutMs);
+        next = await this.conn.next(this.deps.idleTimeoutMs);
       } catch (e) {
-        // a clean goodbye between cycles is not an error
-        if (e instanceof SecondsiteError && e.code === 'SECONDSITE_ERR_CONNECTION_LOST') return;
+        // a goodbye or a long idle period between cycles is not an error: the sender reconnects
+        if (
+          isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST') ||
+          isSecondsiteError(e, 'SECONDSITE_ERR_TIMEOUT')
+        ) {
+          return;
+        }
         throw e;
       }
       if (this.deps.aborted()) return;

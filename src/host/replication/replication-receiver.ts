@@ -43,6 +43,8 @@ export interface ReceiverConfig {
   readonly openStore: ReplicaStoreOpener;
   readonly frameTimeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
+  /** Idle time between cycles after which a connection is closed (default 120 s). */
+  readonly idleTimeoutMs?: number;
   readonly maxConnections?: number;
   /** Structured events (refusals, sessions, commits) for the host agent's log. */
   readonly onEvent?: (event: string, fields: Record<string, unknown>) => void;
@@ -148,6 +150,7 @@ export class ReplicationReceiver {
       replicaHostId: this.config.tls.hostId,
       frameTimeoutMs: this.config.frameTimeoutMs ?? 30_000,
       handshakeTimeoutMs: this.config.handshakeTimeoutMs ?? 10_000,
+      idleTimeoutMs: this.config.idleTimeoutMs ?? 120_000,
       counters: this.counters,
       aborted: () => aborted || this.stopping,
       openStore: async (hello, peerHost) => {

@@ -26,6 +26,8 @@ import type { BackoffPolicy } from '../../domain/replication/backoff.js';
 import { coalesce, coarsen, covers, splitAligned, subtract } from '../../domain/replication/extent-set.js';
 import type { ByteRange } from '../../domain/replication/extent-set.js';
 import { newRelationshipStats } from '../../domain/replication/relationship-stats.js';
+import { senderTransition } from '../../domain/replication/sender-state.machine.js';
+import type { SenderState } from '../../domain/replication/sender-state.machine.js';
 import type { RelationshipStats } from '../../domain/replication/relationship-stats.js';
 import { chunkChecksum, cycleDigestOf, planDigestOf } from '../../protocol/replication/cycle-digest.js';
 import { FLAG_SYNC, relationshipKeyOf } from '../../protocol/replication/frame-codec.js';
@@ -59,6 +61,9 @@ export interface SenderPolicy {
   readonly backoff: BackoffPolicy;
   /** Transient failures tolerated per cycle before giving up (default 8). */
   readonly maxAttempts: number;
+  /** A connection idle longer than this is not reused for the next cycle (default 60 s; the receiver
+   * closes idle connections after 120 s). */
+  readonly idleReuseMs: number;
 }
 
 export const DEFAULT_SENDER_POLICY: SenderPolicy = Object.freeze({
@@ -71,6 +76,7 @@ export const DEFAULT_SENDER_POLICY: SenderPolicy = Object.freeze({
   connectTimeoutMs: 10_000,
   backoff: DEFAULT_BACKOFF,
   maxAttempts: 8,
+  idleReuseMs: 60_000,
 });
 
 export interface SenderConfig {
@@ -142,6 +148,7 @@ export class ReplicationSender {
   private readonly key: Buffer;
   private conn: FrameConnection | null = null;
   private connDisks = '';
+  private connLastUsedMs = 0;
   private replicaHasPoint = false;
   private stopped = false;
 
@@ -174,9 +181,15 @@ export class ReplicationSender {
   /** Closes the connection; a running `shipCycle` fails with a permanent error at its next step. */
   stop(): void {
     this.stopped = true;
-    this.stats.state = 'stopped';
+    this.stats.state = senderTransition(this.stats.state, 'stopped');
     this.conn?.destroy();
     this.conn = null;
+  }
+
+  /** Guarded state change (sender-state.machine.ts); once stopped, the state stays stopped. */
+  private setState(to: SenderState): void {
+    if (this.stats.state === 'stopped') return;
+    this.stats.state = senderTransition(this.stats.state, to);
   }
 
   /** Closes the connection but stays usable (the next cycle reconnects). */
@@ -207,7 +220,7 @@ export class ReplicationSender {
         this.replicaHasPoint = true;
         for (const s of cycle.snapshots) await s.complete();
         const durationMs = this.config.clock.monotonicMs() - startedMs;
-        this.stats.state = 'idle';
+        this.setState('idle');
         this.stats.lastPoint = point;
         this.stats.lastSuccessWallMs = this.config.clock.wallMs();
         this.stats.lastCycleLogicalBytes = st.logical;
@@ -240,12 +253,12 @@ export class ReplicationSender {
         };
         if (err.retry === 'permanent' || attempts >= this.policy.maxAttempts || this.stopped) {
           if (err.retry === 'permanent') this.stats.consecutivePermanentErrors++;
-          this.stats.state = this.stopped ? 'stopped' : err.retry === 'permanent' ? 'stopped' : 'idle';
+          this.setState('failed');
           this.stats.currentCycle = null;
           for (const s of cycle.snapshots) await s.abandon();
           throw err;
         }
-        this.stats.state = 'backoff';
+        this.setState('backoff');
         await this.sleep(backoffDelayMs(this.policy.backoff, attempts, this.config.rng.next()));
       }
     }
@@ -253,10 +266,13 @@ export class ReplicationSender {
 
   private async connect(snapshots: readonly CycleSnapshot[]): Promise<FrameConnection> {
     const disksKey = snapshots.map((s) => `${s.diskId}:${s.sizeBytes}`).join(',');
-    if (this.conn && !this.conn.failed && this.connDisks === disksKey) return this.conn;
+    const idleMs = this.config.clock.monotonicMs() - this.connLastUsedMs;
+    if (this.conn && !this.conn.failed && this.connDisks === disksKey && idleMs < this.policy.idleReuseMs) {
+      return this.conn;
+    }
     this.conn?.close();
     this.conn = null;
-    this.stats.state = 'connecting';
+    this.setState('connecting');
     const { replica, relationship, tls } = this.config;
     const socket = await new Promise<TLSSocket>((resolve, reject) => {
       const s = connect({
@@ -351,6 +367,7 @@ export class ReplicationSender {
     try {
       return await this.attemptOn(conn, cycle, st);
     } finally {
+      this.connLastUsedMs = this.config.clock.monotonicMs();
       st.wire += conn.wireBytesSent - wireAtStart;
       this.stats.wireBytesSent += conn.wireBytesSent - wireAtStart;
     }
@@ -364,7 +381,7 @@ export class ReplicationSender {
     const t = this.policy.frameTimeoutMs;
     st.plan ??= await this.buildPlan(cycle.snapshots);
     const plan = st.plan;
-    this.stats.state = 'shipping';
+    this.setState('shipping');
     const planDigest = planDigestOf(plan.extents);
     await conn.send({
       kind: 'cycle-begin',
@@ -448,7 +465,7 @@ export class ReplicationSender {
       this.progress(it.lengthBytes);
     }
     await flushDigests();
-    this.stats.state = 'waiting-commit';
+    this.setState('waiting-commit');
     await conn.send({
       kind: 'cycle-end',
       cycleId: cycle.cycleId,
