@@ -89,7 +89,7 @@ export const nbdkitFile: ServerSpec = {
     startPlain('nbdkit', workDir, sizeBytes, 'nbdkit', (sock, file) => ['-f', '-U', sock, 'file', file]),
 };
 
-/** A real `secondsite host serve` agent process with one 2 GiB disk "d0". */
+/** A real `secondsite host serve` agent process with one 2 GiB disk "d0" (change tracking on, as always). */
 export const oursAgent: ServerSpec = {
   contender: 'ours',
   description:

@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { Rng } from '../../src/domain/random.js';
+import { TRACKING_BLOCK_BYTES } from '../../src/host/agent/disk-service.js';
 import { FileBlockDevice } from '../../src/host/block-device/file.block-device.js';
 import { ChangeTrackingFilter } from '../../src/host/change-tracking/change-tracking.filter.js';
 import type { CycleSnapshot } from '../../src/host/change-tracking/cycle-snapshot.js';
@@ -108,6 +109,7 @@ async function openTracked(file: string, work: string): Promise<ChangeTrackingFi
     diskId: 'd0',
     statePath: join(work, 'd0.tracking'),
     cowPath: join(work, 'd0.cow'),
+    trackingBlockBytes: TRACKING_BLOCK_BYTES, // as the agent tracks its disks
   });
 }
 
