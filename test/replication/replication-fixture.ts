@@ -124,7 +124,12 @@ export function makeSender(
       epoch: opts.epoch ?? 1,
       storageLocation: opts.storageLocation ?? 'gold',
     },
-    policy: { backoff: { initialMs: 20, maxMs: 100 }, frameTimeoutMs: 5000, ...opts.policy },
+    policy: {
+      backoff: { initialMs: 20, maxMs: 100 },
+      frameTimeoutMs: 5000,
+      connectTimeoutMs: 3000,
+      ...opts.policy,
+    },
     clock: realClock,
     rng: new Rng(SEED),
     ...(opts.sleep ? { sleep: opts.sleep } : {}),

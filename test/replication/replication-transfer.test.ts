@@ -232,3 +232,45 @@ test('idle connections: the receiver closes them quietly, the sender reconnects 
     await quiet.stop();
   }
 });
+
+test('a cycle with no changes still commits a point (the cut time moves on)', async () => {
+  const sender = makeSender(pki.hostA, rx.port, { relationshipId: 'vm-empty' });
+  const disk = Buffer.alloc(65536, 9);
+  await sender.shipCycle({
+    cycleId: 'e0',
+    cutWallMs: 1,
+    consistency: 'crash-consistent',
+    snapshots: [new MemoryCycleSnapshot('d', disk)],
+  });
+  const r = await sender.shipCycle({
+    cycleId: 'e1',
+    cutWallMs: 2,
+    consistency: 'crash-consistent',
+    snapshots: [new MemoryCycleSnapshot('d', disk, { changed: [] })],
+  });
+  assert.equal(r.logicalBytesSent, 0);
+  assert.equal(rx.stores.get('vm-empty')?.points().at(-1)?.cutWallMs, 2);
+  sender.disconnect();
+});
+
+test('stop() during a backoff ends the cycle at once and keeps its changes', async () => {
+  const sender = makeSender(pki.hostA, 1, {
+    relationshipId: 'vm-stop',
+    policy: { backoff: { initialMs: 60_000, maxMs: 60_000 }, maxAttempts: 5 },
+  });
+  const snap = new MemoryCycleSnapshot('d', Buffer.alloc(65536, 1));
+  const t0 = performance.now();
+  const shipping = sender.shipCycle({
+    cycleId: 's',
+    cutWallMs: 1,
+    consistency: 'crash-consistent',
+    snapshots: [snap],
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(sender.stats.state, 'backoff');
+  sender.stop();
+  await assert.rejects(shipping);
+  assert.ok(performance.now() - t0 < 5000, 'did not wait out the 60 s backoff');
+  assert.equal(snap.abandoned, 1);
+  assert.equal(sender.stats.state, 'stopped');
+});

@@ -138,7 +138,20 @@ interface CycleState {
   skippedByDigest: number;
 }
 
-const defaultSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** A sleep that `stop()` cuts short. */
+function stoppableSleep(signal: AbortSignal): (ms: number) => Promise<void> {
+  return (ms) =>
+    new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done);
+    });
+}
 
 export class ReplicationSender {
   readonly policy: SenderPolicy;
@@ -151,6 +164,7 @@ export class ReplicationSender {
   private connLastUsedMs = 0;
   private replicaHasPoint = false;
   private stopped = false;
+  private readonly stopSignal = new AbortController();
 
   constructor(private readonly config: SenderConfig) {
     this.policy = { ...DEFAULT_SENDER_POLICY, ...config.policy };
@@ -164,7 +178,7 @@ export class ReplicationSender {
     if (!Number.isSafeInteger(p.windowChunks) || p.windowChunks < 1 || p.windowChunks > 1024) {
       throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', 'windowChunks must be 1..1024');
     }
-    this.sleep = config.sleep ?? defaultSleep;
+    this.sleep = config.sleep ?? stoppableSleep(this.stopSignal.signal);
     this.stats = config.stats ?? newRelationshipStats(config.relationship.relationshipId, 0);
     this.bucket =
       p.bandwidthBytesPerSec !== undefined
@@ -181,6 +195,7 @@ export class ReplicationSender {
   /** Closes the connection; a running `shipCycle` fails with a permanent error at its next step. */
   stop(): void {
     this.stopped = true;
+    this.stopSignal.abort();
     this.stats.state = senderTransition(this.stats.state, 'stopped');
     this.conn?.destroy();
     this.conn = null;
