@@ -15,7 +15,7 @@ import { NBD_MAX_STRING_BYTES } from '../../protocol/nbd/nbd-constants.js';
 import type { ExportCatalog, ExportInfo, TlsMode } from '../../protocol/nbd/nbd-option.machine.js';
 import type { BlockDevice } from '../block-device/block-device.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
-import { HandshakeRun } from './nbd-handshake.runner.js';
+import { HandshakeRun, type HandshakeOutcome } from './nbd-handshake.runner.js';
 import { NbdTransmission } from './nbd-transmission.js';
 
 export interface NbdServerOptions {
@@ -196,44 +196,61 @@ export class NbdServer implements ExportCatalog {
     socket.once('close', () => {
       if (conn.handshake === null) this.connections.delete(conn);
     });
-    void handshake.run().then((outcome) => {
-      if (conn.timer) clearTimeout(conn.timer);
-      conn.timer = null;
-      conn.handshake = null;
-      this.handshaking--;
-      if (!outcome.ok) {
-        this.log.debug('nbd handshake ended', { reason: outcome.reason });
+    void handshake.run().then(
+      (outcome) => {
+        try {
+          this.afterHandshake(conn, outcome);
+        } catch (e) {
+          this.log.error('nbd connection setup failed', { err: e });
+          conn.socket.destroy();
+          this.connections.delete(conn);
+        }
+      },
+      (e: unknown) => {
+        this.log.error('nbd handshake failed unexpectedly', { err: e });
+        socket.destroy();
         this.connections.delete(conn);
-        return;
-      }
-      const entry = outcome.session.export ? this.exports.get(outcome.session.export.name) : undefined;
-      if (!entry || this.closing || outcome.socket.destroyed) {
-        outcome.socket.destroy();
-        this.connections.delete(conn);
-        return;
-      }
-      conn.socket = outcome.socket;
-      const s = outcome.session;
-      const transmission = new NbdTransmission(
-        outcome.socket,
-        entry.device,
-        {
-          structuredReplies: s.structuredReplies,
-          readOnly: entry.info.readOnly,
-          blockStatusSelected: s.metaContext !== null && s.metaContext.ids.length > 0,
-        },
-        {
-          ...(this.options.maxInFlightRequests !== undefined
-            ? { maxInFlightRequests: this.options.maxInFlightRequests }
-            : {}),
-          onProtocolError: (reason) => this.log.warn('nbd client broke the protocol', { reason }),
-        },
-      );
-      conn.transmission = transmission;
-      outcome.socket.on('error', (e) => this.log.debug('nbd socket error', { err: e }));
-      outcome.socket.once('close', () => this.connections.delete(conn));
-      transmission.start(outcome.leftover);
-    });
+      },
+    );
+  }
+
+  private afterHandshake(conn: Connection, outcome: HandshakeOutcome): void {
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = null;
+    conn.handshake = null;
+    this.handshaking--;
+    if (!outcome.ok) {
+      this.log.debug('nbd handshake ended', { reason: outcome.reason });
+      this.connections.delete(conn);
+      return;
+    }
+    const entry = outcome.session.export ? this.exports.get(outcome.session.export.name) : undefined;
+    if (!entry || this.closing || outcome.socket.destroyed) {
+      outcome.socket.destroy();
+      this.connections.delete(conn);
+      return;
+    }
+    conn.socket = outcome.socket;
+    const s = outcome.session;
+    const transmission = new NbdTransmission(
+      outcome.socket,
+      entry.device,
+      {
+        structuredReplies: s.structuredReplies,
+        readOnly: entry.info.readOnly,
+        blockStatusSelected: s.metaContext !== null && s.metaContext.ids.length > 0,
+      },
+      {
+        ...(this.options.maxInFlightRequests !== undefined
+          ? { maxInFlightRequests: this.options.maxInFlightRequests }
+          : {}),
+        onProtocolError: (reason) => this.log.warn('nbd client broke the protocol', { reason }),
+      },
+    );
+    conn.transmission = transmission;
+    outcome.socket.on('error', (e) => this.log.debug('nbd socket error', { err: e }));
+    outcome.socket.once('close', () => this.connections.delete(conn));
+    transmission.start(outcome.leftover);
   }
 }
 

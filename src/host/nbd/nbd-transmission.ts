@@ -147,6 +147,7 @@ export class NbdTransmission {
   }
 
   private push(chunk: Buffer): void {
+    if (this.stopped || this.discReceived) return; // nothing after DISC is read (spec: client sends nothing)
     this.chunks.push(chunk);
     this.buffered += chunk.length;
   }
