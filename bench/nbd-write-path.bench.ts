@@ -73,3 +73,34 @@ export const nbdTrackingSuite: Suite = {
     };
   },
 };
+
+/** Experiment (opt-in): small writes as synchronous pwrite vs the libuv threadpool, same bare server. */
+export const nbdSyncWriteExperiment: Suite = {
+  name: 'nbd-sync',
+  title:
+    'Experiment: writes <= 16 KiB as synchronous pwrite on the main thread vs the threadpool (bare server, no tracking)',
+  optIn: true,
+  async run(options) {
+    const servers = [oursBare(false), oursBare(false, 16 * 1024)];
+    const { measurements, notes, commands } = await runNbdMatrix(servers, options);
+    const targets = measurements.map((m) =>
+      checkRatio(
+        m,
+        'ours-ct-off-sync',
+        'ours-ct-off',
+        { min: 1.0 },
+        'stretch',
+        'sync small writes >= 1.0 x threadpool',
+      ),
+    );
+    for (const [c, lines] of Object.entries(commands)) notes.push(`${c}: ${lines.join(' ; ')}`);
+    return {
+      suite: 'nbd-sync',
+      title: this.title,
+      contenders: servers.map((s) => s.contender),
+      measurements,
+      targets,
+      notes,
+    };
+  },
+};

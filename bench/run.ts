@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deltaCycleSuite } from './delta-cycle.bench.js';
 import { initialReplicationSuite } from './initial-replication.bench.js';
-import { nbdTrackingSuite, nbdWritePathSuite } from './nbd-write-path.bench.js';
+import { nbdSyncWriteExperiment, nbdTrackingSuite, nbdWritePathSuite } from './nbd-write-path.bench.js';
 import { killAllSync, stopAll } from './lib/processes.js';
 import { renderSuite } from './lib/report.js';
 import type { BenchOptions, Suite, SuiteResult } from './lib/suite.js';
@@ -24,6 +24,7 @@ const SUITES: readonly Suite[] = [
   nbdTrackingSuite,
   initialReplicationSuite,
   deltaCycleSuite,
+  nbdSyncWriteExperiment,
 ];
 
 const repoRoot = resolve(new URL('..', import.meta.url).pathname);
@@ -70,7 +71,7 @@ async function main(): Promise<number> {
   if (values.help) {
     process.stdout.write(
       `usage: npm run bench -- [SUITE ...] [--runtime S] [--ramp S] [--reps N] [--quick]\n` +
-        `suites: ${SUITES.map((s) => `${s.name} (${s.title})`).join('\n        ')}\n` +
+        `suites: ${SUITES.map((s) => `${s.name}${s.optIn ? ' [opt-in]' : ''} (${s.title})`).join('\n        ')}\n` +
         `defaults: --runtime 8 --ramp 2 --reps 3; --quick = --runtime 2 --ramp 1 --reps 1\n`,
     );
     return 0;
@@ -89,7 +90,10 @@ async function main(): Promise<number> {
     return n;
   };
   const quick = values.quick ?? false;
-  const selected = positionals.length > 0 ? SUITES.filter((s) => positionals.includes(s.name)) : SUITES;
+  const selected =
+    positionals.length > 0
+      ? SUITES.filter((s) => positionals.includes(s.name))
+      : SUITES.filter((s) => !s.optIn);
   const scratchDir = await mkdtemp(join(tmpdir(), 'secondsite-bench-'));
   const options: BenchOptions = {
     runtimeSeconds: num(values.runtime, quick ? 2 : 8, 'runtime'),

@@ -151,13 +151,16 @@ export const oursAgent: ServerSpec = {
 };
 
 /** NbdServer + FileBlockDevice in a bench-only process, with or without the ChangeTrackingFilter. */
-export function oursBare(tracking: boolean): ServerSpec {
-  const contender = tracking ? 'ours-ct-on' : 'ours-ct-off';
+export function oursBare(tracking: boolean, syncWritesMaxBytes?: number): ServerSpec {
+  const contender =
+    (tracking ? 'ours-ct-on' : 'ours-ct-off') + (syncWritesMaxBytes !== undefined ? '-sync' : '');
   return {
     contender,
-    description: tracking
-      ? 'bench/servers/bare-nbd.server.ts: NbdServer + ChangeTrackingFilter + FileBlockDevice'
-      : 'bench/servers/bare-nbd.server.ts: NbdServer + FileBlockDevice (no tracking)',
+    description:
+      (tracking
+        ? 'bench/servers/bare-nbd.server.ts: NbdServer + ChangeTrackingFilter + FileBlockDevice'
+        : 'bench/servers/bare-nbd.server.ts: NbdServer + FileBlockDevice (no tracking)') +
+      (syncWritesMaxBytes !== undefined ? `, writes <= ${syncWritesMaxBytes} B as synchronous pwrite` : ''),
     async start(workDir, sizeBytes, repoRoot) {
       await mkdir(workDir, { recursive: true });
       const file = join(workDir, 'disk.raw');
@@ -165,6 +168,8 @@ export function oursBare(tracking: boolean): ServerSpec {
       await createSparseFile(file, sizeBytes);
       const script = join(repoRoot, 'bench', 'servers', 'bare-nbd.server.ts');
       const args = ['--import', 'tsx', script, '--file', file, '--socket', sock];
+      if (syncWritesMaxBytes !== undefined)
+        args.push('--sync-writes', '--sync-writes-max', `${syncWritesMaxBytes}`);
       if (tracking) {
         const dir = join(workDir, 'tracking');
         await mkdir(dir);

@@ -60,6 +60,8 @@ export interface SuiteResult {
 export interface Suite {
   readonly name: string;
   readonly title: string;
+  /** Opt-in suites (experiments) run only when named. */
+  readonly optIn?: boolean;
   readonly run: (options: BenchOptions) => Promise<SuiteResult>;
 }
 
