@@ -18,7 +18,7 @@ import {
   NbdOpt,
   NbdRep,
 } from '../../src/protocol/nbd/nbd-constants.js';
-import { encodeGoPayload } from '../../src/protocol/nbd/nbd-handshake.codec.js';
+import { encodeGoPayload, encodeOptionHeader } from '../../src/protocol/nbd/nbd-handshake.codec.js';
 import { MiB, RawConn, makeCerts, run, runOk, tempDir } from './nbd-test-kit.js';
 
 let tmp: { dir: string; cleanup: () => Promise<void> };
@@ -154,4 +154,20 @@ test('STRUCTURED_REPLY before STARTTLS is forgotten after the upgrade (CVE-2021-
   );
   assert.equal(reply.readUInt32BE(12), 77);
   conn.destroy();
+});
+
+test('plaintext injected behind STARTTLS is never answered', async () => {
+  const raw = await RawConn.open({ port, host: '127.0.0.1' });
+  await raw.greet();
+  raw.write(
+    Buffer.concat([
+      encodeOptionHeader(NbdOpt.STARTTLS, Buffer.alloc(0)),
+      encodeOptionHeader(NbdOpt.GO, encodeGoPayload('disk', [])),
+    ]),
+  );
+  const ack = await raw.optionReply();
+  assert.equal(ack.replyType, NbdRep.ACK);
+  assert.ok(await raw.waitClosed(), 'the server kept a connection with injected plaintext');
+  await assert.rejects(raw.read(1, 100), 'the server answered the injected option');
+  await runOk('nbdinfo', ['--size', tlsUri(certs.clientDir)]);
 });

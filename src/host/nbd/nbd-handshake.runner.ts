@@ -98,6 +98,9 @@ export class HandshakeRun {
       const payload = await this.reader.readExact(header.lengthBytes);
       const step = stepOption(session, header.option, payload, this.config.catalog);
       session = step.session;
+      // Before acknowledging STARTTLS, stop reading plaintext: the client's TLS hello (sent after it
+      // sees the ACK) must stay in the kernel for the TLS layer, and nothing read later is NBD data.
+      if (step.effect === 'starttls') this.socket.pause();
       if (step.replies.length > 0) await writeAll(this.socket, Buffer.concat(step.replies));
       switch (step.effect) {
         case 'continue':
