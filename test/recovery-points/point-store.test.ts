@@ -177,6 +177,13 @@ test('resume: reopening the same cycle keeps what was synced; another cycle id d
   model.apply({ kind: 'data', diskId: 'd', offsetBytes: 100_000, data: chunkC });
   model.snapshot(p2.pointId);
   await verifyPoints(store, model, `seed=${seed}`);
+  // A cycle committed already is not committed twice (a resend after a lost acknowledgement).
+  const dup = await store.beginCycle('c3', 2);
+  await dup.writeChunk('d', 0, chunkC);
+  await assert.rejects(dup.commit({ cutWallMs: T0 + 2, consistency: 'crash-consistent' }), (e) =>
+    isSecondsiteError(e, 'SECONDSITE_ERR_ALREADY_EXISTS'),
+  );
+  assert.equal(store.points().length, 2);
   // discard() leaves nothing staged.
   const c4 = await store.beginCycle('c4', 2);
   await c4.writeChunk('d', 0, chunkB);

@@ -241,6 +241,14 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
           { cycleId: writer.cycleId },
         );
       }
+      const twin = this.cat.points.find((p) => p.cycleId === writer.cycleId);
+      if (twin !== undefined) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_ALREADY_EXISTS',
+          `cycle ${writer.cycleId} is already committed as point ${twin.pointId}; acknowledge that point instead`,
+          { cycleId: writer.cycleId, pointId: twin.pointId },
+        );
+      }
       // Phase 1: the staging is complete and durable; fencing checked again.
       await writer.sync();
       this.checkEpochCurrent(writer.epoch, writer.cycleId);
