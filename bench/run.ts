@@ -12,6 +12,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { format, resolveConfig } from 'prettier';
 import { deltaCycleSuite } from './delta-cycle.bench.js';
 import { initialReplicationSuite } from './initial-replication.bench.js';
 import { nbdSyncWriteExperiment, nbdTrackingSuite, nbdWritePathSuite } from './nbd-write-path.bench.js';
@@ -156,8 +157,10 @@ async function main(): Promise<number> {
   const outDir = join(repoRoot, 'bench', 'results');
   await mkdir(outDir, { recursive: true });
   const stamp = started.toISOString().replace(/[:.]/g, '-');
-  const text = `${JSON.stringify(doc, null, 2)}\n`;
-  await writeFile(join(outDir, `${stamp}.json`), text);
+  // Formatted as the repository's prettier would (npm test checks every file, results included).
+  const outFile = join(outDir, `${stamp}.json`);
+  const text = await format(JSON.stringify(doc), { ...(await resolveConfig(outFile)), parser: 'json' });
+  await writeFile(outFile, text);
   await writeFile(join(outDir, 'latest.json'), text);
   // A full-length run (the documented defaults or longer) is kept under a stable name and committed.
   if (options.runtimeSeconds >= 8 && options.repetitions >= 3)
