@@ -125,12 +125,17 @@ async function main(): Promise<number> {
     for (const suite of selected) {
       process.stdout.write(`\n-- ${suite.name}: ${suite.title}\n`);
       try {
+        const loadBefore = loadavg()[0] ?? 0;
         const r = await suite.run({
           ...options,
           scratchDir: await mkdtemp(join(scratchDir, `${suite.name}-`)),
         });
-        results.push(r);
-        process.stdout.write(`\n${renderSuite(results[results.length - 1] ?? r)}\n`);
+        const loadNote =
+          `1-min load average ${loadBefore.toFixed(2)} before the suite, ${(loadavg()[0] ?? 0).toFixed(2)} after ` +
+          `(${cpus().length} CPUs; more than ~1 before means other work shared the machine)`;
+        const withLoad = { ...r, notes: [...r.notes, loadNote] };
+        results.push(withLoad);
+        process.stdout.write(`\n${renderSuite(withLoad)}\n`);
       } catch (e) {
         failures.push(`${suite.name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
         process.stderr.write(`bench: suite ${suite.name} failed: ${String(e)}\n`);
