@@ -6,7 +6,7 @@ import { Rng, seedFrom } from '../../domain/random.js';
 import { BLOCK_SIZE_BYTES, SECTOR_SIZE_BYTES, encodeBlock, isPayloadByte } from '../workload/block-format.js';
 import { MemoryTarget } from '../workload/memory-target.js';
 import { WorkloadGenerator, type WorkloadOptions } from '../workload/workload-generator.js';
-import type { HistoryOp, WriteHistory } from '../workload/write-history.js';
+import { HistoryRecorder, type HistoryOp, type WriteHistory } from '../workload/write-history.js';
 import { replayHistory } from './history-replay.js';
 import {
   checkRecoveryPoint,
@@ -411,4 +411,63 @@ test('freshness: lossEpochs and age', async () => {
   assert.equal(f.flushedEpochAtCrash, E);
   assert.equal(f.lossEpochs, E - (report.maxEpoch - 1));
   assert.equal(f.ageMs, 250);
+});
+
+test('an epoch made only of WRITE_ZEROES is invisible, yet the checker finds the E that explains the image', async () => {
+  const rec = new HistoryRecorder({
+    version: 1,
+    seed: 1,
+    blockSizeBytes: BLOCK_SIZE_BYTES,
+    disks: [{ diskId: 0, sizeBytes: 4 * BLOCK_SIZE_BYTES }],
+    initialContent: 'zero',
+    startedMs: 0,
+  });
+  const op = (writeId: number, epoch: number, kind: 'write' | 'zero', lba: number): HistoryOp => ({
+    writeId,
+    epoch,
+    diskId: 0,
+    lba,
+    blocks: 1,
+    kind,
+    fua: false,
+    tSubmitMs: epoch * 10,
+    tAckMs: epoch * 10 + 1,
+  });
+  rec.submitted([op(1, 1, 'write', 0), op(2, 1, 'write', 1)]);
+  rec.submitted([op(3, 2, 'zero', 0)]);
+  rec.flushed([{ diskId: 0, epoch: 2, tSubmitMs: 22, tAckMs: 23 }]);
+  const image = Buffer.alloc(4 * BLOCK_SIZE_BYTES);
+  encodeBlock(1, { diskId: 0, lba: 1, writeId: 2, epoch: 1 }, image, BLOCK_SIZE_BYTES);
+  const report = await check(rec.history, new Map([[0, image]]), 'recovery-point', 100);
+  assert.ok(report.ok, formatReport(report));
+  assert.equal(report.observedMaxEpoch, 1);
+  assert.equal(report.maxEpoch, 2);
+  // Block 0 still holding write 1 after the flushed zeroing is a lost write.
+  encodeBlock(1, { diskId: 0, lba: 0, writeId: 1, epoch: 1 }, image, 0);
+  const lost = await check(rec.history, new Map([[0, image]]), 'recovery-point', 100);
+  assert.ok(lost.violationCounts.LOST_FLUSHED_WRITE, formatReport(lost));
+  // ...but fine for a point cut before that flush.
+  assert.ok((await check(rec.history, new Map([[0, image]]), 'recovery-point', 22.5)).ok);
+});
+
+test('never throws on garbage: random bytes, random blocks, wrong sizes', async () => {
+  const seed = BASE_SEED + 1000;
+  const r = await run(seed, { maxEpochs: 40 });
+  const rng = new Rng(seed);
+  for (let i = 0; i < 30; i++) {
+    const images = clone(r.images);
+    const img = images.get(rng.int(2)) as Buffer;
+    const lba = rng.int(DISK_BYTES / BLOCK_SIZE_BYTES);
+    rng.fill(img.subarray(lba * BLOCK_SIZE_BYTES, (lba + 1) * BLOCK_SIZE_BYTES));
+    const report = await check(r.history, images);
+    assert.ok(
+      !report.ok && report.violationCounts.CORRUPT === 1,
+      `seed ${seed} case ${i}\n${formatReport(report)}`,
+    );
+  }
+  // A short image reads as zeros past its end: never-written blocks are fine, written ones are holes.
+  const short = new Map([...r.images].map(([k, v]) => [k, v.subarray(0, 8 * BLOCK_SIZE_BYTES)]));
+  const report = await check(r.history, short);
+  assert.ok(!report.ok && report.violationCounts.HOLE, formatReport(report));
+  await assert.rejects(checkRecoveryPoint({ history: r.history, disks: [] }), /no image given for disk 0/);
 });
