@@ -335,3 +335,61 @@ test('reads of older points racing commits and retention always return the point
   await verifyPoints(store, model, `seed=${seed} after the race`);
   await store.close();
 });
+
+test('a view opened while retention writes its merges keeps its point (retention backs off)', async () => {
+  const seed = SEED + 300;
+  const rng = new Rng(seed);
+  const dir = await mkdtemp(join(root, 'pin-race-'));
+  let hook: (() => Promise<void>) | null = null;
+  class HookedStorage extends NodeStorage {
+    override async open(
+      path: string,
+      mode: 'read' | 'readwrite' | 'create',
+    ): ReturnType<NodeStorage['open']> {
+      if (mode === 'create' && /\/undo\/u-[^/]+\.undo$/.test(path) && hook !== null) {
+        const h = hook;
+        hook = null;
+        await h();
+      }
+      return super.open(path, mode);
+    }
+  }
+  const store = await PointStore.open({
+    storage: new HookedStorage(),
+    storageDir: dir,
+    relationshipId: 'r',
+    clock: fixedClock,
+  });
+  await store.ensureDisk('d', 32 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 32 * 1024);
+  for (let i = 0; i < 4; i++) {
+    const w = await store.beginCycle(`c${i}`, 0);
+    await stage(w, randomCycle(rng, model, 6), rng);
+    model.snapshot((await w.commit({ cutWallMs: T0 + i * 60_000, consistency: 'crash-consistent' })).pointId);
+  }
+  // With 0 hours only the latest and pinned points stay: rp-2 is pinned, so rp-3's undo must be merged
+  // into rp-2's. While that merge is written, a view of rp-3 is opened.
+  const keepOpen = await store.openPointDisk('rp-2', 'd');
+  let raced: Awaited<ReturnType<PointStore['openPointDisk']>> | null = null;
+  hook = async () => {
+    raced = await store.openPointDisk('rp-3', 'd');
+  };
+  assert.deepEqual(
+    await store.applyRetention(T0 + 10 * HOUR_MS, 0),
+    [],
+    `seed=${seed}: retention must back off`,
+  );
+  assert.ok(raced !== null, `seed=${seed}: the hook did not run; the test lost its teeth`);
+  await verifyPoints(store, model, `seed=${seed} after the backed-off retention`);
+  await (raced as { close(): Promise<void> }).close();
+  assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-1', 'rp-3']);
+  await verifyPoints(store, model, `seed=${seed} after retention`);
+  await keepOpen.close();
+  const undo = await readdir(join(dir, 'r', 'undo'));
+  assert.ok(
+    undo.length === 1 && undo[0]?.startsWith('u-2-'),
+    `seed=${seed}: undo files left: ${undo.join(',')}`,
+  );
+  await store.close();
+});

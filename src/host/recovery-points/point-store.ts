@@ -494,8 +494,15 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         throw e;
       }
       const dropped = points.filter((_, i) => !keep.includes(i));
+      let raced = false;
       try {
         await this.chainLock.write(async () => {
+          // A view opened while the merges were written pins a point planned to go: keep them all.
+          const pinnedNow = this.pinnedPointIds();
+          if (dropped.some((p) => pinnedNow.has(p.pointId))) {
+            raced = true;
+            return;
+          }
           await this.publish({ ...this.cat, points: newPoints, nextFileId });
           for (const name of created)
             this.undos.set(name, await loadUndo(this.storage, this.layout.undo(name), name));
@@ -505,7 +512,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         this.fail(e);
         throw e;
       }
-      return dropped.map((p) => p.pointId);
+      return raced ? [] : dropped.map((p) => p.pointId);
     });
   }
 
