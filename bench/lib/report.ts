@@ -39,3 +39,47 @@ export function renderSuite(r: SuiteResult): string {
   for (const n of r.notes) out.push(`note: ${n}`);
   return out.join('\n');
 }
+
+function mdTable(header: string[], rows: string[][]): string {
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+/** The same tables as renderSuite, as Markdown (for docs/benchmarks.md). */
+export function renderSuiteMarkdown(r: SuiteResult): string {
+  const out: string[] = [];
+  out.push(
+    mdTable(
+      ['measurement', 'unit', ...r.contenders],
+      r.measurements.map((m) => [
+        m.name,
+        m.unit,
+        ...r.contenders.map((c) => {
+          const s = m.samples[c] ?? [];
+          const med = formatValue(m.medians[c] ?? Number.NaN);
+          return s.length > 1 ? `${med} (${s.map(formatValue).join(' / ')})` : med;
+        }),
+      ]),
+    ),
+    '',
+  );
+  if (r.targets.length > 0) {
+    out.push(
+      mdTable(
+        ['measurement', 'target', 'ratio', 'kind', 'verdict'],
+        r.targets.map((t) => [
+          t.measurement,
+          t.description,
+          Number.isFinite(t.ratio) ? `${t.ratio.toFixed(2)}x` : '-',
+          t.kind,
+          t.pass ? 'PASS' : '**MISS**',
+        ]),
+      ),
+      '',
+    );
+  }
+  return out.join('\n');
+}
