@@ -195,3 +195,24 @@ test('works over Unix sockets', async () => {
   c.socket.write('unix');
   assert.equal(await c.waitFor(4), 4);
 });
+
+test('flipByteAtOffset corrupts one byte of the stream; sliceBytes delivers in pieces', async () => {
+  const echo = await echoServer();
+  const proxy = await proxyTo(echo.endpoint);
+  proxy.set('upstream', { flipByteAtOffset: 5 });
+  const c = await client(proxy.address);
+  const got: Buffer[] = [];
+  c.socket.on('data', (d: Buffer) => got.push(d));
+  c.socket.write(Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
+  assert.equal(await c.waitFor(10), 10);
+  assert.deepEqual([...Buffer.concat(got)], [0, 1, 2, 3, 4, 5 ^ 0xff, 6, 7, 8, 9]);
+
+  proxy.pass();
+  proxy.set('downstream', { sliceBytes: 100 });
+  const d = await client(proxy.address);
+  let events = 0;
+  d.socket.on('data', () => events++);
+  d.socket.write(Buffer.alloc(1000));
+  assert.equal(await d.waitFor(1000), 1000);
+  assert.ok(events >= 5, `1000 bytes arrived in ${events} reads`);
+});

@@ -9,6 +9,8 @@
  *   blackhole               swallow data, keep the connection open (a timeout for the peer)
  *   cutAfterBytes           forward this many bytes per connection, then reset both sides
  *   paused                  hold data (buffered, with backpressure) until unpaused
+ *   flipByteAtOffset        invert one byte of the stream (per connection)
+ *   sliceBytes              deliver in small pieces, 1 ms apart
  *
  * plus `resetConnections()` (RST every open connection), `refuseNew(true)` (reset new connections at
  * once) and counters of bytes per direction. Faults apply to data arriving after the change (latency)
@@ -31,6 +33,10 @@ export interface DirectionFaults {
   /** null = never cut. Per connection. */
   cutAfterBytes: number | null;
   paused: boolean;
+  /** Invert the byte at this offset of each connection's stream in this direction; null = never. */
+  flipByteAtOffset: number | null;
+  /** Forward in pieces of at most this many bytes, 1 ms apart (0 = off): exercises frame reassembly. */
+  sliceBytes: number;
 }
 
 export type ProxyEndpoint = { host?: string; port: number } | { path: string };
@@ -52,6 +58,8 @@ const PASS: DirectionFaults = {
   blackhole: false,
   cutAfterBytes: null,
   paused: false,
+  flipByteAtOffset: null,
+  sliceBytes: 0,
 };
 const HIGH_WATER_BYTES = 1024 * 1024;
 
@@ -312,8 +320,16 @@ class Pipe {
           data = data.subarray(0, slice);
         } else this.queue.shift();
         this.nextFreeMs = Math.max(now, this.nextFreeMs) + (data.length / f.bandwidthBytesPerSecond) * 1000;
+      } else if (f.sliceBytes > 0 && data.length > f.sliceBytes) {
+        head.data = data.subarray(f.sliceBytes);
+        data = data.subarray(0, f.sliceBytes);
       } else this.queue.shift();
       this.queuedBytes -= data.length;
+      const flipAt = f.flipByteAtOffset;
+      if (flipAt !== null && flipAt >= this.passedBytes && flipAt < this.passedBytes + data.length) {
+        data = Buffer.from(data);
+        data[flipAt - this.passedBytes] = (data[flipAt - this.passedBytes] as number) ^ 0xff;
+      }
       if (f.cutAfterBytes !== null && this.passedBytes + data.length >= f.cutAfterBytes) {
         const part = data.subarray(0, Math.max(0, f.cutAfterBytes - this.passedBytes));
         this.count(part.length);
@@ -324,6 +340,10 @@ class Pipe {
       }
       this.count(data.length);
       this.dst.write(data);
+      if (f.sliceBytes > 0 && this.queue.length > 0) {
+        this.timer = setTimeout(() => this.pump(), 1);
+        return;
+      }
     }
     if (this.queuedBytes <= HIGH_WATER_BYTES / 2 && this.src.isPaused()) this.src.resume();
     if (this.ended && this.queue.length === 0 && !this.dst.destroyed) {
