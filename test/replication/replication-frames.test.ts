@@ -323,3 +323,18 @@ for (const how of ['truncated frame then EOF', 'EOF mid-payload', 'reset mid-cyc
     assert.equal(sent, DISK_BYTES - 4 * CHUNK, 'the resumed cycle skipped the 4 durable chunks');
   });
 }
+
+test('a replayed frame right after a complete cycle: the point is committed and reported, the replay refused', async () => {
+  const { peer, rel, plan } = await openCycle();
+  const data = new Rng(SEED + 9).fill(Buffer.alloc(DISK_BYTES)) as Buffer;
+  for (let o = 0; o < DISK_BYTES; o += CHUNK) peer.send(dataMessage(o, data.subarray(o, o + CHUNK)));
+  const end = Buffer.concat(
+    encodeFrame({ relationshipKey: peer.key, epoch: 1, seq: ++peer.seq }, cycleEnd('c1', plan)),
+  );
+  peer.socket.write(Buffer.concat([end, end])); // the second copy is a replay (same seq)
+  const kinds: string[] = [];
+  for (let f = await peer.next(); f; f = await peer.next()) kinds.push(f.message.kind);
+  assert.ok(kinds.includes('point-committed'), kinds.join(','));
+  assert.equal(kinds.at(-1), 'error');
+  assert.equal(rx.stores.get(rel)?.points().length, 1);
+});

@@ -313,14 +313,20 @@ export class ReceiverSession {
     await this.sendCommitted(point);
   }
 
+  /** Sent even if a later frame already failed the connection: the point exists, the sender should know. */
   private async sendCommitted(p: RecoveryPointInfo): Promise<void> {
-    await this.conn.send({
-      kind: 'point-committed',
-      pointId: p.pointId,
-      sequence: p.sequence,
-      cycleId: p.cycleId,
-      cutWallMs: p.cutWallMs,
-      committedWallMs: p.committedWallMs,
-    });
+    const evenIfFailed = true;
+    await this.conn.send(
+      {
+        kind: 'point-committed',
+        pointId: p.pointId,
+        sequence: p.sequence,
+        cycleId: p.cycleId,
+        cutWallMs: p.cutWallMs,
+        committedWallMs: p.committedWallMs,
+      },
+      0,
+      evenIfFailed,
+    );
   }
 }
