@@ -205,7 +205,7 @@ test('the bandwidth limit is honoured within tolerance', async () => {
 });
 
 test('idle connections: the receiver closes them quietly, the sender reconnects for the next cycle', async () => {
-  const quiet = await startReceiver(pki, { idleTimeoutMs: 300 });
+  const quiet = await startReceiver(pki, { idleTimeoutMs: 1500 });
   try {
     const disk = Buffer.alloc(65536, 3);
     const sender = makeSender(pki.hostA, quiet.port, { relationshipId: 'vm-idle' });
@@ -218,7 +218,7 @@ test('idle connections: the receiver closes them quietly, the sender reconnects 
     await sender.shipCycle(snap('a'));
     await sender.shipCycle(snap('b')); // reuses the connection
     assert.equal(quiet.receiver.counters.sessionsAccepted, 1);
-    await new Promise((r) => setTimeout(r, 700)); // receiver idle timeout passes
+    await new Promise((r) => setTimeout(r, 2500)); // receiver idle timeout passes
     const r = await sender.shipCycle(snap('c'));
     assert.equal(r.attempts, 1, 'the closed connection was noticed before the cycle, not retried');
     assert.equal(quiet.receiver.counters.sessionsAccepted, 2);
@@ -266,7 +266,8 @@ test('stop() during a backoff ends the cycle at once and keeps its changes', asy
     consistency: 'crash-consistent',
     snapshots: [snap],
   });
-  await new Promise((r) => setTimeout(r, 200));
+  for (let i = 0; i < 100 && sender.stats.state !== 'backoff'; i++)
+    await new Promise((r) => setTimeout(r, 50));
   assert.equal(sender.stats.state, 'backoff');
   sender.stop();
   await assert.rejects(shipping);
