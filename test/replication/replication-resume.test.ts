@@ -6,9 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { SecondsiteError } from '../../src/domain/errors.js';
 import { Rng } from '../../src/domain/random.js';
 import { CutProxy } from './cut-proxy.js';
 import { MemoryCycleSnapshot } from './memory-cycle-snapshot.js';
+import { MemoryReplicaStore } from './memory-replica-store.js';
 import { SEED, createPki, makeSender, startReceiver } from './replication-fixture.js';
 import type { Pki, TestReceiver } from './replication-fixture.js';
 
@@ -81,4 +83,44 @@ test('a sender that cannot reach the replica gives up after maxAttempts with a t
   assert.equal(snap.abandoned, 1);
   assert.equal(snap.completed, 0);
   assert.equal(sender.stats.lastError?.code, 'SECONDSITE_ERR_CONNECTION_LOST');
+});
+
+test('a full replica (NO_SPACE) is transient: the sender backs off and resumes once space is back', async () => {
+  const store = new MemoryReplicaStore('vm-nospace', 1);
+  let failuresLeft = 2;
+  const begin = store.beginCycle.bind(store);
+  store.beginCycle = async (cycleId, epoch) => {
+    const writer = await begin(cycleId, epoch);
+    const write = writer.writeChunk.bind(writer);
+    return Object.assign(Object.create(writer) as typeof writer, {
+      writeChunk: async (diskId: string, offsetBytes: number, data: Buffer) => {
+        if (store.chunksWritten >= 3 && failuresLeft > 0) {
+          failuresLeft--;
+          throw new SecondsiteError('SECONDSITE_ERR_NO_SPACE', 'replica storage is full');
+        }
+        await write(diskId, offsetBytes, data);
+      },
+    });
+  };
+  const full = await startReceiver(pki, { openStore: () => Promise.resolve(store) });
+  try {
+    const disk = new Rng(SEED + 12).fill(Buffer.alloc(2 * MiB)) as Buffer;
+    const sender = makeSender(pki.hostA, full.port, {
+      relationshipId: 'vm-nospace',
+      policy: { chunkBytes: 256 * 1024, windowChunks: 2, compression: false },
+    });
+    const r = await sender.shipCycle({
+      cycleId: 'n',
+      cutWallMs: 1,
+      consistency: 'crash-consistent',
+      snapshots: [new MemoryCycleSnapshot('d', disk)],
+    });
+    sender.disconnect();
+    assert.equal(r.attempts, 3, 'two NO_SPACE refusals, then success');
+    assert.equal(sender.stats.lastError?.code, 'SECONDSITE_ERR_NO_SPACE');
+    assert.ok(r.resentBytes <= 2 * (2 + 1) * 256 * 1024, `re-sent ${r.resentBytes}`);
+    assert.ok(store.latestImage('d').equals(disk), `seed ${SEED}`);
+  } finally {
+    await full.stop();
+  }
 });
