@@ -168,3 +168,25 @@ test('our client against nbdkit memory (hole chunks, block status, simple replie
     await cleanup();
   }
 });
+
+test('disconnectExport ends its clients, waits for their device calls, and leaves other exports alone', async () => {
+  const { dir, cleanup } = await tempDir();
+  const s = await startServer(dir, { a: MiB, b: MiB });
+  try {
+    const a1 = await NbdClient.connect({ socketPath: s.socketPath, exportName: 'a' });
+    const a2 = await NbdClient.connect({ socketPath: s.socketPath, exportName: 'a' });
+    const b = await NbdClient.connect({ socketPath: s.socketPath, exportName: 'b' });
+    await a1.write(0, Buffer.alloc(512, 1));
+    assert.equal(await s.server.disconnectExport('a'), 2);
+    await assert.rejects(a1.read(0, 512), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST'));
+    await assert.rejects(a2.read(0, 512), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST'));
+    await assert.rejects(NbdClient.connect({ socketPath: s.socketPath, exportName: 'a' }), (e) =>
+      isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND'),
+    );
+    assert.equal((await b.read(0, 512)).length, 512);
+    await b.close();
+  } finally {
+    await s.close();
+    await cleanup();
+  }
+});

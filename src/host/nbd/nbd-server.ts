@@ -56,6 +56,8 @@ interface Connection {
   handshake: HandshakeRun | null;
   transmission: NbdTransmission | null;
   timer: NodeJS.Timeout | null;
+  /** Set once in transmission. */
+  exportName: string | null;
 }
 
 export class NbdServer implements ExportCatalog {
@@ -120,6 +122,23 @@ export class NbdServer implements ExportCatalog {
   /** Removes an export from the table; connections already using it keep their device. */
   removeExport(name: string): boolean {
     return this.exports.delete(name);
+  }
+
+  /**
+   * Removes the export and hard-disconnects every client using it, then waits until none of their
+   * device calls is in flight: afterwards the caller may close the BlockDevice (disk detach, failover
+   * fencing). Returns how many connections were closed.
+   */
+  async disconnectExport(name: string): Promise<number> {
+    this.exports.delete(name);
+    const pending: Promise<void>[] = [];
+    for (const c of this.connections) {
+      if (c.exportName !== name || !c.transmission) continue;
+      c.socket.destroy();
+      pending.push(c.transmission.idle());
+    }
+    await Promise.all(pending);
+    return pending.length;
   }
 
   lookup(name: string): ExportInfo | undefined {
@@ -189,7 +208,7 @@ export class NbdServer implements ExportCatalog {
       catalog: this,
       ...(tls ? { tls } : {}),
     });
-    const conn: Connection = { socket, handshake, transmission: null, timer: null };
+    const conn: Connection = { socket, handshake, transmission: null, timer: null, exportName: null };
     this.connections.add(conn);
     this.handshaking++;
     conn.timer = setTimeout(() => handshake.abort('the NBD handshake timed out'), this.handshakeTimeoutMs);
@@ -248,6 +267,7 @@ export class NbdServer implements ExportCatalog {
       },
     );
     conn.transmission = transmission;
+    conn.exportName = entry.info.name;
     outcome.socket.on('error', (e) => this.log.debug('nbd socket error', { err: e }));
     outcome.socket.once('close', () => this.connections.delete(conn));
     transmission.start(outcome.leftover);
