@@ -12,14 +12,15 @@ import type { Storage, StorageFile } from '../storage/storage.js';
 import { AsyncMutex, ReadWriteLock } from './async-lock.js';
 import { checkCatalogue, emptyCatalogue, type CatalogueBody, type StoredPoint } from './catalogue.js';
 import { CycleStaging, type StagingHost } from './cycle-staging.js';
-import { ExtentMap, gapsOf, type SourceRef } from './extent-map.js';
+import { gapsOf } from './extent-map.js';
 import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
 import { PointDiskView, type PointResolver } from './point-disk-view.js';
 import { buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-log.js';
 import type { CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
 import { checkPlainName, StoreLayout } from './store-layout.js';
 import { TestView } from './test-view.js';
-import { COPY_CHUNK, loadUndo, readFully, UndoWriter, type LoadedUndo } from './undo-file.js';
+import { applyRedo, captureUndo, writeMergedUndo, type RedoMap } from './undo-redo-copy.js';
+import { loadUndo, readFully, type LoadedUndo } from './undo-file.js';
 
 export interface PointStoreOptions {
   readonly storage: Storage;
@@ -41,8 +42,6 @@ interface IntentBody {
   readonly point: StoredPoint;
   readonly nextFileId: number;
 }
-
-type RedoMap = Map<string, ExtentMap<SourceRef>>;
 
 export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private cat: CatalogueBody;
@@ -485,7 +484,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
           const name = `u-${p.sequence}-${nextFileId++}.undo`;
           created.push(name);
           const sources = points.slice(k, j).map((q) => this.undoOf(q));
-          await this.writeMergedUndo(name, sources);
+          await writeMergedUndo(this.storage, this.layout.undo(name), sources);
           newPoints.push({ ...p, undoFile: name });
         }
         if (created.length > 0) await this.storage.syncDir(this.layout.undoDir);
@@ -604,22 +603,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   /** Phases 3 and 4: apply the redo to the bases, then publish the catalogue with the new point. */
   private async applyAndPublish(intent: IntentBody, redoFile: StorageFile, redo: RedoMap): Promise<void> {
     await this.chainLock.write(async () => {
-      const buf = Buffer.alloc(COPY_CHUNK);
-      for (const [diskId, map] of redo) {
-        const base = this.baseFile(diskId);
-        for (const e of map.entries()) {
-          if (e.value.kind === 'zero') {
-            await base.punchHole(e.offsetBytes, e.lengthBytes);
-            continue;
-          }
-          for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
-            const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
-            await readFully(redoFile, buf, 0, n, e.value.posBytes + done);
-            await base.write(buf, 0, n, e.offsetBytes + done);
-          }
-        }
-        await base.datasync();
-      }
+      await applyRedo(redoFile, redo, (diskId) => this.baseFile(diskId));
       const points = this.cat.points.map((p, i) =>
         i === this.cat.points.length - 1 ? { ...p, undoFile: intent.undoFile } : p,
       );
@@ -642,70 +626,8 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   /** Phase 2: the current content of every range the redo will overwrite, into a new undo file. */
   private async captureUndo(fileName: string, redo: RedoMap): Promise<void> {
-    const writer = await UndoWriter.create(this.storage, this.layout.undo(fileName));
-    try {
-      for (const [diskId, map] of redo) {
-        const base = this.baseFile(diskId);
-        for (const e of map.entries()) {
-          for (const a of await base.allocation(e.offsetBytes, e.lengthBytes)) {
-            if (!a.data) {
-              writer.addZero(diskId, a.offsetBytes, a.lengthBytes);
-              continue;
-            }
-            for (let done = 0; done < a.lengthBytes; done += COPY_CHUNK) {
-              const n = Math.min(COPY_CHUNK, a.lengthBytes - done);
-              const buf = Buffer.alloc(n);
-              await readFully(base, buf, 0, n, a.offsetBytes + done);
-              await writer.addData(diskId, a.offsetBytes + done, buf);
-            }
-          }
-        }
-      }
-      await writer.seal();
-    } catch (e) {
-      await writer.abort();
-      throw e;
-    }
+    await captureUndo(this.storage, this.layout.undo(fileName), redo, (diskId) => this.baseFile(diskId));
     await this.storage.syncDir(this.layout.undoDir);
-  }
-
-  /** Writes the merge of `sources` (oldest point first; the first that covers a byte wins). */
-  private async writeMergedUndo(fileName: string, sources: LoadedUndo[]): Promise<void> {
-    type Ref = { readonly undo: LoadedUndo; readonly ref: SourceRef };
-    const merged = new Map<string, ExtentMap<Ref>>();
-    for (const undo of sources) {
-      for (const [diskId, map] of undo.disks) {
-        let m = merged.get(diskId);
-        if (m === undefined) {
-          m = new ExtentMap<Ref>((v, d) =>
-            v.ref.kind === 'data' ? { undo: v.undo, ref: { kind: 'data', posBytes: v.ref.posBytes + d } } : v,
-          );
-          merged.set(diskId, m);
-        }
-        for (const e of map.entries()) m.fillGaps(e.offsetBytes, e.lengthBytes, { undo, ref: e.value });
-      }
-    }
-    const writer = await UndoWriter.create(this.storage, this.layout.undo(fileName));
-    try {
-      for (const [diskId, map] of merged) {
-        for (const e of map.entries()) {
-          if (e.value.ref.kind === 'zero') {
-            writer.addZero(diskId, e.offsetBytes, e.lengthBytes);
-            continue;
-          }
-          for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
-            const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
-            const buf = Buffer.alloc(n);
-            await readFully(e.value.undo.file, buf, 0, n, e.value.ref.posBytes + done);
-            await writer.addData(diskId, e.offsetBytes + done, buf);
-          }
-        }
-      }
-      await writer.seal();
-    } catch (e) {
-      await writer.abort();
-      throw e;
-    }
   }
 
   /** Phase 5: the staging is no longer needed. */

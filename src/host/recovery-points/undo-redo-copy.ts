@@ -1,0 +1,111 @@
+/**
+ * The three places where the store moves block data (docs/design/recovery-points.md sections 5-6):
+ * applying a cycle's redo to the bases (phase 3), capturing the undo of the ranges it will overwrite
+ * (phase 2), and merging the undo files of dropped points into one (retention). Each copies in chunks
+ * of at most 1 MiB and keeps holes and all-zero data as zero extents, so undo files stay sparse.
+ */
+import type { Storage, StorageFile } from '../storage/storage.js';
+import { ExtentMap, type SourceRef } from './extent-map.js';
+import { COPY_CHUNK, readFully, UndoWriter, type LoadedUndo } from './undo-file.js';
+
+export type RedoMap = ReadonlyMap<string, ExtentMap<SourceRef>>;
+type BaseOf = (diskId: string) => StorageFile;
+
+/** Writes every redo extent into its disk's base (zero extents punch holes), then datasyncs each base. */
+export async function applyRedo(redoFile: StorageFile, redo: RedoMap, baseOf: BaseOf): Promise<void> {
+  const buf = Buffer.alloc(COPY_CHUNK);
+  for (const [diskId, map] of redo) {
+    const base = baseOf(diskId);
+    for (const e of map.entries()) {
+      if (e.value.kind === 'zero') {
+        await base.punchHole(e.offsetBytes, e.lengthBytes);
+        continue;
+      }
+      for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
+        const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
+        await readFully(redoFile, buf, 0, n, e.value.posBytes + done);
+        await base.write(buf, 0, n, e.offsetBytes + done);
+      }
+    }
+    await base.datasync();
+  }
+}
+
+/** Writes (and datasyncs) an undo file holding the current base content of every redo extent. */
+export async function captureUndo(
+  storage: Storage,
+  path: string,
+  redo: RedoMap,
+  baseOf: BaseOf,
+): Promise<void> {
+  const writer = await UndoWriter.create(storage, path);
+  try {
+    for (const [diskId, map] of redo) {
+      const base = baseOf(diskId);
+      for (const e of map.entries()) {
+        for (const a of await base.allocation(e.offsetBytes, e.lengthBytes)) {
+          if (!a.data) {
+            writer.addZero(diskId, a.offsetBytes, a.lengthBytes);
+            continue;
+          }
+          for (let done = 0; done < a.lengthBytes; done += COPY_CHUNK) {
+            const n = Math.min(COPY_CHUNK, a.lengthBytes - done);
+            const buf = Buffer.alloc(n);
+            await readFully(base, buf, 0, n, a.offsetBytes + done);
+            await writer.addData(diskId, a.offsetBytes + done, buf);
+          }
+        }
+      }
+    }
+    await writer.seal();
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
+
+/**
+ * Writes (and datasyncs) the merge of `sources`, ordered oldest point first: for every byte the first
+ * source that covers it wins, which is exactly how a read of the oldest of those points resolves.
+ */
+export async function writeMergedUndo(
+  storage: Storage,
+  path: string,
+  sources: readonly LoadedUndo[],
+): Promise<void> {
+  type Ref = { readonly undo: LoadedUndo; readonly ref: SourceRef };
+  const merged = new Map<string, ExtentMap<Ref>>();
+  for (const undo of sources) {
+    for (const [diskId, map] of undo.disks) {
+      let m = merged.get(diskId);
+      if (m === undefined) {
+        m = new ExtentMap<Ref>((v, d) =>
+          v.ref.kind === 'data' ? { undo: v.undo, ref: { kind: 'data', posBytes: v.ref.posBytes + d } } : v,
+        );
+        merged.set(diskId, m);
+      }
+      for (const e of map.entries()) m.fillGaps(e.offsetBytes, e.lengthBytes, { undo, ref: e.value });
+    }
+  }
+  const writer = await UndoWriter.create(storage, path);
+  try {
+    for (const [diskId, map] of merged) {
+      for (const e of map.entries()) {
+        if (e.value.ref.kind === 'zero') {
+          writer.addZero(diskId, e.offsetBytes, e.lengthBytes);
+          continue;
+        }
+        for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
+          const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
+          const buf = Buffer.alloc(n);
+          await readFully(e.value.undo.file, buf, 0, n, e.value.ref.posBytes + done);
+          await writer.addData(diskId, e.offsetBytes + done, buf);
+        }
+      }
+    }
+    await writer.seal();
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+}
