@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedFrom } from '../../domain/random.js';
 import type { Storage, StorageFile } from '../../host/storage/storage.js';
-import { PowerCutStorage, type PowerCutMode } from './power-cut-storage.js';
+import { PowerCutStorage, isPowerLoss, type PowerCutMode } from './power-cut-storage.js';
 
 const SEED = seedFrom(process.env.SECONDSITE_SEED, 5150);
 
@@ -235,4 +235,45 @@ test('clone() forks the whole state, so one run can be cut many ways', async () 
   await f.write(Buffer.from('X'), 0, 1, 0);
   assert.equal(forks[1]!.readFileSync('/c')?.toString(), 'abc');
   assert.equal(s.readFileSync('/c')?.toString(), 'Xbc');
+});
+
+test('armPowerCut crashes at the n-th mutating call; every crash point of an atomic update is safe', async () => {
+  const update = async (s: PowerCutStorage): Promise<void> => {
+    await writeFile(s, '/m/state.tmp', 'new-new-new-new', true);
+    await s.rename('/m/state.tmp', '/m/state');
+    await s.syncDir('/m');
+  };
+  let crashes = 0;
+  for (let n = 0; ; n++) {
+    const s = new PowerCutStorage({ seed: SEED + n });
+    await s.mkdir('/m');
+    await s.syncDir('/');
+    await writeFile(s, '/m/state', 'old-old-old', true);
+    await s.syncDir('/m');
+    s.armPowerCut(n, { mode: n % 2 ? 'random-subset' : 'prefix', tear: true });
+    let crashed = false;
+    try {
+      await update(s);
+    } catch (e) {
+      assert.ok(isPowerLoss(e), `crash point ${n}: ${String(e)}`);
+      crashed = true;
+    }
+    if (crashed) {
+      assert.ok(s.poweredOff);
+      await assert.rejects(s.exists('/m/state'), (e) => isPowerLoss(e));
+      s.reboot();
+      crashes++;
+    }
+    const text = (await readAll(await s.open('/m/state', 'read'))).toString();
+    assert.ok(
+      text === 'old-old-old' || text === 'new-new-new-new',
+      `crash point ${n}: ${JSON.stringify(text)}`,
+    );
+    if (!crashed) {
+      assert.equal(text, 'new-new-new-new');
+      break;
+    }
+  }
+  // open(create), truncate, write, datasync, rename, syncDir: six mutating calls to crash at.
+  assert.equal(crashes, 6);
 });

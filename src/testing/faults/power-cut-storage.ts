@@ -24,6 +24,8 @@
  * but will never become durable, and a later sync succeeds (Linux fsyncgate behaviour, which the code
  * under test must survive by never retrying and reporting success). `failNextWrite(path, code)` fails
  * the next write (e.g. ENOSPC). `allocation()` reports 4 KiB pages never written (or punched) as holes.
+ * `armPowerCut(n, mode)` crashes at the (n+1)-th mutating call from now (enumerate crash points with
+ * n = 0, 1, 2...): power stays off, every call fails (`isPowerLoss`), until `reboot()`.
  * Errors are Node-style (`code` ENOENT, EISDIR, EEXIST, EIO...) like NodeStorage's. Relative paths are
  * resolved against '/'. Seeded: `new PowerCutStorage({ seed })` makes every cut reproducible.
  */
@@ -233,6 +235,8 @@ export class PowerCutStorage implements Storage {
   private generation = 0;
   private failSync = new Set<string>();
   private failWrite = new Map<string, string>();
+  private armed: { remaining: number; cut: PowerCutOptions } | null = null;
+  private off = false;
   private readonly durableMkdir: boolean;
   /** Power cuts so far. */
   cuts = 0;
@@ -289,6 +293,28 @@ export class PowerCutStorage implements Storage {
     this.failWrite.set(norm(path), code);
   }
 
+  /**
+   * Crash at a storage call: after `afterCalls` more mutating calls (write, truncate, punchHole,
+   * datasync, open 'create' of a new file, rename, unlink, syncDir, mkdir, removeTree), the next one
+   * cuts power with `cut` instead of running, and it and every later call (reads too) fail with a
+   * power-loss error (`isPowerLoss`) until `reboot()`. Enumerate crash points by running the code under
+   * test once per `afterCalls` = 0, 1, 2, ...
+   */
+  armPowerCut(afterCalls: number, cut: PowerCutOptions | PowerCutMode = 'none'): void {
+    this.armed = { remaining: afterCalls, cut: typeof cut === 'string' ? { mode: cut } : cut };
+  }
+
+  /** True once an armed power cut has happened (until `reboot()`). */
+  get poweredOff(): boolean {
+    return this.off;
+  }
+
+  /** Powers the machine on again after an armed cut: calls work on what survived. */
+  reboot(): void {
+    this.off = false;
+    this.armed = null;
+  }
+
   /** Number of operations not yet durable. */
   get unsyncedOperations(): number {
     return this.pending.length;
@@ -321,90 +347,107 @@ export class PowerCutStorage implements Storage {
   // ---- Storage -------------------------------------------------------------------------------------
 
   open(path: string, mode: OpenMode): Promise<StorageFile> {
-    const p = norm(path);
-    if (this.currentNames.dirs.has(p)) return Promise.reject(fsError('EISDIR', 'open', p));
-    let inode = this.currentNames.files.get(p);
-    if (inode === undefined) {
-      if (mode !== 'create') return Promise.reject(fsError('ENOENT', 'open', p));
-      if (!this.currentNames.dirs.has(dirname(p))) return Promise.reject(fsError('ENOENT', 'open', p));
-      inode = this.nextInode++;
-      this.durableData.set(inode, new Pages());
-      this.currentData.set(inode, new Pages());
-      this.nameOp({ kind: 'link', path: p, inode });
-    }
-    return Promise.resolve(new PowerCutFile(this, p, inode, mode === 'read', this.generation));
+    return attempt(() => {
+      const p = norm(path);
+      const creating = mode === 'create' && !this.currentNames.files.has(p) && !this.currentNames.dirs.has(p);
+      this.gate(creating);
+      if (this.currentNames.dirs.has(p)) throw fsError('EISDIR', 'open', p);
+      let inode = this.currentNames.files.get(p);
+      if (inode === undefined) {
+        if (mode !== 'create' || !this.currentNames.dirs.has(dirname(p))) throw fsError('ENOENT', 'open', p);
+        inode = this.nextInode++;
+        this.durableData.set(inode, new Pages());
+        this.currentData.set(inode, new Pages());
+        this.nameOp({ kind: 'link', path: p, inode });
+      }
+      return new PowerCutFile(this, p, inode, mode === 'read', this.generation);
+    });
   }
 
   rename(from: string, to: string): Promise<void> {
-    const a = norm(from);
-    const b = norm(to);
-    const isFile = this.currentNames.files.has(a);
-    if (!isFile && !this.currentNames.dirs.has(a)) return Promise.reject(fsError('ENOENT', 'rename', a));
-    if (!this.currentNames.dirs.has(dirname(b))) return Promise.reject(fsError('ENOENT', 'rename', b));
-    if (isFile && this.currentNames.dirs.has(b)) return Promise.reject(fsError('EISDIR', 'rename', b));
-    if (a !== b) this.nameOp({ kind: 'rename', from: a, to: b });
-    return Promise.resolve();
+    return attempt(() => {
+      this.gate(true);
+      const a = norm(from);
+      const b = norm(to);
+      const isFile = this.currentNames.files.has(a);
+      if (!isFile && !this.currentNames.dirs.has(a)) throw fsError('ENOENT', 'rename', a);
+      if (!this.currentNames.dirs.has(dirname(b))) throw fsError('ENOENT', 'rename', b);
+      if (isFile && this.currentNames.dirs.has(b)) throw fsError('EISDIR', 'rename', b);
+      if (a !== b) this.nameOp({ kind: 'rename', from: a, to: b });
+    });
   }
 
   unlink(path: string): Promise<void> {
-    const p = norm(path);
-    if (this.currentNames.dirs.has(p)) return Promise.reject(fsError('EISDIR', 'unlink', p));
-    if (!this.currentNames.files.has(p)) return Promise.reject(fsError('ENOENT', 'unlink', p));
-    this.nameOp({ kind: 'unlink', path: p });
-    return Promise.resolve();
+    return attempt(() => {
+      this.gate(true);
+      const p = norm(path);
+      if (this.currentNames.dirs.has(p)) throw fsError('EISDIR', 'unlink', p);
+      if (!this.currentNames.files.has(p)) throw fsError('ENOENT', 'unlink', p);
+      this.nameOp({ kind: 'unlink', path: p });
+    });
   }
 
   syncDir(path: string): Promise<void> {
-    const p = norm(path);
-    if (!this.currentNames.dirs.has(p)) return Promise.reject(fsError('ENOENT', 'fsync', p));
-    const mine = (x: Pending): boolean => x.type === 'name' && x.dirs.includes(p);
-    if (this.failSync.delete(p)) {
+    return attempt(() => {
+      this.gate(true);
+      const p = norm(path);
+      if (!this.currentNames.dirs.has(p)) throw fsError('ENOENT', 'fsync', p);
+      const mine = (x: Pending): boolean => x.type === 'name' && x.dirs.includes(p);
+      if (this.failSync.delete(p)) {
+        this.pending = this.pending.filter((x) => !mine(x));
+        throw fsError('EIO', 'fsync', p);
+      }
+      for (const x of this.pending) if (mine(x)) this.applyDurable(x);
       this.pending = this.pending.filter((x) => !mine(x));
-      return Promise.reject(fsError('EIO', 'fsync', p));
-    }
-    for (const x of this.pending) if (mine(x)) this.applyDurable(x);
-    this.pending = this.pending.filter((x) => !mine(x));
-    return Promise.resolve();
+    });
   }
 
   mkdir(path: string): Promise<void> {
-    const p = norm(path);
-    const missing: string[] = [];
-    for (let d = p; !this.currentNames.dirs.has(d); d = dirname(d)) {
-      if (this.currentNames.files.has(d))
-        return Promise.reject(fsError(d === p ? 'EEXIST' : 'ENOTDIR', 'mkdir', d));
-      missing.unshift(d);
-    }
-    for (const d of missing) {
-      if (this.durableMkdir) {
-        this.currentNames.apply({ kind: 'mkdir', path: d });
-        this.durableNames.apply({ kind: 'mkdir', path: d });
-      } else this.nameOp({ kind: 'mkdir', path: d });
-    }
-    return Promise.resolve();
+    return attempt(() => {
+      const p = norm(path);
+      const missing: string[] = [];
+      for (let d = p; !this.currentNames.dirs.has(d); d = dirname(d)) {
+        if (this.currentNames.files.has(d)) throw fsError(d === p ? 'EEXIST' : 'ENOTDIR', 'mkdir', d);
+        missing.unshift(d);
+      }
+      this.gate(missing.length > 0);
+      for (const d of missing) {
+        if (this.durableMkdir) {
+          this.currentNames.apply({ kind: 'mkdir', path: d });
+          this.durableNames.apply({ kind: 'mkdir', path: d });
+        } else this.nameOp({ kind: 'mkdir', path: d });
+      }
+    });
   }
 
   list(path: string): Promise<string[]> {
-    const p = norm(path);
-    if (!this.currentNames.dirs.has(p)) return Promise.resolve([]);
-    const names = new Set<string>();
-    for (const f of this.currentNames.files.keys()) if (dirname(f) === p) names.add(posix.basename(f));
-    for (const d of this.currentNames.dirs) if (d !== '/' && dirname(d) === p) names.add(posix.basename(d));
-    return Promise.resolve([...names].sort());
+    return attempt(() => {
+      this.gate(false);
+      const p = norm(path);
+      if (!this.currentNames.dirs.has(p)) return [];
+      const names = new Set<string>();
+      for (const f of this.currentNames.files.keys()) if (dirname(f) === p) names.add(posix.basename(f));
+      for (const d of this.currentNames.dirs) if (d !== '/' && dirname(d) === p) names.add(posix.basename(d));
+      return [...names].sort();
+    });
   }
 
   exists(path: string): Promise<boolean> {
-    const p = norm(path);
-    return Promise.resolve(this.currentNames.files.has(p) || this.currentNames.dirs.has(p));
+    return attempt(() => {
+      this.gate(false);
+      const p = norm(path);
+      return this.currentNames.files.has(p) || this.currentNames.dirs.has(p);
+    });
   }
 
   removeTree(path: string): Promise<void> {
-    const p = norm(path);
-    if (p === '/')
-      return Promise.reject(new SecondsiteError('SECONDSITE_ERR_UNSAFE_PATH', 'refusing to remove /'));
-    if (this.currentNames.files.has(p) || this.currentNames.dirs.has(p))
-      this.nameOp({ kind: 'rmtree', path: p });
-    return Promise.resolve();
+    return attempt(() => {
+      const p = norm(path);
+      if (p === '/') throw new SecondsiteError('SECONDSITE_ERR_UNSAFE_PATH', 'refusing to remove /');
+      const present = this.currentNames.files.has(p) || this.currentNames.dirs.has(p);
+      this.gate(present);
+      if (present) this.nameOp({ kind: 'rmtree', path: p });
+    });
   }
 
   // ---- internals used by PowerCutFile ----------------------------------------------------------------
@@ -448,6 +491,21 @@ export class PowerCutStorage implements Storage {
     this.pending = this.pending.filter((x) => !mine(x));
   }
 
+  /** @internal Fails when the power is off; counts down an armed cut on mutating calls. */
+  gate(mutating: boolean): void {
+    if (this.off) throw powerLoss();
+    if (!mutating || !this.armed) return;
+    if (this.armed.remaining > 0) {
+      this.armed.remaining--;
+      return;
+    }
+    const cut = this.armed.cut;
+    this.armed = null;
+    this.powerCut(cut);
+    this.off = true;
+    throw powerLoss();
+  }
+
   private nameOp(op: NameOp): void {
     this.currentNames.apply(op);
     const dirs = op.kind === 'rename' ? [...new Set([dirname(op.from), dirname(op.to)])] : [dirname(op.path)];
@@ -472,6 +530,21 @@ export class PowerCutStorage implements Storage {
   }
 }
 
+function powerLoss(): SecondsiteError {
+  return new SecondsiteError(
+    'SECONDSITE_ERR_IO',
+    'the power is off (PowerCutStorage armed cut); reboot() first',
+    {
+      powerLoss: true,
+    },
+  );
+}
+
+/** True for the error PowerCutStorage throws while its power is off. */
+export function isPowerLoss(e: unknown): boolean {
+  return e instanceof SecondsiteError && e.details.powerLoss === true;
+}
+
 function norm(path: string): string {
   return posix.resolve('/', path);
 }
@@ -487,20 +560,21 @@ class PowerCutFile implements StorageFile {
     readonly generation: number,
   ) {}
 
-  private live(write: boolean): Pages {
+  private live(use: 'read' | 'write' | 'sync'): Pages {
+    this.storage.gate(use !== 'read');
     this.storage.checkHandle(this);
     if (this.closed) throw fsError('EBADF', 'use', this.path);
-    if (write && this.readOnly) throw fsError('EBADF', 'write', this.path);
+    if (use === 'write' && this.readOnly) throw fsError('EBADF', 'write', this.path);
     return this.storage.pagesOf(this.inode);
   }
 
   read(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<number> {
-    return attempt(() => this.live(false).read(buf, bufOffset, lengthBytes, positionBytes));
+    return attempt(() => this.live('read').read(buf, bufOffset, lengthBytes, positionBytes));
   }
 
   write(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<void> {
     return attempt(() => {
-      this.live(true);
+      this.live('write');
       this.storage.dataOp(this, {
         kind: 'write',
         positionBytes,
@@ -511,32 +585,32 @@ class PowerCutFile implements StorageFile {
 
   datasync(): Promise<void> {
     return attempt(() => {
-      this.live(false);
+      this.live('sync');
       this.storage.datasync(this);
     });
   }
 
   sizeBytes(): Promise<number> {
-    return attempt(() => this.live(false).sizeBytes);
+    return attempt(() => this.live('read').sizeBytes);
   }
 
   truncate(sizeBytes: number): Promise<void> {
     return attempt(() => {
-      this.live(true);
+      this.live('write');
       this.storage.dataOp(this, { kind: 'truncate', sizeBytes });
     });
   }
 
   punchHole(positionBytes: number, lengthBytes: number): Promise<void> {
     return attempt(() => {
-      this.live(true);
+      this.live('write');
       if (lengthBytes > 0) this.storage.dataOp(this, { kind: 'punch', positionBytes, lengthBytes });
     });
   }
 
   allocation(positionBytes: number, lengthBytes: number): Promise<AllocationExtent[]> {
     return attempt(() => {
-      const pages = this.live(false);
+      const pages = this.live('read');
       const out: AllocationExtent[] = [];
       const end = positionBytes + lengthBytes;
       for (let at = positionBytes; at < end;) {
