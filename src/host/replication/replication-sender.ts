@@ -428,15 +428,18 @@ export class ReplicationSender {
     this.stats.currentCycle = { cycleId: cycle.cycleId, plannedBytes, doneBytes: 0 };
 
     const win = new SendWindow(conn, this.policy.windowChunks, t);
+    // every data item still to send, in the order it will be read (digest batches are flushed before
+    // the next non-digest item, so reads stay in plan order)
+    const toRead = plan.items.filter(
+      (it) => !it.hole && !covers(stagedSets[it.diskIndex] as ByteRange[], it.offsetBytes, it.lengthBytes),
+    );
+    const reads = new ReadAhead(cycle.snapshots, toRead, Math.min(4, this.policy.windowChunks + 1));
     const pending: WorkItem[] = [];
     const flushDigests = async (): Promise<void> => {
       if (pending.length === 0) return;
       const batch = pending.splice(0, pending.length);
       const datas: Buffer[] = [];
-      for (const it of batch)
-        datas.push(
-          await (cycle.snapshots[it.diskIndex] as CycleSnapshot).read(it.offsetBytes, it.lengthBytes),
-        );
+      for (const it of batch) datas.push(await reads.get(it));
       await conn.send({
         kind: 'digests',
         chunks: batch.map((it, i) => ({
@@ -472,10 +475,8 @@ export class ReplicationSender {
         if (pending.length >= this.policy.digestBatch) await flushDigests();
         continue;
       }
-      const data = await (cycle.snapshots[it.diskIndex] as CycleSnapshot).read(
-        it.offsetBytes,
-        it.lengthBytes,
-      );
+      await flushDigests();
+      const data = await reads.get(it);
       await this.sendChunk(win, it, data, st);
       this.progress(it.lengthBytes);
     }
@@ -547,6 +548,43 @@ export class ReplicationSender {
     await win.sendData({ kind: 'data', ...it, compression, dataChecksum: chunkChecksum(data), body });
     st.logical += it.lengthBytes;
     this.stats.logicalBytesSent += it.lengthBytes;
+  }
+}
+
+/**
+ * Reads the next few data items ahead (in plan order) so disk reads overlap hashing, compression and
+ * sending. Bounded to `depth` chunks in memory. Out-of-order requests fall back to a direct read.
+ */
+class ReadAhead {
+  private nextIndex = 0;
+  private readonly inflight = new Map<WorkItem, Promise<Buffer>>();
+
+  constructor(
+    private readonly snapshots: readonly CycleSnapshot[],
+    private readonly items: readonly WorkItem[],
+    private readonly depth: number,
+  ) {}
+
+  private read(it: WorkItem): Promise<Buffer> {
+    return (this.snapshots[it.diskIndex] as CycleSnapshot).read(it.offsetBytes, it.lengthBytes);
+  }
+
+  private fill(): void {
+    while (this.inflight.size < this.depth && this.nextIndex < this.items.length) {
+      const it = this.items[this.nextIndex++] as WorkItem;
+      const p = this.read(it);
+      p.catch(() => {}); // observed when awaited in get(); never an unhandled rejection
+      this.inflight.set(it, p);
+    }
+  }
+
+  async get(it: WorkItem): Promise<Buffer> {
+    this.fill();
+    const p = this.inflight.get(it);
+    this.inflight.delete(it);
+    const data = await (p ?? this.read(it));
+    this.fill();
+    return data;
   }
 }
 
