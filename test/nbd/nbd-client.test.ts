@@ -190,3 +190,34 @@ test('disconnectExport ends its clients, waits for their device calls, and leave
     await cleanup();
   }
 });
+
+test('a burst of pipelined requests never exceeds the in-flight limit at the device', async () => {
+  const { dir, cleanup } = await tempDir();
+  const server = new NbdServer({ maxInFlightRequests: 8 });
+  const inner = new MemoryBlockDevice({ sizeBytes: 64 * MiB });
+  let now = 0;
+  let peak = 0;
+  const counted: BlockDevice = {
+    ...jittery(inner, new Rng(seed)),
+    read: async (o, n) => {
+      peak = Math.max(peak, ++now);
+      await sleep(1);
+      now--;
+      return inner.read(o, n);
+    },
+  };
+  server.addExport('c', counted);
+  await server.listenUnix(`${dir}/c.sock`);
+  try {
+    const c = await NbdClient.connect({ socketPath: `${dir}/c.sock`, exportName: 'c' });
+    // All 300 headers leave in one corked write, so the server sees them in very few socket chunks.
+    const reads = await Promise.all(Array.from({ length: 300 }, (_, i) => c.read((i % 64) * MiB, 64 * 1024)));
+    assert.equal(reads.length, 300);
+    assert.ok(peak <= 8, `device saw ${peak} concurrent reads with a limit of 8`);
+    assert.ok(peak > 1, 'requests were not pipelined at all');
+    await c.close();
+  } finally {
+    await server.close();
+    await cleanup();
+  }
+});

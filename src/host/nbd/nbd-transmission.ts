@@ -187,6 +187,9 @@ export class NbdTransmission {
         continue;
       }
       if (this.buffered < NBD_REQUEST_HEADER_BYTES) return;
+      // Over the limits, leave the rest buffered: one socket chunk can hold thousands of 32 MiB
+      // READ headers, so pausing the socket alone would not bound memory. maybeResume() parses on.
+      if (this.overloaded()) return;
       const h = decodeRequestHeader(this.take(NBD_REQUEST_HEADER_BYTES));
       const verdict = validateRequest(h, this.ctx);
       if (verdict.kind === 'disconnect') return this.hardDisconnect(verdict.reason);
@@ -283,28 +286,25 @@ export class NbdTransmission {
     }
   }
 
-  private maybePause(): void {
-    if (this.readPaused) return;
-    if (
+  private overloaded(): boolean {
+    return (
       this.inFlight >= this.maxInFlightRequests ||
       this.inFlightBytes >= this.maxInFlightBytes ||
       this.writeBlocked
-    ) {
-      this.readPaused = true;
-      this.socket.pause();
-    }
+    );
+  }
+
+  private maybePause(): void {
+    if (this.readPaused || !this.overloaded()) return;
+    this.readPaused = true;
+    this.socket.pause();
   }
 
   private maybeResume(): void {
-    if (!this.readPaused || this.stopped) return;
-    if (
-      this.inFlight < this.maxInFlightRequests &&
-      this.inFlightBytes < this.maxInFlightBytes &&
-      !this.writeBlocked
-    ) {
-      this.readPaused = false;
-      this.socket.resume();
-    }
+    if (!this.readPaused || this.stopped || this.overloaded()) return;
+    this.readPaused = false;
+    this.socket.resume();
+    this.parse();
   }
 
   private readonly uncork = (): void => {
