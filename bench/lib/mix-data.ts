@@ -1,7 +1,7 @@
 /**
  * Deterministic test data in 64 KiB blocks, the block mix of peers-and-limits.md section 2.5:
- *   'mix'  cycles 2 random : 1 zero : 1 text (50 % incompressible, 25 % zeros, 25 % text);
- *   'data' cycles random : text (no zero blocks; allocated data for initial-replication sources).
+ *   'mix'  2 random : 1 zero : 1 text in every group of 4 (50 % incompressible, 25 % zeros, 25 % text);
+ *   'data' random : text in every pair (no zero blocks; allocated data for initial-replication sources).
  * Random blocks are an AES-128-CTR keystream keyed by the block index (fast, reproducible, and
  * incompressible); text blocks are slices of the licence texts in /usr/share/common-licenses (or a
  * generated stand-in if that folder is missing), so they compress like real text (~3-4x with LZ4).
@@ -46,10 +46,42 @@ function text(): Buffer {
   return pool;
 }
 
+/** A cheap integer hash (splitmix-like), so the order of kinds inside each group is irregular. */
+function mixHash(n: number): number {
+  let x = (n + 0x9e3779b9) | 0;
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+const MIX_ORDERS: readonly (readonly BlockKind[])[] = [
+  ['random', 'random', 'zero', 'text'],
+  ['random', 'zero', 'random', 'text'],
+  ['random', 'zero', 'text', 'random'],
+  ['zero', 'random', 'random', 'text'],
+  ['zero', 'random', 'text', 'random'],
+  ['zero', 'text', 'random', 'random'],
+  ['random', 'random', 'text', 'zero'],
+  ['random', 'text', 'random', 'zero'],
+  ['random', 'text', 'zero', 'random'],
+  ['text', 'random', 'random', 'zero'],
+  ['text', 'random', 'zero', 'random'],
+  ['text', 'zero', 'random', 'random'],
+];
+
+/**
+ * The kind of a block. The proportions are exact per group (4 blocks for 'mix', 2 for 'data') but the
+ * order inside each group varies irregularly, so no fixed sampling stride (e.g. a compressor probing
+ * at 1/4 steps of a chunk) lines up with one kind only.
+ */
 export function blockKind(blockIndex: number, pattern: BlockPattern): BlockKind {
-  if (pattern === 'data') return blockIndex % 2 === 0 ? 'random' : 'text';
-  const k = blockIndex % 4;
-  return k === 2 ? 'zero' : k === 3 ? 'text' : 'random';
+  if (pattern === 'data') {
+    const first: BlockKind = mixHash(blockIndex >>> 1) % 2 === 0 ? 'random' : 'text';
+    const second: BlockKind = first === 'random' ? 'text' : 'random';
+    return blockIndex % 2 === 0 ? first : second;
+  }
+  const order = MIX_ORDERS[mixHash(blockIndex >>> 2) % MIX_ORDERS.length] as readonly BlockKind[];
+  return order[blockIndex % 4] as BlockKind;
 }
 
 /** Fills `out` (a multiple of BLOCK_BYTES, starting at a block boundary) with blocks from `firstBlock` on. */
