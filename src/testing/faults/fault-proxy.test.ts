@@ -118,7 +118,7 @@ test('bandwidth cap slows a transfer', async () => {
   c.socket.write(Buffer.alloc(50_000));
   assert.equal(await c.waitFor(50_000, 5000), 50_000);
   const ms = performance.now() - t0;
-  assert.ok(ms >= 400 && ms < 3000, `50 kB at 100 kB/s took ${ms} ms`);
+  assert.ok(ms >= 400 && ms < 10_000, `50 kB at 100 kB/s took ${ms} ms`);
 });
 
 test('blackhole swallows data but keeps the connection; pass() lets new data through', async () => {
