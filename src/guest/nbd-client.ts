@@ -97,6 +97,7 @@ export class NbdClient {
   private failure: Error | null = null;
   private corked = false;
   private closing = false;
+  private drainWaiters: (() => void)[] = [];
 
   private constructor(
     private readonly socket: Socket,
@@ -279,23 +280,8 @@ export class NbdClient {
   /** Soft disconnect: waits for in-flight requests, sends NBD_CMD_DISC, closes. */
   async close(): Promise<void> {
     if (this.closing) return;
-    await Promise.allSettled(
-      [...this.pending.values()].map(
-        (p) =>
-          new Promise((r) => {
-            const { resolve, reject } = p;
-            p.resolve = (v) => {
-              resolve(v);
-              r(undefined);
-            };
-            p.reject = (e) => {
-              reject(e);
-              r(undefined);
-            };
-          }),
-      ),
-    );
-    this.closing = true;
+    this.closing = true; // new requests are refused from here on
+    if (this.pending.size > 0) await new Promise<void>((r) => this.drainWaiters.push(r));
     if (!this.failure && !this.socket.destroyed) {
       const h = Buffer.alloc(NBD_REQUEST_HEADER_BYTES);
       h.writeUInt32BE(NBD_REQUEST_MAGIC, 0);
@@ -303,6 +289,15 @@ export class NbdClient {
       await new Promise<void>((resolve) => this.socket.end(h, () => resolve()));
     }
     this.socket.destroy();
+  }
+
+  private settle(cookie: number): void {
+    this.pending.delete(cookie);
+    if (this.pending.size === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
   }
 
   private push(c: Buffer): void {
@@ -359,7 +354,7 @@ export class NbdClient {
         if (this.buffered < dataBytes) return;
         const data = dataBytes > 0 ? this.take(dataBytes) : null;
         this.header = null;
-        this.pending.delete(cookie);
+        this.settle(cookie);
         if (h.errno !== 0) p.reject(nbdRequestError(h.errno, '', p.type));
         else p.resolve(p.type === NbdCmd.READ ? (data ?? Buffer.alloc(0)) : undefined);
         continue;
@@ -375,7 +370,7 @@ export class NbdClient {
       const problem = this.applyChunk(p, h.type, body);
       if (problem) return this.protocolFailure(problem);
       if ((h.flags & NBD_REPLY_FLAG_DONE) !== 0) {
-        this.pending.delete(cookie);
+        this.settle(cookie);
         this.complete(p);
       }
     }
@@ -457,8 +452,11 @@ export class NbdClient {
   private fail(e: Error): void {
     if (this.failure) return;
     this.failure = e;
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
+    const pending = [...this.pending.entries()];
+    for (const [cookie, p] of pending) {
+      this.settle(cookie);
+      p.reject(e);
+    }
     this.chunks = [];
     this.buffered = 0;
   }

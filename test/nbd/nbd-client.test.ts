@@ -221,3 +221,13 @@ test('a burst of pipelined requests never exceeds the in-flight limit at the dev
     await cleanup();
   }
 });
+
+test('close() lets in-flight requests finish, refuses new ones, then disconnects cleanly', async () => {
+  const c = await NbdClient.connect({ socketPath: srv.socketPath, exportName: 'disk' });
+  const writes = Array.from({ length: 50 }, (_, i) => c.write(i * 65536, Buffer.alloc(65536, 0x77)));
+  const closing = c.close();
+  await assert.rejects(c.read(0, 1), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'));
+  await Promise.all(writes);
+  await closing;
+  assert.ok((await srv.devices.get('disk')?.read(49 * 65536, 65536))?.every((b) => b === 0x77));
+});
