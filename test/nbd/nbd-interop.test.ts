@@ -163,3 +163,27 @@ test('read-only export: writes fail with EPERM, reads work', async () => {
   assert.match(w.stdout + w.stderr, /Operation not permitted|read-only|Permission denied/i);
   await runOk('qemu-io', ['-f', 'raw', '-r', '-c', 'read -P 0 0 4096', srv.uri('ro')]);
 });
+
+test('fio (libnbd engine) at QD32 writes and verifies every block through our server', async () => {
+  const out = await runOk(
+    'fio',
+    [
+      '--name=verify',
+      '--ioengine=nbd',
+      `--uri=${srv.uri('copy')}`,
+      '--rw=randwrite',
+      '--bs=4k',
+      '--iodepth=32',
+      '--size=8M',
+      '--verify=crc32c',
+      '--do_verify=1',
+      '--output-format=json',
+    ],
+    60_000,
+  );
+  const json = JSON.parse(out.slice(out.indexOf('{'))) as {
+    jobs: { error: number; write: { io_bytes: number } }[];
+  };
+  assert.equal(json.jobs[0]?.error, 0);
+  assert.equal(json.jobs[0]?.write.io_bytes, 8 * MiB);
+});
