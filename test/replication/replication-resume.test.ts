@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { SecondsiteError } from '../../src/domain/errors.js';
 import { Rng } from '../../src/domain/random.js';
-import { CutProxy } from './cut-proxy.js';
+import { FaultProxy } from '../../src/testing/faults/fault-proxy.js';
 import { MemoryCycleSnapshot } from './memory-cycle-snapshot.js';
 import { MemoryReplicaStore } from './memory-replica-store.js';
 import { SEED, createPki, makeSender, startReceiver } from './replication-fixture.js';
@@ -17,18 +17,16 @@ import type { Pki, TestReceiver } from './replication-fixture.js';
 const MiB = 1024 * 1024;
 let pki: Pki;
 let rx: TestReceiver;
-let proxy: CutProxy;
-let proxyPort: number;
+let proxy: FaultProxy;
 
 before(async () => {
   pki = await createPki();
   rx = await startReceiver(pki);
-  proxy = new CutProxy(rx.port);
-  proxyPort = await proxy.start();
+  proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: rx.port }, seed: SEED });
 });
 
 after(async () => {
-  await proxy.stop();
+  await proxy.close();
   await rx.stop();
   await pki.cleanup();
 });
@@ -40,14 +38,16 @@ for (const compression of [false, true]) {
     const chunkBytes = 256 * 1024;
     const windowChunks = 4;
     const rel = `vm-cut-${compression}`;
-    proxy.cutSchedule.push(3 * MiB, 2 * MiB);
-    const cutsBefore = proxy.cuts;
+    // first connection cut after 3 MiB upstream, the second after 2 MiB, then the link is clean
+    const budgets = [2 * MiB, null];
+    proxy.set('upstream', { cutAfterBytes: 3 * MiB });
     const pointsDuringBackoff: number[] = [];
-    const sender = makeSender(pki.hostA, proxyPort, {
+    const sender = makeSender(pki.hostA, proxy.port, {
       relationshipId: rel,
       policy: { chunkBytes, windowChunks, compression },
       sleep: async (ms) => {
         pointsDuringBackoff.push(rx.stores.get(rel)?.points().length ?? 0);
+        proxy.set('upstream', { cutAfterBytes: budgets.shift() ?? null });
         await new Promise((r) => setTimeout(r, ms));
       },
     });
@@ -59,7 +59,6 @@ for (const compression of [false, true]) {
       snapshots: [snap],
     });
     sender.disconnect();
-    assert.equal(proxy.cuts - cutsBefore, 2, 'the proxy cut the connection twice');
     assert.equal(r.attempts, 3);
     assert.deepEqual(pointsDuringBackoff, [0, 0], 'no point is visible while the cycle is incomplete');
     const bound = 2 * (windowChunks + 1) * chunkBytes;
@@ -122,5 +121,36 @@ test('a full replica (NO_SPACE) is transient: the sender backs off and resumes o
     assert.ok(store.latestImage('d').equals(disk), `seed ${SEED}`);
   } finally {
     await full.stop();
+  }
+});
+
+test('a byte corrupted in transit fails its TLS record: transient, the sender resumes, nothing corrupt is staged', async () => {
+  const flip = await FaultProxy.start({ target: { host: '127.0.0.1', port: rx.port }, seed: SEED });
+  try {
+    flip.set('upstream', { flipByteAtOffset: MiB + 12_345 });
+    const disk = new Rng(SEED + 13).fill(Buffer.alloc(4 * MiB)) as Buffer;
+    const chunkBytes = 256 * 1024;
+    const windowChunks = 4;
+    const sender = makeSender(pki.hostA, flip.port, {
+      relationshipId: 'vm-flip',
+      policy: { chunkBytes, windowChunks, compression: false },
+      sleep: async (ms) => {
+        flip.set('upstream', { flipByteAtOffset: null });
+        await new Promise((r) => setTimeout(r, ms));
+      },
+    });
+    const r = await sender.shipCycle({
+      cycleId: 'f',
+      cutWallMs: 1,
+      consistency: 'crash-consistent',
+      snapshots: [new MemoryCycleSnapshot('d', disk)],
+    });
+    sender.disconnect();
+    assert.equal(r.attempts, 2, 'one corrupted connection, then success');
+    assert.equal(sender.stats.lastError?.retry, 'transient', JSON.stringify(sender.stats.lastError));
+    assert.ok(r.resentBytes <= (windowChunks + 1) * chunkBytes, `re-sent ${r.resentBytes}`);
+    assert.ok(rx.stores.get('vm-flip')?.latestImage('d').equals(disk), `seed ${SEED}`);
+  } finally {
+    await flip.close();
   }
 });

@@ -217,14 +217,20 @@ export function remoteError(m: MessageOf<'error'>): SecondsiteError {
 }
 
 /**
- * A socket or TLS error as a classified error: certificate and TLS alert failures are permanent
- * (SECONDSITE_ERR_UNAUTHORIZED: a person must fix certificates or the CA), everything else is a
- * transient lost connection.
+ * A socket or TLS error as a classified error: certificate and handshake failures are permanent
+ * (SECONDSITE_ERR_UNAUTHORIZED: a person must fix certificates or the CA), everything else (resets,
+ * refused connections, records that fail their MAC) is a transient lost connection.
  */
 export function socketError(e: Error): SecondsiteError {
   if (e instanceof SecondsiteError) return e;
   const code = (e as { code?: string }).code ?? '';
-  if (/^ERR_SSL|^ERR_TLS|CERT|UNABLE_TO_(GET|VERIFY)|SELF_SIGNED/.test(code)) {
+  // Certificate and handshake refusals are permanent; a TLS record failing its MAC mid-stream (bytes
+  // corrupted in transit) is a transient connection loss like a reset.
+  if (
+    /CERT|UNKNOWN_CA|UNABLE_TO_(GET|VERIFY)|SELF_SIGNED|HANDSHAKE_FAILURE|ACCESS_DENIED|ALTNAME|NO_SHARED_CIPHER|UNSUPPORTED_PROTOCOL|WRONG_VERSION/.test(
+      code,
+    )
+  ) {
     return new SecondsiteError(
       'SECONDSITE_ERR_UNAUTHORIZED',
       `TLS authentication with the peer failed (${code}: ${e.message}): both hosts need certificates from the same CA`,
