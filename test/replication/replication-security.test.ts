@@ -138,3 +138,19 @@ test('the authorized host replicates into its storage location', async () => {
   assert.deepEqual(rx.opened, ['vm-1@gold']);
   sender.disconnect();
 });
+
+test('a relationship id that is not a plain name is refused before any store is opened', async () => {
+  for (const rel of ['../etc', 'a/b', '.hidden', 'x..y']) {
+    const peer = await RawPeer.connect(rx.port, pki.hostA, rel);
+    peer.send({
+      kind: 'hello',
+      primaryHostId: 'host-a',
+      relationshipId: rel,
+      storageLocation: 'gold',
+      disks: [{ diskId: 'd', sizeBytes: 4096 }],
+    });
+    const err = await peer.nextError();
+    assert.equal(err?.code, 'SECONDSITE_ERR_UNSAFE_PATH', rel);
+  }
+  assert.ok(!rx.opened.some((o) => !o.startsWith('vm-1@')), rx.opened.join(','));
+});

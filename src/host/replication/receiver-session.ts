@@ -48,6 +48,9 @@ export interface ReceiverCounters {
   pointsCommitted: number;
 }
 
+/** Relationship ids name directories on the replica: plain names only (checked again by the store). */
+const RELATIONSHIP_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 function protocolError(message: string): SecondsiteError {
   return new SecondsiteError('SECONDSITE_ERR_PROTOCOL', message);
 }
@@ -75,6 +78,13 @@ export class ReceiverSession {
         'SECONDSITE_ERR_UNAUTHORIZED',
         `HELLO names primary host '${hello.primaryHostId}' but the TLS certificate is '${this.peerHostId}'`,
         { primaryHostId: hello.primaryHostId, certificateHostId: this.peerHostId },
+      );
+    }
+    if (!RELATIONSHIP_ID_RE.test(hello.relationshipId) || hello.relationshipId.includes('..')) {
+      // the id names the relationship's directory in the store: refuse anything but a plain name
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_UNSAFE_PATH',
+        `relationship id '${hello.relationshipId.slice(0, 64)}' is not a plain name (letters, digits, '.', '_', '-')`,
       );
     }
     const key = relationshipKeyOf(hello.relationshipId);
