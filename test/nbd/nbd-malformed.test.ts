@@ -317,3 +317,27 @@ test('idle sockets past the cap are refused, and the handshake timeout frees the
     await cleanup();
   }
 });
+
+test('a client flooding a stalled handshake is held back by TCP, not buffered by the server', async () => {
+  const { dir, cleanup } = await tempDir();
+  const small = await startServer(dir, { disk: MiB }, { handshakeTimeoutMs: 3000 });
+  try {
+    const c = await RawConn.open(small.socketPath);
+    c.release();
+    c.socket.pause(); // never read replies, so the server's writes stall
+    c.write(u32(NBD_FLAG_C_FIXED_NEWSTYLE));
+    const list = encodeOptionHeader(NbdOpt.LIST, Buffer.alloc(0));
+    const flood = Buffer.concat(Array.from({ length: 64 * 1024 }, () => list)); // 1 MiB of LIST options
+    for (let i = 0; i < 32; i++) c.write(flood);
+    await sleep(800);
+    assert.ok(
+      c.socket.writableLength > 16 * MiB,
+      `the server read ${32 - c.socket.writableLength / MiB} MiB of a stalled handshake into memory`,
+    );
+    assert.ok(await c.waitClosed(5000), 'the stalled handshake outlived its timeout');
+    c.destroy();
+  } finally {
+    await small.close();
+    await cleanup();
+  }
+});

@@ -7,7 +7,11 @@
 import type { Socket } from 'node:net';
 import { SecondsiteError } from '../../domain/errors.js';
 
+/** Above this many unread bytes the socket is paused: a handshake never legitimately has more queued. */
+const HIGH_WATER_BYTES = 256 * 1024;
+
 export class SocketReader {
+  private pausedByReader = false;
   private chunks: Buffer[] = [];
   private buffered = 0;
   private pending: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
@@ -15,6 +19,10 @@ export class SocketReader {
   private readonly onData = (chunk: Buffer): void => {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
+    if (this.buffered >= HIGH_WATER_BYTES && !this.pausedByReader) {
+      this.pausedByReader = true;
+      this.socket.pause(); // a client flooding a stalled handshake is held by TCP, not by our memory
+    }
     this.pump();
   };
   private readonly onEnd = (): void => this.fail('the client closed the connection during the handshake');
@@ -50,7 +58,10 @@ export class SocketReader {
     }
   }
 
-  /** Stops reading: removes listeners and returns what was buffered but not read. */
+  /**
+   * Stops reading: removes listeners and returns what was buffered but not read. The socket may be
+   * left paused; the next owner resumes it.
+   */
   detach(): Buffer {
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
@@ -84,6 +95,15 @@ export class SocketReader {
   }
 
   private take(n: number): Buffer {
+    const out = this.takeBytes(n);
+    if (this.pausedByReader && this.buffered < HIGH_WATER_BYTES) {
+      this.pausedByReader = false;
+      this.socket.resume();
+    }
+    return out;
+  }
+
+  private takeBytes(n: number): Buffer {
     const first = this.chunks[0];
     if (first && first.length >= n) {
       const out = first.subarray(0, n);

@@ -125,6 +125,7 @@ export class NbdTransmission {
     this.socket.on('close', () => this.stop());
     this.socket.on('error', () => this.stop());
     this.socket.setNoDelay(true);
+    this.socket.resume(); // the handshake reader may have left it paused
     this.parse();
   }
 
