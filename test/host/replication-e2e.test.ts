@@ -121,6 +121,11 @@ test('continuous replication of a 2-disk VM under write load: every point passes
   assert.ok(rel.report.bytes.logicalSent > 0);
   assert.ok(rel.report.lastPoint !== null);
 
+  // Retention (the policy's hours, sent in HELLO) runs after each commit: all these points fall in
+  // one clock hour, so only the latest (and the newest of the hour, the same one) remains.
+  const retained = await replicaView(lab, 'vm1');
+  assert.ok(retained.points.length <= 2, `retention kept ${retained.points.length} points of one hour`);
+
   const metricsA = await a.client.text('/metrics');
   assert.match(metricsA, /^secondsite_replication_lag_seconds\{relationship="vm1"\} \d/m);
   assert.match(metricsA, /^secondsite_replication_cycles_total\{relationship="vm1",result="ok"\} [1-9]/m);

@@ -23,6 +23,7 @@ interface Staging {
 }
 
 export class MemoryReplicaStore implements ReplicaStore {
+  state: 'open' | 'failed' | 'closed' = 'open';
   private epochValue: number;
   private readonly diskSizes = new Map<string, number>();
   private readonly pointList: Array<{ info: RecoveryPointInfo; images: Map<string, Buffer> }> = [];

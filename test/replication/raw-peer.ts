@@ -142,7 +142,14 @@ export class RawPeer {
     disks: Array<{ diskId: string; sizeBytes: number }>,
     relationshipId = 'vm-raw',
   ): Promise<Frame | null> {
-    this.send({ kind: 'hello', primaryHostId: 'host-a', relationshipId, storageLocation: 'gold', disks });
+    this.send({
+      kind: 'hello',
+      retentionHours: 24,
+      primaryHostId: 'host-a',
+      relationshipId,
+      storageLocation: 'gold',
+      disks,
+    });
     return this.next();
   }
 

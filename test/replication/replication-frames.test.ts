@@ -116,6 +116,7 @@ test('stale epoch: frames of an older epoch are refused and the connection close
   const again = await RawPeer.connect(rx.port, pki.hostA, rel);
   again.send({
     kind: 'hello',
+    retentionHours: 24,
     primaryHostId: 'host-a',
     relationshipId: rel,
     storageLocation: 'gold',

@@ -42,6 +42,7 @@ async function tryRaw(options: Parameters<typeof RawPeer.connectWith>[1]): Promi
   }
   peer.send({
     kind: 'hello',
+    retentionHours: 24,
     primaryHostId: 'host-a',
     relationshipId: 'vm-raw',
     storageLocation: 'gold',
@@ -113,6 +114,7 @@ test('a HELLO that names another primary than the certificate is refused', async
   const peer = await RawPeer.connect(rx.port, pki.hostA);
   peer.send({
     kind: 'hello',
+    retentionHours: 24,
     primaryHostId: 'host-z',
     relationshipId: 'vm-raw',
     storageLocation: 'gold',
@@ -144,6 +146,7 @@ test('a relationship id that is not a plain name is refused before any store is 
     const peer = await RawPeer.connect(rx.port, pki.hostA, rel);
     peer.send({
       kind: 'hello',
+      retentionHours: 24,
       primaryHostId: 'host-a',
       relationshipId: rel,
       storageLocation: 'gold',

@@ -256,6 +256,7 @@ export class RelationshipService {
         relationshipId: def.relationshipId,
         epoch: def.epoch,
         storageLocation: def.replica.storageLocation,
+        retentionHours: def.policy.retentionHours,
       },
       policy: {
         compression: def.policy.compression,

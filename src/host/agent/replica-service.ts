@@ -1,7 +1,8 @@
 /**
  * The replica side of the host agent (docs/design/host-agent.md section 4): the replication listener
  * (mutual TLS 1.3, authorization list from host.json), one recovery-point store per relationship in
- * its storage location, retention after every commit, and read-only NBD exports of retained points.
+ * its storage location, retention after every commit (hours from the primary's policy, sent in
+ * HELLO), and read-only NBD exports of retained points.
  *
  * A point export costs metadata only: it is a view (the latest point reads the base image, older points
  * read through the undo chain) and pins the point against retention until it is unexported.
@@ -42,9 +43,6 @@ interface OpenStore {
   store: PointStore;
   storageLocation: string;
 }
-
-/** Default hourly points kept besides the latest when the primary did not say (see replication.md). */
-export const DEFAULT_RETENTION_HOURS = 24;
 
 export class ReplicaService {
   private receiver: ReplicationReceiver | null = null;
@@ -88,6 +86,11 @@ export class ReplicaService {
       storageLocations: this.config.replication.storageLocations,
       openStore: async (req) => (await this.open(req.relationshipId, req.storageLocation)).store,
       onEvent: (event, fields) => this.log.info(event, fields),
+      onPointCommitted: async ({ store, retentionHours }) => {
+        const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
+        if (dropped.length > 0)
+          this.log.info('retention dropped points', { relationshipId: store.relationshipId, dropped });
+      },
     });
     this.port = (await this.receiver.start()).port;
   }
@@ -227,6 +230,14 @@ export class ReplicaService {
   }
 
   private open(relationshipId: string, storageLocation: string): Promise<OpenStore> {
+    const current = this.opened.get(relationshipId);
+    if (current && current.store.state === 'failed') {
+      // A commit failed half way: reopen, which finishes or rolls back the interrupted commit.
+      this.log.warn('reopening a failed replica store', { relationshipId });
+      this.stores.delete(relationshipId);
+      this.opened.delete(relationshipId);
+      void current.store.close().catch(() => undefined);
+    }
     let p = this.stores.get(relationshipId);
     if (!p) {
       const storageDir = this.config.replication.storageLocations[storageLocation];
@@ -242,10 +253,7 @@ export class ReplicaService {
         );
       }
       p = PointStore.open({ storage: this.storage, storageDir, relationshipId, clock: this.clock }).then(
-        (store) => ({
-          store: withRetention(store, this.clock, () => DEFAULT_RETENTION_HOURS, this.log),
-          storageLocation,
-        }),
+        (store) => ({ store, storageLocation }),
       );
       void p.then((o) => this.opened.set(relationshipId, o)).catch(() => undefined);
       this.stores.set(relationshipId, p);
@@ -253,29 +261,6 @@ export class ReplicaService {
     }
     return p;
   }
-}
-
-/** Applies retention after every commit of the store (the latest point always stays). */
-function withRetention(
-  store: PointStore,
-  clock: Clock,
-  retentionHours: () => number,
-  log: Logger,
-): PointStore {
-  const begin = store.beginCycle.bind(store);
-  store.beginCycle = async (cycleId, epoch) => {
-    const writer = await begin(cycleId, epoch);
-    const commit = writer.commit.bind(writer);
-    writer.commit = async (meta) => {
-      const point = await commit(meta);
-      const dropped = await store.applyRetention(clock.wallMs(), retentionHours());
-      if (dropped.length > 0)
-        log.info('retention dropped points', { relationshipId: store.relationshipId, dropped });
-      return point;
-    };
-    return writer;
-  };
-  return store;
 }
 
 /** A retained point's disk as a read-only BlockDevice, for the NBD server. */

@@ -9,6 +9,11 @@
  */
 export interface ReplicaStore {
   readonly relationshipId: string;
+  /**
+   * 'failed' after an I/O failure inside a commit or a catalogue write: the in-memory state can no
+   * longer be trusted, so callers must close and reopen the store (opening finishes or rolls back).
+   */
+  readonly state: 'open' | 'failed' | 'closed';
   /** Current generation; frames from older epochs are rejected by the receiver. */
   epoch(): number;
   /** Raises the epoch (failover fencing). Durable on return. Never lowers it. */

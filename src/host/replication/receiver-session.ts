@@ -37,6 +37,12 @@ export interface ReceiverSessionDeps {
   readonly counters: ReceiverCounters;
   /** True once this session was replaced or the receiver stops. */
   aborted(): boolean;
+  /** Called after each commit, before POINT_COMMITTED is sent (the replica applies retention here). */
+  onPointCommitted?(e: {
+    store: ReplicaStore;
+    point: RecoveryPointInfo;
+    retentionHours: number;
+  }): Promise<void>;
 }
 
 export interface ReceiverCounters {
@@ -61,6 +67,7 @@ function badFrame(message: string, details: Record<string, unknown> = {}): Secon
 
 export class ReceiverSession {
   private store: ReplicaStore | null = null;
+  private retentionHours = 0;
   private disks: ReadonlyArray<{ diskId: string; sizeBytes: number }> = [];
   relationshipId: string | null = null;
 
@@ -91,6 +98,7 @@ export class ReceiverSession {
     if (!key.equals(frame.header.relationshipKey))
       throw badFrame('HELLO header relationship key does not match its id');
     this.relationshipId = hello.relationshipId;
+    this.retentionHours = hello.retentionHours;
     const store = await this.deps.openStore(hello, this.peerHostId);
     this.store = store;
     checkEpoch(frame.header.epoch, store.epoch(), 'sender');
@@ -320,6 +328,8 @@ export class ReceiverSession {
     }
     const point = await writer.commit({ cutWallMs: begin.cutWallMs, consistency: begin.consistency });
     this.deps.counters.pointsCommitted++;
+    if (this.store)
+      await this.deps.onPointCommitted?.({ store: this.store, point, retentionHours: this.retentionHours });
     await this.sendCommitted(point);
   }
 

@@ -20,7 +20,7 @@ import { notAuthorized } from './authorization-list.js';
 import type { AuthorizationList } from './authorization-list.js';
 import { FrameConnection } from './frame-connection.js';
 import { ReceiverSession } from './receiver-session.js';
-import type { ReceiverCounters } from './receiver-session.js';
+import type { ReceiverCounters, ReceiverSessionDeps } from './receiver-session.js';
 
 /** Opens the replica store of a relationship in a storage directory (wired to the recovery-point store). */
 export type ReplicaStoreOpener = (req: {
@@ -46,6 +46,8 @@ export interface ReceiverConfig {
   /** Idle time between cycles after which a connection is closed (default 120 s). */
   readonly idleTimeoutMs?: number;
   readonly maxConnections?: number;
+  /** After every committed point (the host agent applies the relationship's retention). */
+  readonly onPointCommitted?: ReceiverSessionDeps['onPointCommitted'];
   /** Structured events (refusals, sessions, commits) for the host agent's log. */
   readonly onEvent?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -153,6 +155,7 @@ export class ReplicationReceiver {
       idleTimeoutMs: this.config.idleTimeoutMs ?? 120_000,
       counters: this.counters,
       aborted: () => aborted || this.stopping,
+      ...(this.config.onPointCommitted ? { onPointCommitted: this.config.onPointCommitted } : {}),
       openStore: async (hello, peerHost) => {
         const binding = await this.bind(hello, peerHost);
         // newest connection wins: close the old session of this relationship and wait for it
@@ -217,7 +220,12 @@ export class ReplicationReceiver {
       return b;
     };
     const existing = this.bindings.get(hello.relationshipId);
-    if (existing) return check(existing);
+    if (existing && existing.store.state !== 'failed') return check(existing);
+    if (existing) {
+      // The store failed inside a commit: forget it; the opener reopens it, which recovers it.
+      this.bindings.delete(hello.relationshipId);
+      this.event('replication:receiver:store-reopen', { relationshipId: hello.relationshipId });
+    }
     let pending = this.opening.get(hello.relationshipId);
     if (!pending) {
       pending = this.config

@@ -45,6 +45,9 @@ import { compressChunk, isAllZero } from './chunk-compression.js';
 import { FrameConnection, socketError } from './frame-connection.js';
 import { TokenBucket } from './token-bucket.js';
 
+/** Hourly points kept besides the latest when the relationship does not say. */
+export const DEFAULT_RETENTION_HOURS = 24;
+
 export interface SenderPolicy {
   /** LZ4 when it pays (default true). */
   readonly compression: boolean;
@@ -86,6 +89,8 @@ export interface SenderConfig {
     readonly relationshipId: string;
     readonly epoch: number;
     readonly storageLocation: string;
+    /** Hourly recovery points the replica keeps besides the latest (the policy's retention). */
+    readonly retentionHours?: number;
   };
   readonly policy?: Partial<SenderPolicy>;
   readonly clock: Clock;
@@ -328,6 +333,7 @@ export class ReplicationSender {
         relationshipId: relationship.relationshipId,
         storageLocation: relationship.storageLocation,
         disks: peer.disks.map((d) => ({ ...d })),
+        retentionHours: relationship.retentionHours ?? DEFAULT_RETENTION_HOURS,
       });
       const { message: welcome } = await conn.expect('welcome', this.policy.frameTimeoutMs);
       if (welcome.replicaHostId !== replica.hostId) {

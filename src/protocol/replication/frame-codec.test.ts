@@ -11,6 +11,7 @@ import {
   relationshipKeyOf,
 } from './frame-codec.js';
 import { checkEpoch, checkHeaderInSession, checkMessageInSession, newSessionContext } from './frame-rules.js';
+import { MAX_RETENTION_HOURS, decodeMessage, encodeMessage } from './messages.js';
 import type { Message } from './messages.js';
 
 const SEED = seedFrom(process.env.SECONDSITE_SEED, 4242);
@@ -20,6 +21,7 @@ const digest = createHash('sha256').update('x').digest();
 const samples: Message[] = [
   {
     kind: 'hello',
+    retentionHours: 24,
     primaryHostId: 'host-a',
     relationshipId: 'vm-1',
     storageLocation: 'gold',
@@ -188,5 +190,25 @@ test('session rules: direction, seq exactly +1, relationship, epoch fencing, ext
   assert.throws(
     () => checkMessageInSession(zero(Number.MAX_SAFE_INTEGER, 4096), ctx),
     /beyond disk|bad range/,
+  );
+});
+
+test('HELLO carries the retention hours and refuses more than a year', () => {
+  const hello = {
+    kind: 'hello' as const,
+    primaryHostId: 'host-a',
+    relationshipId: 'vm1',
+    storageLocation: 'default',
+    disks: [{ diskId: 'd0', sizeBytes: 4096 }],
+    retentionHours: 72,
+  };
+  assert.deepEqual(decodeMessage('hello', Buffer.concat(encodeMessage(hello))), hello);
+  assert.throws(
+    () =>
+      decodeMessage(
+        'hello',
+        Buffer.concat(encodeMessage({ ...hello, retentionHours: MAX_RETENTION_HOURS + 1 })),
+      ),
+    (e) => isSecondsiteError(e, 'SECONDSITE_ERR_BAD_FRAME') && /retention/.test(e.message),
   );
 });

@@ -33,6 +33,9 @@ export const FRAME_TYPES = {
   'point-committed': 12,
   error: 13,
 } as const;
+/** Most hours of hourly recovery points a relationship may keep (a year). */
+export const MAX_RETENTION_HOURS = 8784;
+
 export type MessageKind = keyof typeof FRAME_TYPES;
 const KIND_BY_TYPE = new Map<number, MessageKind>(
   Object.entries(FRAME_TYPES).map(([k, v]) => [v, k as MessageKind]),
@@ -75,6 +78,8 @@ export type Message =
       relationshipId: string;
       storageLocation: string;
       disks: Array<{ diskId: string; sizeBytes: number }>;
+      /** The policy's recovery point retention: hourly points the replica keeps besides the latest. */
+      retentionHours: number;
     }
   | {
       kind: 'welcome';
@@ -175,6 +180,7 @@ export function encodeMessage(m: Message): Buffer[] {
     case 'hello':
       w.str(m.primaryHostId).str(m.relationshipId).str(m.storageLocation).u16(m.disks.length);
       for (const d of m.disks) w.str(d.diskId).u64(d.sizeBytes);
+      w.u16(m.retentionHours);
       break;
     case 'welcome':
       w.str(m.replicaHostId)
@@ -262,8 +268,11 @@ export function decodeMessage(kind: MessageKind, payload: Buffer): Message {
           throw bad(`${what}: empty or duplicate disk id`);
         disks.push({ diskId, sizeBytes });
       }
+      const retentionHours = r.u16('retentionHours');
+      if (retentionHours > MAX_RETENTION_HOURS)
+        throw bad(`${what}: retention ${retentionHours} h, at most ${MAX_RETENTION_HOURS}`);
       if (primaryHostId === '' || relationshipId === '') throw bad(`${what}: empty host or relationship id`);
-      m = { kind, primaryHostId, relationshipId, storageLocation, disks };
+      m = { kind, primaryHostId, relationshipId, storageLocation, disks, retentionHours };
       break;
     }
     case 'welcome': {
