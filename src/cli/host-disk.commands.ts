@@ -76,7 +76,7 @@ const list: Command = {
 const resizeHelp = `usage: secondsite host disk resize DISK_ID --size SIZE [--force] [--state-dir DIR] [--output json]
 
 Grows a disk. Shrinking cuts data off the end and is refused unless --force is given. Stop the VM
-using the disk first: open NBD connections keep the old size.`;
+using the disk first: its NBD connections are closed (and may reconnect) when the disk is resized.`;
 
 const resize: Command = {
   path: ['disk', 'resize'],

@@ -6,7 +6,7 @@
  *   - replication resumes by itself; after a sender crash (unclean stop of change tracking) the next
  *     cycle is a checksum-compared resync that sends only differing chunks, never a full copy;
  * and at the end the quiesced point equals the primary byte for byte.
- * SECONDSITE_CRASH_CASES sets the number of cases (default 10), SECONDSITE_SEED the seed.
+ * SECONDSITE_CRASH_CASES sets the number of cases (default 16), SECONDSITE_SEED the seed.
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -36,7 +36,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 test('kill -9 of sender or receiver at random moments: every point after restart passes the checker', async () => {
   const seed = seedFrom(process.env['SECONDSITE_SEED'], 4242);
-  const cases = Number(process.env['SECONDSITE_CRASH_CASES'] ?? 10);
+  const cases = Number(process.env['SECONDSITE_CRASH_CASES'] ?? 16);
   const rng = new Rng(seed);
   const { lab, cleanup } = await twoHostLab('ss-repl-crash-');
   cleanups.push(cleanup);

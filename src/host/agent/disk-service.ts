@@ -114,7 +114,10 @@ export class DiskService {
   private async unserve(diskId: string): Promise<void> {
     const device = this.open.get(diskId);
     if (!device) return;
-    this.nbd.removeExport(diskId);
+    // Disconnect the disk's NBD clients and wait for their calls, so none touches a closed device.
+    const dropped = await this.nbd.disconnectExport(diskId);
+    if (dropped > 0)
+      this.log.warn('disconnected NBD clients of a disk being closed', { diskId, connections: dropped });
     this.open.delete(diskId);
     await device.flush();
     await device.close();
