@@ -177,6 +177,7 @@ test('fio (libnbd engine) at QD32 writes and verifies every block through our se
       '--size=8M',
       '--verify=crc32c',
       '--do_verify=1',
+      '--verify_state_save=0',
       '--output-format=json',
     ],
     60_000,
