@@ -12,7 +12,7 @@ import { KiB, MiB } from '../../src/domain/units.js';
 import { DiskStore } from '../../src/host/disks/disk-store.js';
 import type { Storage } from '../../src/host/storage/storage.js';
 import { PowerCutStorage, type PowerCutOptions } from '../../src/testing/faults/power-cut-storage.js';
-import { MachineStopped, StopAtStorage } from './stop-at.storage.js';
+import { MachineStopped, StopAtStorage } from '../../src/testing/faults/stop-at-storage.js';
 
 const SEED = seedFrom(process.env['SECONDSITE_SEED'], 5_150);
 const clock: Clock = { wallMs: () => 1, monotonicMs: () => 0 };

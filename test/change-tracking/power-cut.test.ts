@@ -15,7 +15,7 @@ import { cutCycle } from '../../src/host/change-tracking/cycle-cut.js';
 import { DiskStore } from '../../src/host/disks/disk-store.js';
 import type { Storage } from '../../src/host/storage/storage.js';
 import { PowerCutStorage, type PowerCutOptions } from '../../src/testing/faults/power-cut-storage.js';
-import { MachineStopped, StopAtStorage } from './stop-at.storage.js';
+import { MachineStopped, StopAtStorage } from '../../src/testing/faults/stop-at-storage.js';
 
 const SEED = seedFrom(process.env['SECONDSITE_SEED'], 31_337);
 const clock: Clock = { wallMs: () => 0, monotonicMs: () => 0 };

@@ -1,6 +1,6 @@
 /**
  * Power cuts during commit, retention and staging, on the testing kit's PowerCutStorage with a
- * CrashAtStorage wrapper that stops the machine at a chosen mutating call. Each case runs its scenario once without a cut to count the mutating
+ * StopAtStorage wrapper that stops the machine at a chosen mutating call. Each case runs its scenario once without a cut to count the mutating
  * storage calls of the final operation, then again with the power cut at a random one of them (or just
  * after the last), with the unsynced writes dropped, torn to a random subset, or cut to a random prefix.
  * After reopening, the visible points must be the old set or the new set, each exact against the model,
@@ -12,7 +12,7 @@ import { Rng, seedFrom } from '../../src/domain/random.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import type { StagedProgress } from '../../src/host/recovery-points/replica-store.js';
 import { PowerCutStorage, type PowerCutMode } from '../../src/testing/faults/power-cut-storage.js';
-import { CrashAtStorage, PowerCutError } from './crash-at-storage.js';
+import { StopAtStorage, MachineStopped } from '../../src/testing/faults/stop-at-storage.js';
 import { DiskModel, fixedClock, randomCycle, stage, verifyPoints, type CycleOp } from './store-harness.js';
 
 const BASE_SEED = seedFrom(process.env['SECONDSITE_SEED'], 777_000);
@@ -23,7 +23,7 @@ const DIR = '/replica';
 type Kind = 'commit' | 'retention' | 'stage';
 
 interface Outcome {
-  storage: CrashAtStorage;
+  storage: StopAtStorage;
   disk: PowerCutStorage;
   model: DiskModel;
   kind: Kind;
@@ -35,7 +35,7 @@ interface Outcome {
   syncedBeforeCut?: StagedProgress;
 }
 
-function open(storage: CrashAtStorage): Promise<PointStore> {
+function open(storage: StopAtStorage): Promise<PointStore> {
   return PointStore.open({ storage, storageDir: DIR, relationshipId: 'rel', clock: fixedClock });
 }
 
@@ -77,7 +77,7 @@ async function scenario(seed: number, crashAt: number | null, kindOverride?: Kin
   // The replica's storage location exists (durably) before the store is created in it.
   await disk.mkdir(DIR);
   await disk.syncDir('/');
-  const storage = new CrashAtStorage(disk);
+  const storage = new StopAtStorage(disk);
   const store = await open(storage);
   const model = new DiskModel();
   for (const [id, size] of [
@@ -104,16 +104,16 @@ async function scenario(seed: number, crashAt: number | null, kindOverride?: Kin
       model.snapshot(`rp-${cycles + 1}`);
       const w = await store.beginCycle('final', 1);
       await stage(w, ops, rng);
-      if (crashAt !== null) storage.armCrash(crashAt);
+      if (crashAt !== null) storage.armStop(crashAt);
       await w.commit({ cutWallMs: T0 + (cycles + 1) * 20 * 60_000, consistency: 'app-consistent' });
     } else if (kind === 'retention') {
-      if (crashAt !== null) storage.armCrash(crashAt);
+      if (crashAt !== null) storage.armStop(crashAt);
       await store.applyRetention(T0 + cycles * 20 * 60_000, 1);
     } else {
       const ops = senderChunks(randomCycle(rng, model, 10), model);
       outcome.stageOps = ops;
       model.snapshot(`rp-${cycles + 1}`);
-      if (crashAt !== null) storage.armCrash(crashAt);
+      if (crashAt !== null) storage.armStop(crashAt);
       const w = await store.beginCycle('final', 1);
       for (const op of ops) {
         if (op.kind === 'data') await w.writeChunk(op.diskId, op.offsetBytes, op.data);
@@ -123,7 +123,7 @@ async function scenario(seed: number, crashAt: number | null, kindOverride?: Kin
     }
     outcome.after = store.points().map((p) => p.pointId);
   } catch (e) {
-    if (!(e instanceof PowerCutError) && !(e instanceof Error && e.cause instanceof PowerCutError)) throw e;
+    if (!(e instanceof MachineStopped) && !(e instanceof Error && e.cause instanceof MachineStopped)) throw e;
   }
   outcome.finalMutations = storage.mutations - start;
   return outcome;
@@ -146,7 +146,7 @@ async function checkCase(
   const label = `seed=${seed} kind=${clean.kind} crashAt=${crashAt}/${clean.finalMutations} mode=${mode} tear=${tear}`;
   const run = await scenario(seed, crashAt, clean.kind);
   run.disk.powerCut({ mode, tear });
-  const store = await open(new CrashAtStorage(run.disk));
+  const store = await open(new StopAtStorage(run.disk));
   const visible = store.points().map((p) => p.pointId);
   let outcome: 'old' | 'new' = 'new';
   if (run.kind === 'stage') {

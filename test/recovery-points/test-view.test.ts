@@ -14,7 +14,7 @@ import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import type { BlockDevice } from '../../src/host/block-device/block-device.js';
 import { NodeStorage } from '../../src/host/storage/node-storage.js';
 import { PowerCutStorage } from '../../src/testing/faults/power-cut-storage.js';
-import { CrashAtStorage } from './crash-at-storage.js';
+import { StopAtStorage } from '../../src/testing/faults/stop-at-storage.js';
 import { DiskModel, fixedClock, randomCycle, stage, verifyPoints } from './store-harness.js';
 
 const SEED = seedFrom(process.env['SECONDSITE_SEED'], 4242);
@@ -238,8 +238,8 @@ test('a power cut at every step of a view flush: each sector holds the previous 
     const disk = new PowerCutStorage({ seed });
     await disk.mkdir('/replica');
     await disk.syncDir('/');
-    const storage = new CrashAtStorage(disk);
-    const open = (s: CrashAtStorage): Promise<PointStore> =>
+    const storage = new StopAtStorage(disk);
+    const open = (s: StopAtStorage): Promise<PointStore> =>
       PointStore.open({ storage: s, storageDir: '/replica', relationshipId: 'rel', clock: fixedClock });
     const store = await open(storage);
     await store.ensureDisk('d', SIZE);
@@ -265,7 +265,7 @@ test('a power cut at every step of a view flush: each sector holds the previous 
       data.copy(expected, b * 4096);
     }
     const start = storage.mutations;
-    if (crashAt >= 0) storage.armCrash(crashAt);
+    if (crashAt >= 0) storage.armStop(crashAt);
     const flushed = await dev.flush().then(
       () => true,
       () => false,
@@ -275,7 +275,7 @@ test('a power cut at every step of a view flush: each sector holds the previous 
       continue;
     }
     disk.powerCut({ mode: crashAt % 2 === 0 ? 'none' : 'random-subset', tear: true });
-    const store2 = await open(new CrashAtStorage(disk));
+    const store2 = await open(new StopAtStorage(disk));
     const got = await (await (await store2.openTestView('rp-1', 'v')).disk('d')).read(0, SIZE);
     for (let at = 0; at < SIZE; at += 512) {
       const end = Math.min(at + 512, SIZE);

@@ -1,10 +1,15 @@
 /**
- * A fault wrapper around any Storage that stops the machine at the n-th mutating call: that call and
- * every later one fail with `MachineStopped` without effect. The test then cuts power on the wrapped
- * PowerCutStorage and reboots the code under test over it. (The recovery-point tests carry a similar
- * helper; a shared one belongs in src/testing/faults.)
+ * A thin fault wrapper (zrepl's PartialSender idea) around any Storage that stops the machine at a
+ * chosen mutating call: that call and every later one fail with `MachineStopped` without effect, as if
+ * power were cut at that instant. The test then cuts power on the wrapped storage (PowerCutStorage)
+ * and reboots the code under test over it. Mutating calls: open(create), write, datasync, truncate,
+ * punchHole, rename, unlink, syncDir, mkdir, removeTree; reads only check the machine is up.
+ *
+ *   new StopAtStorage(inner, n)   stops at the n-th mutating call from now (Infinity: never)
+ *   storage.armStop(k)            from any moment, lets k more mutating calls through, then stops
+ *   storage.mutations             mutating calls let through so far (run once unarmed to count them)
  */
-import type { AllocationExtent, OpenMode, Storage, StorageFile } from '../../src/host/storage/storage.js';
+import type { AllocationExtent, OpenMode, Storage, StorageFile } from '../../host/storage/storage.js';
 
 export class MachineStopped extends Error {
   constructor() {
@@ -16,13 +21,22 @@ export class MachineStopped extends Error {
 export class StopAtStorage implements Storage {
   /** Mutating calls let through so far. */
   mutations = 0;
+  private stopAt: number;
   private stopped = false;
 
   constructor(
     readonly inner: Storage,
-    private readonly stopAt = Infinity,
-  ) {}
+    stopAt = Infinity,
+  ) {
+    this.stopAt = stopAt;
+  }
 
+  /** Lets `afterMutations` more mutating calls through, then stops the machine. */
+  armStop(afterMutations: number): void {
+    this.stopAt = this.mutations + afterMutations;
+  }
+
+  /** Counts one mutating call, or throws when the machine has stopped. */
   step(): void {
     if (this.stopped || this.mutations >= this.stopAt) {
       this.stopped = true;
@@ -31,6 +45,7 @@ export class StopAtStorage implements Storage {
     this.mutations++;
   }
 
+  /** Throws when the machine has stopped. */
   alive(): void {
     if (this.stopped) throw new MachineStopped();
   }
