@@ -27,7 +27,7 @@ import {
   encodeMetaContextPayload,
   encodeOptionHeader,
 } from '../protocol/nbd/nbd-handshake.codec.js';
-import { StreamReader } from './nbd-stream-reader.js';
+import { ExactReader } from '../protocol/nbd/exact-reader.js';
 
 const MAX_OPTION_REPLY_BYTES = 64 * 1024;
 
@@ -71,7 +71,7 @@ async function sendOption(socket: Socket, option: number, payload: Buffer): Prom
   );
 }
 
-async function readReply(reader: StreamReader, option: number): Promise<OptionReply> {
+async function readReply(reader: ExactReader, option: number): Promise<OptionReply> {
   const h = decodeOptionReplyHeader(await reader.readExact(NBD_OPTION_REPLY_HEADER_BYTES));
   if (!h.magicOk) throw protocolError('bad option reply magic');
   if (h.option !== option) throw protocolError(`reply for option ${h.option}, expected ${option}`);
@@ -105,7 +105,7 @@ function replyFailure(option: string, r: OptionReply, exportName: string): Secon
 
 export async function negotiate(raw: Socket, req: HandshakeRequest): Promise<NegotiatedExport> {
   let socket: Socket = raw;
-  let reader = new StreamReader(socket);
+  let reader = new ExactReader(socket, 'the NBD server');
   try {
     const greeting = await reader.readExact(18);
     if (greeting.readBigUInt64BE(0) !== NBD_MAGIC || greeting.readBigUInt64BE(8) !== NBD_IHAVEOPT)
@@ -137,7 +137,7 @@ export async function negotiate(raw: Socket, req: HandshakeRequest): Promise<Neg
         minVersion: 'TLSv1.3',
       });
       socket = tlsSocket;
-      reader = new StreamReader(socket);
+      reader = new ExactReader(socket, 'the NBD server');
       await new Promise<void>((resolve, reject) => {
         tlsSocket.once('secureConnect', resolve);
         tlsSocket.once('error', reject);

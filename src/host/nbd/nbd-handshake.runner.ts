@@ -24,7 +24,7 @@ import {
   type Session,
   type TlsMode,
 } from '../../protocol/nbd/nbd-option.machine.js';
-import { SocketReader } from './nbd-socket-reader.js';
+import { ExactReader } from '../../protocol/nbd/exact-reader.js';
 
 export interface HandshakeConfig {
   readonly tlsMode: TlsMode;
@@ -44,7 +44,7 @@ export type HandshakeOutcome =
 
 export class HandshakeRun {
   private socket: Socket;
-  private reader: SocketReader;
+  private reader: ExactReader;
   private aborted: string | null = null;
 
   constructor(
@@ -52,7 +52,7 @@ export class HandshakeRun {
     private readonly config: HandshakeConfig,
   ) {
     this.socket = socket;
-    this.reader = new SocketReader(socket);
+    this.reader = new ExactReader(socket, 'the client');
   }
 
   /** The socket currently in use (a TLSSocket after STARTTLS). */
@@ -157,7 +157,7 @@ export class HandshakeRun {
     const tlsSocket = await secured;
     tlsSocket.on('error', () => undefined); // later errors end the session through the reader
     this.socket = tlsSocket;
-    this.reader = new SocketReader(tlsSocket);
+    this.reader = new ExactReader(tlsSocket, 'the client');
   }
 
   private close(reason: string, graceful = false): HandshakeOutcome {

@@ -1,16 +1,31 @@
 /**
- * Exact-length reads from a socket for the handshake phase. Bytes are buffered as they arrive; a read
- * never asks for more than its caller allowed (callers bound every length before reading). When the
- * socket ends, errors or is detached, the pending read rejects, so a client that disconnects at any byte
- * of the handshake just ends the handshake.
+ * Exact-length reads from a byte stream for the handshake phase, on both ends (server and client).
+ * Bytes are buffered as they arrive; a read never asks for more than its caller allowed (callers bound
+ * every length before reading). Above a high-water mark the stream is paused, so a peer flooding a
+ * stalled handshake is held by TCP, not by our memory. When the stream ends, errors or is detached,
+ * the pending read rejects with SECONDSITE_ERR_CONNECTION_LOST: a peer that disconnects at any byte of
+ * the handshake just ends it (never a hang or an assertion: CVE-2017-7539, CVE-2021-20286 shapes).
+ *
+ * The stream is anything socket-like (node:net / node:tls sockets); the protocol layer does no I/O.
  */
-import type { Socket } from 'node:net';
 import { SecondsiteError } from '../../domain/errors.js';
 
-/** Above this many unread bytes the socket is paused: a handshake never legitimately has more queued. */
+/** The part of a socket the reader uses. */
+export interface ByteSource {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (e: Error) => void): unknown;
+  off(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  off(event: 'end' | 'close', listener: () => void): unknown;
+  off(event: 'error', listener: (e: Error) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+}
+
+/** Above this many unread bytes the stream is paused: a handshake never legitimately has more queued. */
 const HIGH_WATER_BYTES = 256 * 1024;
 
-export class SocketReader {
+export class ExactReader {
   private pausedByReader = false;
   private chunks: Buffer[] = [];
   private buffered = 0;
@@ -21,18 +36,23 @@ export class SocketReader {
     this.buffered += chunk.length;
     if (this.buffered >= HIGH_WATER_BYTES && !this.pausedByReader) {
       this.pausedByReader = true;
-      this.socket.pause(); // a client flooding a stalled handshake is held by TCP, not by our memory
+      this.source.pause();
     }
     this.pump();
   };
-  private readonly onEnd = (): void => this.fail('the client closed the connection during the handshake');
-  private readonly onError = (e: Error): void => this.fail(`socket error during the handshake: ${e.message}`);
+  private readonly onEnd = (): void => this.fail(`${this.peer} closed the connection during the handshake`);
+  private readonly onError = (e: Error): void =>
+    this.fail(`connection error during the handshake: ${e.message}`);
 
-  constructor(private readonly socket: Socket) {
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('close', this.onEnd);
-    socket.on('error', this.onError);
+  /** `peer` names the other end in messages, e.g. 'the client' or 'the NBD server'. */
+  constructor(
+    private readonly source: ByteSource,
+    private readonly peer: string,
+  ) {
+    source.on('data', this.onData);
+    source.on('end', this.onEnd);
+    source.on('close', this.onEnd);
+    source.on('error', this.onError);
   }
 
   /** Bytes received but not yet read. */
@@ -41,7 +61,7 @@ export class SocketReader {
   }
 
   readExact(n: number): Promise<Buffer> {
-    if (this.pending) return Promise.reject(new Error('SocketReader: concurrent reads'));
+    if (this.pending) return Promise.reject(new Error('ExactReader: concurrent reads'));
     return new Promise((resolve, reject) => {
       this.pending = { n, resolve, reject };
       this.pump();
@@ -59,14 +79,14 @@ export class SocketReader {
   }
 
   /**
-   * Stops reading: removes listeners and returns what was buffered but not read. The socket may be
+   * Stops reading: removes listeners and returns what was buffered but not read. The stream may be
    * left paused; the next owner resumes it.
    */
   detach(): Buffer {
-    this.socket.off('data', this.onData);
-    this.socket.off('end', this.onEnd);
-    this.socket.off('close', this.onEnd);
-    this.socket.off('error', this.onError);
+    this.source.off('data', this.onData);
+    this.source.off('end', this.onEnd);
+    this.source.off('close', this.onEnd);
+    this.source.off('error', this.onError);
     const rest = Buffer.concat(this.chunks, this.buffered);
     this.chunks = [];
     this.buffered = 0;
@@ -74,7 +94,7 @@ export class SocketReader {
     return rest;
   }
 
-  /** Rejects the pending read (used by the handshake timer). */
+  /** Rejects the pending read (used by handshake timers). */
   fail(message: string): void {
     if (!this.ended) this.ended = new SecondsiteError('SECONDSITE_ERR_CONNECTION_LOST', message);
     const p = this.pending;
@@ -98,7 +118,7 @@ export class SocketReader {
     const out = this.takeBytes(n);
     if (this.pausedByReader && this.buffered < HIGH_WATER_BYTES) {
       this.pausedByReader = false;
-      this.socket.resume();
+      this.source.resume();
     }
     return out;
   }
