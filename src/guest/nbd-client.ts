@@ -27,8 +27,7 @@ import {
 } from '../protocol/nbd/nbd-constants.js';
 import { decodeReplyHeader, replyHeaderBytes } from '../protocol/nbd/nbd-transmission.codec.js';
 import { negotiate, type ClientTlsOptions } from './nbd-client-handshake.js';
-
-const EMPTY = Buffer.alloc(0);
+import { ByteQueue } from '../protocol/nbd/byte-queue.js';
 
 export type { ClientTlsOptions } from './nbd-client-handshake.js';
 
@@ -91,8 +90,7 @@ export class NbdClient {
   private readonly baseAllocationId: number | null;
   private readonly pending = new Map<number, Pending>();
   private nextCookie = 1;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   private header: ReturnType<typeof decodeReplyHeader> | null = null;
   private failure: Error | null = null;
   private corked = false;
@@ -301,47 +299,17 @@ export class NbdClient {
   }
 
   private push(c: Buffer): void {
-    this.chunks.push(c);
-    this.buffered += c.length;
-  }
-
-  private take(n: number): Buffer {
-    if (n === 0) return EMPTY;
-    const first = this.chunks[0] as Buffer;
-    this.buffered -= n;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let pos = 0;
-    while (pos < n) {
-      const c = this.chunks[0] as Buffer;
-      const k = Math.min(c.length, n - pos);
-      c.copy(out, pos, 0, k);
-      pos += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    return out;
-  }
-
-  private peekU32(): number {
-    const first = this.chunks[0] as Buffer;
-    if (first.length >= 4) return first.readUInt32BE(0);
-    const b = Buffer.concat(this.chunks, Math.min(this.buffered, 8));
-    return b.readUInt32BE(0);
+    this.queue.push(c);
   }
 
   private parse(): void {
     while (!this.failure) {
       if (!this.header) {
-        if (this.buffered < 4) return;
-        const need = replyHeaderBytes(this.peekU32());
+        if (this.queue.bytes < 4) return;
+        const need = replyHeaderBytes(this.queue.peekU32());
         if (need === 0) return this.protocolFailure('bad reply magic');
-        if (this.buffered < need) return;
-        this.header = decodeReplyHeader(this.take(need));
+        if (this.queue.bytes < need) return;
+        this.header = decodeReplyHeader(this.queue.take(need));
       }
       const h = this.header;
       const cookie = Number(h.cookie);
@@ -351,8 +319,8 @@ export class NbdClient {
         if (this.structuredReplies && p.type === NbdCmd.READ)
           return this.protocolFailure('simple reply to a READ');
         const dataBytes = p.type === NbdCmd.READ && h.errno === 0 ? p.length : 0;
-        if (this.buffered < dataBytes) return;
-        const data = dataBytes > 0 ? this.take(dataBytes) : null;
+        if (this.queue.bytes < dataBytes) return;
+        const data = dataBytes > 0 ? this.queue.take(dataBytes) : null;
         this.header = null;
         this.settle(cookie);
         if (h.errno !== 0) p.reject(nbdRequestError(h.errno, '', p.type));
@@ -364,8 +332,8 @@ export class NbdClient {
         p.type === NbdCmd.BLOCK_STATUS ? 4 + 8 * Math.min(p.length, 1 << 22) : p.length + 8 + 4096 + 16;
       if (h.lengthBytes > limit)
         return this.protocolFailure(`chunk of ${h.lengthBytes} bytes for a ${p.length}-byte request`);
-      if (this.buffered < h.lengthBytes) return;
-      const body = this.take(h.lengthBytes);
+      if (this.queue.bytes < h.lengthBytes) return;
+      const body = this.queue.take(h.lengthBytes);
       this.header = null;
       const problem = this.applyChunk(p, h.type, body);
       if (problem) return this.protocolFailure(problem);
@@ -457,7 +425,6 @@ export class NbdClient {
       this.settle(cookie);
       p.reject(e);
     }
-    this.chunks = [];
-    this.buffered = 0;
+    this.queue.clear();
   }
 }

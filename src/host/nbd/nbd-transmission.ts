@@ -35,6 +35,7 @@ import {
   type RequestHeader,
   type StatusDescriptor,
 } from '../../protocol/nbd/nbd-transmission.codec.js';
+import { ByteQueue } from '../../protocol/nbd/byte-queue.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -76,8 +77,7 @@ export function errnoFor(e: unknown): number {
 }
 
 export class NbdTransmission {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   private pendingWrite: RequestHeader | null = null;
   private pendingWriteErrno = 0;
   private pendingWriteMessage = '';
@@ -137,8 +137,7 @@ export class NbdTransmission {
 
   private stop(): void {
     this.stopped = true;
-    this.chunks = [];
-    this.buffered = 0;
+    this.queue.clear();
   }
 
   private hardDisconnect(reason: string): void {
@@ -149,49 +148,26 @@ export class NbdTransmission {
 
   private push(chunk: Buffer): void {
     if (this.stopped || this.discReceived) return; // nothing after DISC is read (spec: client sends nothing)
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-  }
-
-  private take(n: number): Buffer {
-    if (n === 0) return EMPTY;
-    const first = this.chunks[0] as Buffer;
-    this.buffered -= n;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let pos = 0;
-    while (pos < n) {
-      const c = this.chunks[0] as Buffer;
-      const k = Math.min(c.length, n - pos);
-      c.copy(out, pos, 0, k);
-      pos += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    return out;
+    this.queue.push(chunk);
   }
 
   private parse(): void {
     while (!this.stopped && !this.discReceived) {
       const w = this.pendingWrite;
       if (w) {
-        if (this.buffered < w.lengthBytes) return;
-        const payload = this.take(w.lengthBytes);
+        if (this.queue.bytes < w.lengthBytes) return;
+        const payload = this.queue.take(w.lengthBytes);
         this.pendingWrite = null;
         if (this.pendingWriteErrno !== 0)
           this.replyError(w, this.pendingWriteErrno, this.pendingWriteMessage);
         else this.dispatch(w, payload);
         continue;
       }
-      if (this.buffered < NBD_REQUEST_HEADER_BYTES) return;
+      if (this.queue.bytes < NBD_REQUEST_HEADER_BYTES) return;
       // Over the limits, leave the rest buffered: one socket chunk can hold thousands of 32 MiB
       // READ headers, so pausing the socket alone would not bound memory. maybeResume() parses on.
       if (this.overloaded()) return;
-      const h = decodeRequestHeader(this.take(NBD_REQUEST_HEADER_BYTES));
+      const h = decodeRequestHeader(this.queue.take(NBD_REQUEST_HEADER_BYTES));
       const verdict = validateRequest(h, this.ctx);
       if (verdict.kind === 'disconnect') return this.hardDisconnect(verdict.reason);
       if (h.type === NbdCmd.WRITE) {
@@ -206,8 +182,7 @@ export class NbdTransmission {
       }
       if (h.type === NbdCmd.DISC) {
         this.discReceived = true;
-        this.chunks = [];
-        this.buffered = 0;
+        this.queue.clear();
         this.finishIfDisconnecting();
         return;
       }

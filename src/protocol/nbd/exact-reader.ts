@@ -9,6 +9,7 @@
  * The stream is anything socket-like (node:net / node:tls sockets); the protocol layer does no I/O.
  */
 import { SecondsiteError } from '../../domain/errors.js';
+import { ByteQueue } from './byte-queue.js';
 
 /** The part of a socket the reader uses. */
 export interface ByteSource {
@@ -27,14 +28,12 @@ const HIGH_WATER_BYTES = 256 * 1024;
 
 export class ExactReader {
   private pausedByReader = false;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ByteQueue();
   private pending: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private ended: Error | null = null;
   private readonly onData = (chunk: Buffer): void => {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    if (this.buffered >= HIGH_WATER_BYTES && !this.pausedByReader) {
+    this.queue.push(chunk);
+    if (this.queue.bytes >= HIGH_WATER_BYTES && !this.pausedByReader) {
       this.pausedByReader = true;
       this.source.pause();
     }
@@ -57,7 +56,7 @@ export class ExactReader {
 
   /** Bytes received but not yet read. */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.queue.bytes;
   }
 
   readExact(n: number): Promise<Buffer> {
@@ -87,9 +86,7 @@ export class ExactReader {
     this.source.off('end', this.onEnd);
     this.source.off('close', this.onEnd);
     this.source.off('error', this.onError);
-    const rest = Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [];
-    this.buffered = 0;
+    const rest = this.queue.drain();
     this.fail('the reader was detached');
     return rest;
   }
@@ -105,7 +102,7 @@ export class ExactReader {
   private pump(): void {
     const p = this.pending;
     if (!p) return;
-    if (this.buffered >= p.n) {
+    if (this.queue.bytes >= p.n) {
       this.pending = null;
       p.resolve(this.take(p.n));
     } else if (this.ended) {
@@ -115,27 +112,11 @@ export class ExactReader {
   }
 
   private take(n: number): Buffer {
-    const out = this.takeBytes(n);
-    if (this.pausedByReader && this.buffered < HIGH_WATER_BYTES) {
+    const out = this.queue.take(n);
+    if (this.pausedByReader && this.queue.bytes < HIGH_WATER_BYTES) {
       this.pausedByReader = false;
       this.source.resume();
     }
-    return out;
-  }
-
-  private takeBytes(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first && first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.buffered -= n;
-      return out;
-    }
-    const all = Buffer.concat(this.chunks, this.buffered);
-    const out = all.subarray(0, n);
-    this.chunks = all.length > n ? [all.subarray(n)] : [];
-    this.buffered -= n;
     return out;
   }
 }
