@@ -19,9 +19,9 @@ const children: ChildProcess[] = [];
 let dir = '';
 after(async () => {
   for (const c of children) c.kill('SIGTERM');
-  await Promise.all(
-    children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : null)),
-  );
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) await new Promise((r) => c.once('exit', r));
+  }
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
