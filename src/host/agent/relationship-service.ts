@@ -267,7 +267,6 @@ export class RelationshipService {
       rng: new Rng(randomBytes(4).readUInt32LE(0)),
       stats,
     });
-    const filters = def.diskIds.map((id) => this.disks.tracked(id));
     const scheduler = new ReplicationScheduler({
       clock: this.clock,
       sleep: abortableSleep,
@@ -277,7 +276,8 @@ export class RelationshipService {
         // Read the time before the cut: every flush acknowledged before this instant covers writes that
         // are inside the cut, so a checker may require them (docs/design/host-agent.md).
         const cutWallMs = this.clock.wallMs();
-        const snapshots = await cutCycle(filters);
+        // Look the disks up at every cut: a resize reopens a disk's device (and its filter).
+        const snapshots = await cutCycle(def.diskIds.map((id) => this.disks.tracked(id)));
         const cycleId = `${cutWallMs.toString(36)}-${(++this.cycleCounter).toString(36)}-${randomBytes(4).toString('hex')}`;
         try {
           const r = await sender.shipCycle({
