@@ -104,3 +104,27 @@ export const nbdSyncWriteExperiment: Suite = {
     };
   },
 };
+
+/** Opt-in: the agent against the bare server with the same filter, to separate agent from server cost. */
+export const nbdAgentVsBare: Suite = {
+  name: 'nbd-agent',
+  title:
+    'The host agent vs the bare server with the same tracking filter (NbdServer + filter + FileBlockDevice)',
+  optIn: true,
+  async run(options) {
+    const servers = [oursAgent, oursBare(true)];
+    const { measurements, notes, commands } = await runNbdMatrix(servers, options);
+    const targets = measurements.map((m) =>
+      checkRatio(m, 'ours', 'ours-ct-on', { min: 0.95 }, 'stretch', 'agent >= 0.95 x bare server'),
+    );
+    for (const [c, lines] of Object.entries(commands)) notes.push(`${c}: ${lines.join(' ; ')}`);
+    return {
+      suite: 'nbd-agent',
+      title: this.title,
+      contenders: servers.map((s) => s.contender),
+      measurements,
+      targets,
+      notes,
+    };
+  },
+};

@@ -15,7 +15,12 @@ import { parseArgs } from 'node:util';
 import { format, resolveConfig } from 'prettier';
 import { deltaCycleSuite } from './delta-cycle.bench.js';
 import { initialReplicationSuite } from './initial-replication.bench.js';
-import { nbdSyncWriteExperiment, nbdTrackingSuite, nbdWritePathSuite } from './nbd-write-path.bench.js';
+import {
+  nbdAgentVsBare,
+  nbdSyncWriteExperiment,
+  nbdTrackingSuite,
+  nbdWritePathSuite,
+} from './nbd-write-path.bench.js';
 import { killAllSync, stopAll } from './lib/processes.js';
 import { renderSuite } from './lib/report.js';
 import type { BenchOptions, Suite, SuiteResult } from './lib/suite.js';
@@ -26,6 +31,7 @@ const SUITES: readonly Suite[] = [
   initialReplicationSuite,
   deltaCycleSuite,
   nbdSyncWriteExperiment,
+  nbdAgentVsBare,
 ];
 
 const repoRoot = resolve(new URL('..', import.meta.url).pathname);
