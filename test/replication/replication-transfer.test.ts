@@ -82,6 +82,33 @@ test('initial and incremental cycles over two disks reproduce the disks exactly'
   sender.disconnect();
 });
 
+test('zero runs inside a 1 MiB chunk travel as ZERO frames too (64 KiB granules)', async () => {
+  const disk = Buffer.alloc(2 * MiB);
+  new Rng(7).fill(disk.subarray(0, 256 * 1024)); // data | 768 KiB zeros | data | zeros
+  new Rng(8).fill(disk.subarray(MiB, MiB + 128 * 1024));
+  const sender = makeSender(pki.hostA, rx.port, {
+    relationshipId: 'vm-zero-runs',
+    policy: { chunkBytes: MiB },
+  });
+  await sender.shipCycle({
+    cycleId: 'zr0',
+    cutWallMs: 1,
+    consistency: 'crash-consistent',
+    snapshots: [new MemoryCycleSnapshot('d', Buffer.alloc(2 * MiB))],
+  });
+  const r = await sender.shipCycle({
+    cycleId: 'zr1',
+    cutWallMs: 2,
+    consistency: 'crash-consistent',
+    snapshots: [new MemoryCycleSnapshot('d', disk, { changed: [{ offsetBytes: 0, lengthBytes: 2 * MiB }] })],
+  });
+  assert.equal(r.logicalBytesSent, 384 * 1024, 'only the granules with data are sent as data');
+  assert.equal(r.zeroBytes, 2 * MiB - 384 * 1024);
+  const store = rx.stores.get('vm-zero-runs');
+  assert.ok(store?.latestImage('d').equals(disk));
+  sender.disconnect();
+});
+
 test('all-zero chunks travel as ZERO frames, never as data', async () => {
   const disk = Buffer.alloc(2 * MiB);
   disk.fill(1, 0, 4096); // one data block; the rest of the changed range is zeros but "allocated"

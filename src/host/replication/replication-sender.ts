@@ -536,10 +536,20 @@ export class ReplicationSender {
         `snapshot read returned ${data.length} bytes for ${it.lengthBytes}`,
       );
     }
-    if (isAllZero(data)) {
-      await this.sendZero(win, it, st);
-      return;
+    // Zero runs inside a chunk go as ZERO frames too: zero blocks never reach the compressor or the wire.
+    for (const run of zeroRuns(data, ZERO_SCAN_BYTES)) {
+      const sub: DiskExtent = {
+        diskIndex: it.diskIndex,
+        offsetBytes: it.offsetBytes + run.startBytes,
+        lengthBytes: run.lengthBytes,
+      };
+      if (run.zero) await this.sendZero(win, sub, st);
+      else
+        await this.sendDataRun(win, sub, data.subarray(run.startBytes, run.startBytes + run.lengthBytes), st);
     }
+  }
+
+  private async sendDataRun(win: SendWindow, it: DiskExtent, data: Buffer, st: CycleState): Promise<void> {
     const { compression, body } = this.policy.compression
       ? compressChunk(data)
       : { compression: 'none' as const, body: data };
@@ -645,4 +655,23 @@ class SendWindow {
       return f.message as MessageOf<K>;
     }
   }
+}
+
+/** Granularity of zero detection inside a chunk (a zero run shorter than this is sent as data). */
+export const ZERO_SCAN_BYTES = 64 * 1024;
+
+/** Splits a chunk into maximal runs of all-zero and not-all-zero granules of `granuleBytes`. */
+export function zeroRuns(
+  data: Buffer,
+  granuleBytes: number,
+): Array<{ startBytes: number; lengthBytes: number; zero: boolean }> {
+  const runs: Array<{ startBytes: number; lengthBytes: number; zero: boolean }> = [];
+  for (let at = 0; at < data.length; at += granuleBytes) {
+    const end = Math.min(data.length, at + granuleBytes);
+    const zero = isAllZero(data.subarray(at, end));
+    const last = runs[runs.length - 1];
+    if (last && last.zero === zero) last.lengthBytes += end - at;
+    else runs.push({ startBytes: at, lengthBytes: end - at, zero });
+  }
+  return runs;
 }
