@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { format, resolveConfig } from 'prettier';
 import { deltaCycleSuite } from './delta-cycle.bench.js';
 import { initialReplicationSuite } from './initial-replication.bench.js';
+import { replicationLagSuite } from './replication-lag.bench.js';
 import {
   nbdAgentVsBare,
   nbdSyncWriteExperiment,
@@ -30,6 +31,7 @@ const SUITES: readonly Suite[] = [
   nbdTrackingSuite,
   initialReplicationSuite,
   deltaCycleSuite,
+  replicationLagSuite,
   nbdSyncWriteExperiment,
   nbdAgentVsBare,
 ];

@@ -154,6 +154,14 @@ test('README walkthrough: CA, two hosts, disks, replication, status, points, exp
     'paused',
   );
   assert.match(ss('host', 'replication', 'resume', 'vm1', '--state-dir', 'a'), /resumed/);
+  const okBefore = json<RelationshipView>('host', 'replication', 'show', 'vm1', '--state-dir', 'a').report
+    .cycles.ok;
+  const resumed = await until('cycles after resume', () => {
+    const v = json<RelationshipView>('host', 'replication', 'show', 'vm1', '--state-dir', 'a');
+    return v.report.cycles.ok > okBefore ? v : null;
+  });
+  assert.notEqual(resumed.report.state, 'stopped', 'a resumed relationship is not reported as stopped');
+  assert.equal(resumed.report.lastError, null);
   assert.match(ss('host', 'replication', 'disable', 'vm1', '--state-dir', 'a'), /disabled/);
   assert.match(ss('host', 'replication', 'list', '--state-dir', 'a'), /replicates nothing/);
   assert.match(

@@ -248,6 +248,12 @@ export class RelationshipService {
       this.stats.get(def.relationshipId) ??
       newRelationshipStats(def.relationshipId, def.policy.copyFrequencySeconds);
     this.stats.set(def.relationshipId, stats);
+    // A new sender starts idle; the counters carry over (a pause or restart keeps the history), the
+    // "stopped by the operator" state and its error do not.
+    if (stats.state === 'stopped') {
+      stats.state = 'idle';
+      stats.lastError = null;
+    }
     const log = this.log.child({ relationshipId: def.relationshipId });
     const sender = new ReplicationSender({
       tls: await this.identity(),
