@@ -6,30 +6,19 @@
  * unchanged (flush and FUA still fdatasync through the inner device).
  */
 import { writeSync } from 'node:fs';
-import type {
-  BlockDevice,
-  BlockExtent,
-  WriteFlags,
-  ZeroFlags,
-} from '../../src/host/block-device/block-device.js';
+import type { BlockDevice, WriteFlags } from '../../src/host/block-device/block-device.js';
+import { PassThroughFilter } from '../../src/host/block-device/pass-through.filter.js';
 
-export class SyncWriteDevice implements BlockDevice {
+export class SyncWriteDevice extends PassThroughFilter {
   /** Writes up to `maxSyncBytes` go synchronously; larger ones go to the inner device (threadpool). */
   constructor(
-    private readonly inner: BlockDevice,
+    inner: BlockDevice,
     private readonly fd: number,
     private readonly maxSyncBytes = Infinity,
-  ) {}
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
+  ) {
+    super(inner);
   }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.inner.read(offsetBytes, lengthBytes);
-  }
-  write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
+  override write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
     if (data.length > this.maxSyncBytes) return this.inner.write(offsetBytes, data, flags);
     try {
       let done = 0;
@@ -39,20 +28,5 @@ export class SyncWriteDevice implements BlockDevice {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     return flags.fua ? this.inner.flush() : Promise.resolve();
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  trim(offsetBytes: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
-    return this.inner.trim(offsetBytes, lengthBytes, flags);
-  }
-  writeZeroes(offsetBytes: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
-    return this.inner.writeZeroes(offsetBytes, lengthBytes, flags);
-  }
-  extents(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {
-    return this.inner.extents(offsetBytes, lengthBytes);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }

@@ -21,8 +21,9 @@ import { createHash } from 'node:crypto';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { Clock } from '../../domain/clock.js';
 import { formatBytes } from '../../domain/units.js';
-import type { BlockDevice, BlockExtent, WriteFlags, ZeroFlags } from '../block-device/block-device.js';
+import type { BlockDevice } from '../block-device/block-device.js';
 import { FileBlockDevice } from '../block-device/file.block-device.js';
+import { PassThroughFilter } from '../block-device/pass-through.filter.js';
 import type { Storage } from '../storage/storage.js';
 import { readWholeFile, replaceFileAtomically } from './atomic-file.js';
 import { diskIdOfMetaName, diskPaths, disksDir, type DiskPaths } from './disk-paths.js';
@@ -235,39 +236,17 @@ export class DiskStore {
 }
 
 /** Releases the disk's read-write claim when the device is closed. */
-class ReleasingDevice implements BlockDevice {
+class ReleasingDevice extends PassThroughFilter {
   private released = false;
 
   constructor(
-    private readonly inner: BlockDevice,
+    inner: BlockDevice,
     private readonly release: () => void,
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  get sizeBytes(): number {
-    return this.inner.sizeBytes;
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly;
-  }
-  read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.inner.read(offsetBytes, lengthBytes);
-  }
-  write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
-    return this.inner.write(offsetBytes, data, flags);
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  trim(offsetBytes: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
-    return this.inner.trim(offsetBytes, lengthBytes, flags);
-  }
-  writeZeroes(offsetBytes: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
-    return this.inner.writeZeroes(offsetBytes, lengthBytes, flags);
-  }
-  extents(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {
-    return this.inner.extents(offsetBytes, lengthBytes);
-  }
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     if (this.released) return;
     this.released = true;
     try {
