@@ -41,7 +41,13 @@ export async function createDisks(
 
 export async function enableReplication(
   lab: HostLab,
-  options: { vmId: string; diskIds: string[]; copyFrequencySeconds?: number; chunkBytes?: number },
+  options: {
+    vmId: string;
+    diskIds: string[];
+    copyFrequencySeconds?: number;
+    chunkBytes?: number;
+    bandwidthLimitBytesPerSec?: number;
+  },
 ): Promise<RelationshipView> {
   const b = lab.host('host-b');
   return lab.host('host-a').client.post<RelationshipView>('/v1/relationships', {
@@ -51,6 +57,9 @@ export async function enableReplication(
     policy: {
       copyFrequencySeconds: options.copyFrequencySeconds ?? 0,
       chunkBytes: options.chunkBytes ?? 256 * 1024,
+      ...(options.bandwidthLimitBytesPerSec !== undefined
+        ? { bandwidthLimitBytesPerSec: options.bandwidthLimitBytesPerSec }
+        : {}),
     },
   });
 }

@@ -4,13 +4,15 @@
  * storage calls of the final operation, then again with the power cut at a random one of them (or just
  * after the last), with the unsynced writes dropped, torn to a random subset, or cut to a random prefix.
  * After reopening, the visible points must be the old set or the new set, each exact against the model,
- * and the store must keep working (one more cycle commits and reads back exactly).
+ * and the store must keep working (one more cycle commits and reads back exactly). Half of the staging
+ * cases first stage part of the changes (some of them stale) in an earlier cycle that the final cycle
+ * adopts, as after a sender restart; the cut may hit the adoption itself.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
-import type { StagedProgress } from '../../src/host/recovery-points/replica-store.js';
+import type { CycleWriter, StagedProgress } from '../../src/host/recovery-points/replica-store.js';
 import { PowerCutStorage, type PowerCutMode } from '../../src/testing/faults/power-cut-storage.js';
 import { StopAtStorage, MachineStopped } from '../../src/testing/faults/stop-at-storage.js';
 import { DiskModel, fixedClock, randomCycle, stage, verifyPoints, type CycleOp } from './store-harness.js';
@@ -113,12 +115,28 @@ async function scenario(seed: number, crashAt: number | null, kindOverride?: Kin
       const ops = senderChunks(randomCycle(rng, model, 10), model);
       outcome.stageOps = ops;
       model.snapshot(`rp-${cycles + 1}`);
-      if (crashAt !== null) storage.armStop(crashAt);
-      const w = await store.beginCycle('final', 1);
-      for (const op of ops) {
-        if (op.kind === 'data') await w.writeChunk(op.diskId, op.offsetBytes, op.data);
-        else await w.zeroRange(op.diskId, op.offsetBytes, op.lengthBytes);
-        if (rng.chance(0.3)) outcome.syncedBeforeCut = await w.sync();
+      if (adoptsEarlierStaging(seed)) {
+        // a sender restarted: an earlier cycle staged part of the same changes (some stale), durably;
+        // the power cut may hit the adoption (re-head) itself or the staging after it
+        const pre = await store.beginCycle('pre-restart', 1);
+        for (const op of ops.slice(0, Math.ceil(ops.length / 2))) {
+          if (op.kind === 'data' && rng.chance(0.3)) {
+            await pre.writeChunk(op.diskId, op.offsetBytes, rng.fill(Buffer.alloc(op.data.length)) as Buffer);
+          } else await stageOp(pre, op);
+        }
+        await pre.sync();
+        if (crashAt !== null) storage.armStop(crashAt);
+        const w = await store.beginCycle('final', 1, { adoptWithin: wholeDisks(store) });
+        await sendLikeSender(store, w, ops, async () => {
+          if (rng.chance(0.3)) outcome.syncedBeforeCut = await w.sync();
+        });
+      } else {
+        if (crashAt !== null) storage.armStop(crashAt);
+        const w = await store.beginCycle('final', 1);
+        for (const op of ops) {
+          await stageOp(w, op);
+          if (rng.chance(0.3)) outcome.syncedBeforeCut = await w.sync();
+        }
       }
     }
     outcome.after = store.points().map((p) => p.pointId);
@@ -133,6 +151,51 @@ function covers(progress: StagedProgress, diskId: string, offsetBytes: number, l
   return (progress.staged[diskId] ?? []).some(
     (r) => r.offsetBytes <= offsetBytes && r.offsetBytes + r.lengthBytes >= offsetBytes + lengthBytes,
   );
+}
+
+/** Half of the stage cases (by seed) adopt an earlier cycle's staging, as after a sender restart. */
+function adoptsEarlierStaging(seed: number): boolean {
+  return Math.floor(seed / 3) % 2 === 1;
+}
+
+function wholeDisks(store: PointStore): Record<string, Array<{ offsetBytes: number; lengthBytes: number }>> {
+  const out: Record<string, Array<{ offsetBytes: number; lengthBytes: number }>> = {};
+  for (const d of store.disks()) out[d.diskId] = [{ offsetBytes: 0, lengthBytes: d.sizeBytes }];
+  return out;
+}
+
+async function stageOp(w: CycleWriter, op: CycleOp): Promise<void> {
+  if (op.kind === 'data') await w.writeChunk(op.diskId, op.offsetBytes, op.data);
+  else await w.zeroRange(op.diskId, op.offsetBytes, op.lengthBytes);
+}
+
+/**
+ * Stages `ops` as the replication sender and receiver would: ranges this cycle staged durably are
+ * skipped; adopted ranges are skipped only when the latest point overlaid with the staged records
+ * already holds the op's content (the digest compare); everything else is written.
+ */
+async function sendLikeSender(
+  store: PointStore,
+  w: CycleWriter,
+  ops: readonly CycleOp[],
+  afterEach: () => Promise<void> = async () => {},
+): Promise<void> {
+  const last = store.points().at(-1);
+  assert.ok(last, 'the scenario always has a point');
+  const adopted: StagedProgress = { cycleId: w.cycleId, staged: w.adopted() };
+  for (const op of ops) {
+    const len = op.kind === 'data' ? op.data.length : op.lengthBytes;
+    if (covers(w.progress(), op.diskId, op.offsetBytes, len)) continue;
+    if (covers(adopted, op.diskId, op.offsetBytes, len)) {
+      const view = await store.openPointDisk(last.pointId, op.diskId);
+      const content = await view.read(op.offsetBytes, len);
+      await view.close();
+      await w.overlayStaged(op.diskId, op.offsetBytes, content);
+      if (content.equals(op.kind === 'data' ? op.data : Buffer.alloc(len))) continue;
+    }
+    await stageOp(w, op);
+    await afterEach();
+  }
 }
 
 /** Runs one case with a cut at `crashAt`, reopens, checks; returns which set became visible. */
@@ -164,20 +227,16 @@ async function checkCase(
   for (const [diskId, content] of latest) run.model.disks.set(diskId, Buffer.from(content));
 
   if (run.kind === 'stage') {
-    // Resume: what was durably synced is still staged; send the rest, commit, and check.
-    const w = await store.beginCycle('final', 1);
+    // Resume: what was durably synced is still staged; send the rest, commit, and check. After an
+    // adoption cut short, the same cycle adopts the earlier staging again.
+    const w = await store.beginCycle('final', 1, { adoptWithin: wholeDisks(store) });
     const progress = w.progress();
     for (const [diskId, ranges] of Object.entries(run.syncedBeforeCut?.staged ?? {})) {
       for (const r of ranges) {
         assert.ok(covers(progress, diskId, r.offsetBytes, r.lengthBytes), `${label}: synced range lost`);
       }
     }
-    for (const op of run.stageOps ?? []) {
-      const len = op.kind === 'data' ? op.data.length : op.lengthBytes;
-      if (covers(progress, op.diskId, op.offsetBytes, len)) continue;
-      if (op.kind === 'data') await w.writeChunk(op.diskId, op.offsetBytes, op.data);
-      else await w.zeroRange(op.diskId, op.offsetBytes, op.lengthBytes);
-    }
+    await sendLikeSender(store, w, run.stageOps ?? []);
     await w.commit({ cutWallMs: T0 + 100 * 60 * 60_000, consistency: 'crash-consistent' });
     await verifyPoints(store, run.model, `${label} after resume`);
   } else {

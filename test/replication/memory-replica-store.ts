@@ -117,6 +117,21 @@ export class MemoryReplicaStore implements ReplicaStore {
       progress() {
         return progressOf(st.durableOps);
       },
+      adopted() {
+        return {}; // this double never adopts an earlier cycle's staging
+      },
+      overlayStaged(diskId, offsetBytes, target) {
+        const end = offsetBytes + target.length;
+        for (const op of st.ops.slice(0, st.durableOps)) {
+          if (op.diskId !== diskId) continue;
+          const from = Math.max(op.offsetBytes, offsetBytes);
+          const to = Math.min(op.offsetBytes + op.lengthBytes, end);
+          if (from >= to) continue;
+          if (op.data) op.data.copy(target, from - offsetBytes, from - op.offsetBytes, to - op.offsetBytes);
+          else target.fill(0, from - offsetBytes, to - offsetBytes);
+        }
+        return Promise.resolve();
+      },
       commit(meta) {
         live();
         const images = new Map<string, Buffer>();

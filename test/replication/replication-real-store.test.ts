@@ -146,3 +146,57 @@ test('a cycle cut mid-way, then the receiver restarted: resume from the durably 
     await proxy.stop();
   }
 });
+
+test('a sender restarted mid-way (new cycle id): the replica adopts the staged part, only missing and changed chunks are sent', async () => {
+  const rng = new Rng(SEED + 22);
+  const disk = rng.fill(Buffer.alloc(6 * MiB)) as Buffer;
+  const chunkBytes = 256 * 1024;
+  const proxy = new CutProxy(rx.port);
+  const proxyPort = await proxy.start();
+  try {
+    // the first sender dies (gives up at once) after about half the disk went through
+    proxy.cutSchedule.push(3 * MiB);
+    const first = makeSender(pki.hostA, proxyPort, {
+      relationshipId: 'vm-adopt',
+      epoch: 0,
+      policy: { chunkBytes, windowChunks: 4, compression: false, maxAttempts: 1 },
+    });
+    await assert.rejects(
+      first.shipCycle({
+        cycleId: 'before-restart',
+        cutWallMs: 1,
+        consistency: 'crash-consistent',
+        snapshots: [new MemoryCycleSnapshot('d', disk)],
+      }),
+    );
+    first.stop();
+    // meanwhile the VM wrote into the part that was already staged and into the rest
+    const next = Buffer.from(disk);
+    const changedStaged = chunkBytes + 1000;
+    next[changedStaged] = (next[changedStaged] ?? 0) ^ 0xff;
+    rng.fill(next.subarray(5 * MiB, 5 * MiB + 10));
+    const second = makeSender(pki.hostA, proxyPort, {
+      relationshipId: 'vm-adopt',
+      epoch: 0,
+      policy: { chunkBytes, windowChunks: 4, compression: false },
+    });
+    const r = await second.shipCycle({
+      cycleId: 'after-restart',
+      cutWallMs: 2,
+      consistency: 'crash-consistent',
+      snapshots: [new MemoryCycleSnapshot('d', next)],
+    });
+    second.disconnect();
+    const skippedBytes = r.chunksSkippedByDigest * chunkBytes;
+    assert.ok(skippedBytes >= MiB, `only ${skippedBytes} bytes verified by digest (seed ${SEED})`);
+    assert.equal(r.logicalBytesSent + skippedBytes, next.length, 'every chunk either sent or verified');
+    assert.ok(
+      r.logicalBytesSent <= next.length - MiB,
+      `sent ${r.logicalBytesSent} of ${next.length} after the restart (seed ${SEED})`,
+    );
+    assert.ok((await latestImage('vm-adopt', 'd')).equals(next), `replica differs (seed ${SEED})`);
+    assert.equal(opened.get('vm-adopt')?.points().at(-1)?.cycleId, 'after-restart');
+  } finally {
+    await proxy.stop();
+  }
+});

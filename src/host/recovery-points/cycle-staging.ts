@@ -3,10 +3,12 @@
  * `sync()`, resumable by reopening with the same (cycleId, epoch). `progress()` reports only what a
  * completed `sync()` made durable, so the sender never skips a range that a power cut could lose.
  * Any failed write or sync breaks the writer (the log may now have a hole); reopen it to resume.
+ * Records staged by earlier cycles and adopted by this one (recovery-points.md section 4) are applied
+ * at commit like the others but reported by `adopted()`, not `progress()`.
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import type { StorageFile } from '../storage/storage.js';
-import { coalescedRanges, ExtentMap } from './extent-map.js';
+import { coalescedRanges, ExtentMap, sliceSourceRef, type SourceRef } from './extent-map.js';
 import { encodeRedoRecord, payloadOffsetInRecord, type RedoEntry } from './redo-log.js';
 import type { CycleWriter, RecoveryPointInfo, StagedProgress } from './replica-store.js';
 
@@ -23,7 +25,12 @@ export class CycleStaging implements CycleWriter {
   /** Completed but unsynced appends, with their log positions (writes may complete out of order). */
   private entriesPending: Array<{ posBytes: number; entry: RedoEntry }> = [];
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly syncedRanges = new Map<string, ExtentMap<null>>();
+  /** Per disk, where the durable staged content of every range is (adopted or own, later wins). */
+  private readonly syncedContent = new Map<string, ExtentMap<SourceRef>>();
+  /** Per disk, ranges durably staged by this cycle. */
+  private readonly ownRanges = new Map<string, ExtentMap<null>>();
+  /** Per disk, ranges staged by earlier cycles and adopted by this one. */
+  private readonly adoptedRanges = new Map<string, ExtentMap<null>>();
   private state: 'open' | 'broken' | 'closed' = 'open';
   private recordsPending = 0;
   /** Records (header included) covered by the last completed sync. */
@@ -36,13 +43,13 @@ export class CycleStaging implements CycleWriter {
     readonly file: StorageFile,
     readonly cycleId: string,
     readonly epoch: number,
-    existing: { entries: RedoEntry[]; validBytes: number; records: number },
+    existing: { entries: RedoEntry[]; adoptedEntries: number; validBytes: number; records: number },
   ) {
     this.appendPosBytes = existing.validBytes;
     this.entriesSynced = [...existing.entries];
     this.recordsSynced = existing.records;
     this.syncedBytes = existing.validBytes;
-    for (const e of existing.entries) this.markSynced(e);
+    existing.entries.forEach((e, i) => this.markSynced(e, i < existing.adoptedEntries));
   }
 
   get isOpen(): boolean {
@@ -91,7 +98,7 @@ export class CycleStaging implements CycleWriter {
     pending.sort((a, b) => a.posBytes - b.posBytes);
     for (const { entry } of pending) {
       this.entriesSynced.push(entry);
-      this.markSynced(entry);
+      this.markSynced(entry, false);
     }
     this.recordsSynced += pendingRecords;
     this.syncedBytes = endBytes;
@@ -99,9 +106,31 @@ export class CycleStaging implements CycleWriter {
   }
 
   progress(): StagedProgress {
-    const staged: Record<string, Array<{ offsetBytes: number; lengthBytes: number }>> = {};
-    for (const [diskId, map] of this.syncedRanges) staged[diskId] = coalescedRanges(map);
-    return { cycleId: this.cycleId, staged };
+    return { cycleId: this.cycleId, staged: rangesByDisk(this.ownRanges) };
+  }
+
+  adopted(): StagedProgress['staged'] {
+    return rangesByDisk(this.adoptedRanges);
+  }
+
+  async overlayStaged(diskId: string, offsetBytes: number, target: Buffer): Promise<void> {
+    const map = this.syncedContent.get(diskId);
+    if (map === undefined) return;
+    for (const piece of map.covered(offsetBytes, target.length)) {
+      const at = piece.offsetBytes - offsetBytes;
+      if (piece.value.kind === 'zero') {
+        target.fill(0, at, at + piece.lengthBytes);
+        continue;
+      }
+      const n = await this.file.read(target, at, piece.lengthBytes, piece.value.posBytes);
+      if (n !== piece.lengthBytes) {
+        throw ioError(
+          'the staging log is shorter than its records say; reopen the cycle',
+          this.cycleId,
+          null,
+        );
+      }
+    }
   }
 
   async commit(meta: Parameters<CycleWriter['commit']>[0]): Promise<RecoveryPointInfo> {
@@ -148,11 +177,18 @@ export class CycleStaging implements CycleWriter {
     }
   }
 
-  private markSynced(e: RedoEntry): void {
-    let m = this.syncedRanges.get(e.diskId);
+  private markSynced(e: RedoEntry, adopted: boolean): void {
+    let content = this.syncedContent.get(e.diskId);
+    if (content === undefined) {
+      content = new ExtentMap<SourceRef>(sliceSourceRef);
+      this.syncedContent.set(e.diskId, content);
+    }
+    content.set(e.offsetBytes, e.lengthBytes, e.source);
+    const ranges = adopted ? this.adoptedRanges : this.ownRanges;
+    let m = ranges.get(e.diskId);
     if (m === undefined) {
       m = new ExtentMap<null>(() => null);
-      this.syncedRanges.set(e.diskId, m);
+      ranges.set(e.diskId, m);
     }
     m.set(e.offsetBytes, e.lengthBytes, null);
   }
@@ -190,6 +226,12 @@ export class CycleStaging implements CycleWriter {
       );
     }
   }
+}
+
+function rangesByDisk(maps: Map<string, ExtentMap<null>>): StagedProgress['staged'] {
+  const out: Record<string, Array<{ offsetBytes: number; lengthBytes: number }>> = {};
+  for (const [diskId, map] of maps) out[diskId] = coalescedRanges(map);
+  return out;
 }
 
 function ioError(message: string, cycleId: string, cause: unknown): SecondsiteError {

@@ -15,8 +15,8 @@ import { CycleStaging, type StagingHost } from './cycle-staging.js';
 import { gapsOf } from './extent-map.js';
 import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
 import { PointDiskView, type PointResolver } from './point-disk-view.js';
-import { buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-log.js';
-import type { CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
+import { adoptable, buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-log.js';
+import type { BeginCycleOptions, CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
 import { checkPlainName, StoreLayout } from './store-layout.js';
 import { TestView } from './test-view.js';
 import { applyRedo, captureUndo, writeMergedUndo, type RedoMap } from './undo-redo-copy.js';
@@ -177,7 +177,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   // ---- Staging and commit ----
 
-  beginCycle(cycleId: string, epoch: number): Promise<CycleWriter> {
+  beginCycle(cycleId: string, epoch: number, options: BeginCycleOptions = {}): Promise<CycleWriter> {
     return this.mutate(async () => {
       if (typeof cycleId !== 'string' || cycleId.length === 0 || cycleId.length > 256) {
         throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', 'cycleId must be 1 to 256 characters', {
@@ -199,6 +199,20 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
           this.staging = new CycleStaging(this, file, cycleId, epoch, scan);
           return this.staging;
         }
+        if (scan.head !== null && scan.head.epoch === epoch && adoptable(scan.entries, options.adoptWithin)) {
+          // keep the earlier cycle's records (adopted) and re-head the log to this cycle
+          await file.truncate(scan.validBytes);
+          const head = encodeRedoRecord({ k: 'head', cycleId, epoch });
+          await file.write(head, 0, head.length, scan.validBytes);
+          await file.datasync();
+          this.staging = new CycleStaging(this, file, cycleId, epoch, {
+            entries: scan.entries,
+            adoptedEntries: scan.entries.length,
+            validBytes: scan.validBytes + head.length,
+            records: scan.records + 1,
+          });
+          return this.staging;
+        }
         await file.close();
         await this.storage.unlink(path);
       }
@@ -210,6 +224,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       await this.storage.syncDir(this.layout.stagingDir);
       this.staging = new CycleStaging(this, file, cycleId, epoch, {
         entries: [],
+        adoptedEntries: 0,
         validBytes: head.length,
         records: 1,
       });

@@ -1,11 +1,14 @@
 /**
  * The staging redo log of one cycle: an append-only file of self-checksummed records
  * `magic u32 | metaLen u32 | payloadLen u32 | sha256(meta ‖ payload) | meta JSON | payload`.
- * The first record is the header (cycleId, epoch); then `data` and `zero` records. A reader trusts the
- * longest prefix of valid records, so unsynced or torn tails after a power cut are cut off, never used.
+ * The first record is the header (cycleId, epoch); then `data` and `zero` records. A later header
+ * re-heads the log to another cycle that adopted the records before it (recovery-points.md section 4).
+ * A reader trusts the longest prefix of valid records, so unsynced or torn tails after a power cut are
+ * cut off, never used.
  */
 import { createHash } from 'node:crypto';
 import { SecondsiteError } from '../../domain/errors.js';
+import { coalesce, covers, type ByteRange } from '../../domain/replication/extent-set.js';
 import type { StorageFile } from '../storage/storage.js';
 import { ExtentMap, sliceSourceRef, type SourceRef } from './extent-map.js';
 
@@ -46,8 +49,11 @@ export function payloadOffsetInRecord(record: Buffer): number {
 }
 
 export interface RedoScan {
+  /** The last header: the cycle being staged. */
   readonly head: { cycleId: string; epoch: number } | null;
   readonly entries: RedoEntry[];
+  /** How many of `entries` come before the last header (staged by earlier cycles, adopted). */
+  readonly adoptedEntries: number;
   /** Records accepted, the header included. */
   readonly records: number;
   /** Bytes of the valid prefix. */
@@ -59,6 +65,7 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
   const fileBytes = Math.min(await file.sizeBytes(), limitBytes ?? Number.MAX_SAFE_INTEGER);
   const entries: RedoEntry[] = [];
   let head: RedoScan['head'] = null;
+  let adoptedEntries = 0;
   let pos = 0;
   let records = 0;
   const header = Buffer.alloc(HEADER_BYTES);
@@ -95,6 +102,9 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
     if (records === 0) {
       if (meta.k !== 'head') break;
       head = { cycleId: meta.cycleId, epoch: meta.epoch };
+    } else if (meta.k === 'head') {
+      head = { cycleId: meta.cycleId, epoch: meta.epoch };
+      adoptedEntries = entries.length;
     } else if (meta.k === 'data') {
       entries.push({
         diskId: meta.d,
@@ -110,7 +120,21 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
     records++;
     pos = end;
   }
-  return { head, entries, records, validBytes: pos };
+  return { head, entries, adoptedEntries, records, validBytes: pos };
+}
+
+/**
+ * True when an earlier cycle's staged records may be adopted by a new cycle: there are some, and every
+ * one lies inside `within` (per disk id, the new cycle's plan). Data from outside the plan must never
+ * reach a point, so anything else is discarded.
+ */
+export function adoptable(
+  entries: readonly RedoEntry[],
+  within: Readonly<Record<string, ReadonlyArray<ByteRange>>> | undefined,
+): boolean {
+  if (within === undefined || entries.length === 0) return false;
+  const plan = new Map(Object.entries(within).map(([diskId, ranges]) => [diskId, coalesce(ranges)]));
+  return entries.every((e) => covers(plan.get(e.diskId) ?? [], e.offsetBytes, e.lengthBytes));
 }
 
 /** Per disk, the final content map of a cycle: later records win where they overlap. */

@@ -25,14 +25,24 @@ export interface ReplicaStore {
   points(): ReadonlyArray<RecoveryPointInfo>;
   /**
    * Opens (or reopens, for resume) the staging of a cycle. Reopening the same `cycleId` keeps the
-   * chunks already staged; a different `cycleId` discards any other staged cycle.
+   * chunks already staged. A different `cycleId` discards any other staged cycle, unless
+   * `adoptWithin` is given, the staged cycle has the same epoch and every range it staged lies inside
+   * `adoptWithin` (per disk id: the new cycle's plan): then its records are adopted (see
+   * `CycleWriter.adopted`).
    */
-  beginCycle(cycleId: string, epoch: number): Promise<CycleWriter>;
+  beginCycle(cycleId: string, epoch: number, options?: BeginCycleOptions): Promise<CycleWriter>;
   /** Read-only view of one disk at a retained point (for NBD export, checker, failover). */
   openPointDisk(pointId: string, diskId: string): Promise<PointDiskReader>;
   /** Drops points beyond retention: the latest always stays, plus one per hour for `retentionHours`. */
   applyRetention(nowMs: number, retentionHours: number): Promise<string[]>;
   close(): Promise<void>;
+}
+
+export interface BeginCycleOptions {
+  /** Per disk id, the ranges an earlier staged cycle must lie in to be adopted (the new plan). */
+  readonly adoptWithin?: Readonly<
+    Record<string, ReadonlyArray<{ offsetBytes: number; lengthBytes: number }>>
+  >;
 }
 
 export interface RecoveryPointInfo {
@@ -58,6 +68,17 @@ export interface CycleWriter {
   sync(): Promise<StagedProgress>;
   /** Staged chunks so far, for resume after a cut connection or a restart. */
   progress(): StagedProgress;
+  /**
+   * Per disk, ranges staged by earlier cycles and adopted by this one: they will be applied at commit
+   * unless overwritten, but their content may be stale, so they count as received only once verified.
+   */
+  adopted(): StagedProgress['staged'];
+  /**
+   * Overlays the durable staged content (adopted and own records, later records winning) of
+   * [offsetBytes, offsetBytes + target.length) onto `target`, leaving unstaged bytes as they are.
+   * With `target` holding the latest point's content, the result is what a commit would produce.
+   */
+  overlayStaged(diskId: string, offsetBytes: number, target: Buffer): Promise<void>;
   /** Atomically turns the staged cycle into a new recovery point. */
   commit(meta: {
     cutWallMs: number;

@@ -21,6 +21,7 @@ import type {
   PointDiskReader,
   RecoveryPointInfo,
   ReplicaStore,
+  StagedProgress,
 } from '../recovery-points/replica-store.js';
 import { decompressChunk } from './chunk-compression.js';
 import type { FrameConnection } from './frame-connection.js';
@@ -178,23 +179,25 @@ export class ReceiverSession {
       return;
     }
 
-    // 3. open (or reopen) staging, report durable progress
-    const writer = await store.beginCycle(begin.cycleId, store.epoch());
+    // 3. open (or reopen) staging, adopting an earlier cycle's staging that lies inside this plan
+    //    (a restarted sender), and report durable progress: own ranges are skipped, adopted ones are
+    //    compared by digest
+    const adoptWithin: Record<string, ByteRange[]> = {};
+    plan.forEach((ranges, i) => (adoptWithin[this.diskIdAt(i)] = ranges));
+    const writer = await store.beginCycle(begin.cycleId, store.epoch(), { adoptWithin });
     const progress = await writer.sync();
-    const staged: DiskExtent[] = [];
-    for (const [diskId, ranges] of Object.entries(progress.staged)) {
-      const diskIndex = this.diskIndexOf(diskId);
-      if (diskIndex < 0) continue;
-      for (const r of ranges)
-        staged.push({ diskIndex, offsetBytes: r.offsetBytes, lengthBytes: r.lengthBytes });
-    }
-    for (let i = 0; i === 0 || i < staged.length; i += MAX_EXTENTS_PER_FRAME) {
-      const part = staged.slice(i, i + MAX_EXTENTS_PER_FRAME);
+    const staged = this.extentsOf(progress.staged);
+    const adopted = this.extentsOf(writer.adopted());
+    const digestsAllowed = begin.mode === 'resync' || adopted.length > 0;
+    const pages = Math.max(1, Math.ceil(Math.max(staged.length, adopted.length) / MAX_EXTENTS_PER_FRAME));
+    for (let page = 0; page < pages; page++) {
+      const from = page * MAX_EXTENTS_PER_FRAME;
       await this.conn.send({
         kind: 'cycle-ready',
         cycleId: begin.cycleId,
-        staged: part,
-        last: i + MAX_EXTENTS_PER_FRAME >= staged.length,
+        staged: staged.slice(from, from + MAX_EXTENTS_PER_FRAME),
+        adopted: adopted.slice(from, from + MAX_EXTENTS_PER_FRAME),
+        last: page === pages - 1,
       });
     }
 
@@ -228,8 +231,9 @@ export class ReceiverSession {
             if (header.flags & FLAG_SYNC) await this.ack(writer, header.seq);
             break;
           case 'digests':
-            if (begin.mode !== 'resync') throw protocolError('digests are only exchanged in resync cycles');
-            await this.compareDigests(m, plan, verified, readers);
+            if (!digestsAllowed)
+              throw protocolError('digests are only exchanged in resync cycles or for adopted ranges');
+            await this.compareDigests(m, plan, verified, readers, writer);
             break;
           case 'cycle-end':
             await this.endCycle(begin, m, writer, plan, verified);
@@ -241,6 +245,17 @@ export class ReceiverSession {
     } finally {
       for (const r of readers.values()) if (r) await r.close();
     }
+  }
+
+  /** Per-disk-id ranges as extents of this session's disk indexes (disks not in the session dropped). */
+  private extentsOf(byDiskId: StagedProgress['staged']): DiskExtent[] {
+    const out: DiskExtent[] = [];
+    for (const [diskId, ranges] of Object.entries(byDiskId)) {
+      const diskIndex = this.diskIndexOf(diskId);
+      if (diskIndex < 0) continue;
+      for (const r of ranges) out.push({ diskIndex, offsetBytes: r.offsetBytes, lengthBytes: r.lengthBytes });
+    }
+    return out;
   }
 
   private diskIdAt(diskIndex: number): string {
@@ -267,6 +282,7 @@ export class ReceiverSession {
     plan: ByteRange[][],
     verified: ByteRange[][],
     readers: Map<string, PointDiskReader | null>,
+    writer: CycleWriter,
   ): Promise<void> {
     const store = this.store as ReplicaStore;
     const last = store.points().at(-1);
@@ -279,9 +295,18 @@ export class ReceiverSession {
         reader = last ? await store.openPointDisk(last.pointId, diskId).catch(() => null) : null;
         readers.set(diskId, reader);
       }
-      let same = false;
+      // compared with what a commit would produce: the latest point (zeros on a replica with no
+      // point yet: its images are fresh sparse files) overlaid with every durable staged record
+      let base: Buffer | null = null;
       if (reader && c.offsetBytes + c.lengthBytes <= reader.sizeBytes) {
-        same = chunkChecksum(await reader.read(c.offsetBytes, c.lengthBytes)).equals(c.digest);
+        base = await reader.read(c.offsetBytes, c.lengthBytes);
+      } else if (!last) {
+        base = Buffer.alloc(c.lengthBytes);
+      }
+      let same = false;
+      if (base) {
+        await writer.overlayStaged(diskId, c.offsetBytes, base);
+        same = chunkChecksum(base).equals(c.digest);
       }
       if (same)
         (verified[c.diskIndex] as ByteRange[]).push({

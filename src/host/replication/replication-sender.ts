@@ -416,8 +416,10 @@ export class ReplicationSender {
     for (let i = 0; i < plan.extents.length; i += MAX_EXTENTS_PER_FRAME) {
       await conn.send({ kind: 'plan', extents: plan.extents.slice(i, i + MAX_EXTENTS_PER_FRAME) });
     }
-    // durable progress of this cycle on the replica (or: it is already a point)
+    // durable progress of this cycle on the replica (or: it is already a point), and what it adopted
+    // from an earlier cycle's staging (compared by digest, docs/design/replication.md)
     const staged: ByteRange[][] = cycle.snapshots.map(() => []);
+    const adopted: ByteRange[][] = cycle.snapshots.map(() => []);
     for (;;) {
       const f = await conn.next(t);
       const m = f.message;
@@ -427,9 +429,13 @@ export class ReplicationSender {
       if (m.cycleId !== cycle.cycleId)
         throw new SecondsiteError('SECONDSITE_ERR_PROTOCOL', 'cycle-ready for another cycle');
       for (const e of m.staged) (staged[e.diskIndex] as ByteRange[]).push(e);
+      for (const e of m.adopted) (adopted[e.diskIndex] as ByteRange[]).push(e);
       if (m.last) break;
     }
     const stagedSets = staged.map((r) => coalesce(r));
+    const adoptedSets = adopted.map((r) => coalesce(r));
+    const digestFirst = (it: WorkItem): boolean =>
+      it.digestFirst || covers(adoptedSets[it.diskIndex] as ByteRange[], it.offsetBytes, it.lengthBytes);
     const plannedBytes = plan.items.reduce((n, i) => n + i.lengthBytes, 0);
     this.stats.currentCycle = { cycleId: cycle.cycleId, plannedBytes, doneBytes: 0 };
 
@@ -476,7 +482,7 @@ export class ReplicationSender {
         this.progress(it.lengthBytes);
         continue;
       }
-      if (it.digestFirst) {
+      if (digestFirst(it)) {
         pending.push(it);
         if (pending.length >= this.policy.digestBatch) await flushDigests();
         continue;

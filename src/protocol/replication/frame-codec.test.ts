@@ -57,6 +57,7 @@ const samples: Message[] = [
     kind: 'cycle-ready',
     cycleId: 'c1',
     staged: [{ diskIndex: 0, offsetBytes: 8192, lengthBytes: 4096 }],
+    adopted: [{ diskIndex: 1, offsetBytes: 2 ** 40, lengthBytes: 2 ** 20 }],
     last: true,
   },
   { kind: 'digests', chunks: [{ diskIndex: 0, offsetBytes: 0, lengthBytes: 65536, digest }] },

@@ -119,7 +119,7 @@ export function checkMessageInSession(m: Message, ctx: SessionContext): void {
       for (const e of m.extents) checkExtent(ctx, e.diskIndex, e.offsetBytes, e.lengthBytes, 'plan frame');
       break;
     case 'cycle-ready':
-      for (const e of m.staged)
+      for (const e of [...m.staged, ...m.adopted])
         checkExtent(ctx, e.diskIndex, e.offsetBytes, e.lengthBytes, 'cycle-ready frame');
       break;
     case 'digests':

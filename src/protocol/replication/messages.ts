@@ -97,7 +97,15 @@ export type Message =
       planDigest: Buffer;
     }
   | { kind: 'plan'; extents: DiskExtent[] }
-  | { kind: 'cycle-ready'; cycleId: string; staged: DiskExtent[]; last: boolean }
+  | {
+      kind: 'cycle-ready';
+      cycleId: string;
+      /** Durable ranges of this cycle: the sender skips them. */
+      staged: DiskExtent[];
+      /** Durable ranges staged by earlier cycles and adopted: the sender sends digests for them. */
+      adopted: DiskExtent[];
+      last: boolean;
+    }
   | { kind: 'digests'; chunks: Array<DiskExtent & { digest: Buffer }> }
   | { kind: 'diff'; count: number; differs: boolean[] }
   | {
@@ -207,6 +215,7 @@ export function encodeMessage(m: Message): Buffer[] {
     case 'cycle-ready':
       w.str(m.cycleId).u8(m.last ? 1 : 0);
       writeExtents(w, m.staged);
+      writeExtents(w, m.adopted);
       break;
     case 'digests':
       if (m.chunks.length > MAX_EXTENTS_PER_FRAME) throw new RangeError('too many digests for one frame');
@@ -319,7 +328,8 @@ export function decodeMessage(kind: MessageKind, payload: Buffer): Message {
       const cycleId = r.str('cycleId');
       const last = r.u8('last');
       if (last > 1) throw bad(`${what}: bad last flag ${last}`);
-      m = { kind, cycleId, last: last === 1, staged: readExtents(r, what) };
+      const staged = readExtents(r, what);
+      m = { kind, cycleId, last: last === 1, staged, adopted: readExtents(r, what) };
       break;
     }
     case 'digests': {
