@@ -3,6 +3,9 @@
  * `sync()`, resumable by reopening with the same (cycleId, epoch). `progress()` reports only what a
  * completed `sync()` made durable, so the sender never skips a range that a power cut could lose.
  * Any failed write or sync breaks the writer (the log may now have a hole); reopen it to resume.
+ * Writes may go on while a sync runs: a `sync()` covers exactly the records whose write was started
+ * before it was called (a prefix of the log), and syncs complete in call order, so a receiver can keep
+ * staging while the previous sync's datasync is in flight and still report only durable progress.
  * Records staged by earlier cycles and adopted by this one (recovery-points.md section 4) are applied
  * at commit like the others but reported by `adopted()`, not `progress()`.
  */
@@ -24,7 +27,10 @@ export class CycleStaging implements CycleWriter {
   private readonly entriesSynced: RedoEntry[];
   /** Completed but unsynced appends, with their log positions (writes may complete out of order). */
   private entriesPending: Array<{ posBytes: number; entry: RedoEntry }> = [];
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Writes not yet completed, with their log positions. */
+  private readonly inFlight = new Map<Promise<void>, number>();
+  /** The last sync asked for (syncs run one after the other, in call order). */
+  private syncQueue: Promise<unknown> = Promise.resolve();
   /** Per disk, where the durable staged content of every range is (adopted or own, later wins). */
   private readonly syncedContent = new Map<string, ExtentMap<SourceRef>>();
   /** Per disk, ranges durably staged by this cycle. */
@@ -32,7 +38,6 @@ export class CycleStaging implements CycleWriter {
   /** Per disk, ranges staged by earlier cycles and adopted by this one. */
   private readonly adoptedRanges = new Map<string, ExtentMap<null>>();
   private state: 'open' | 'broken' | 'closed' = 'open';
-  private recordsPending = 0;
   /** Records (header included) covered by the last completed sync. */
   recordsSynced: number;
   /** Bytes of the log covered by the last completed sync. */
@@ -82,26 +87,33 @@ export class CycleStaging implements CycleWriter {
 
   async sync(): Promise<StagedProgress> {
     this.checkOpen();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    // This sync covers every record started before now: [0, uptoBytes) of the log.
+    const uptoBytes = this.appendPosBytes;
+    const writes = [...this.inFlight].filter(([, pos]) => pos < uptoBytes).map(([p]) => p);
+    const run = this.syncQueue.then(() => this.syncUpTo(uptoBytes, writes));
+    this.syncQueue = run.catch(() => undefined);
+    return await run;
+  }
+
+  private async syncUpTo(uptoBytes: number, writes: Array<Promise<void>>): Promise<StagedProgress> {
     this.checkOpen();
-    const pending = this.entriesPending;
-    const pendingRecords = this.recordsPending;
-    const endBytes = this.appendPosBytes;
-    this.entriesPending = [];
-    this.recordsPending = 0;
+    await Promise.allSettled(writes);
+    this.checkOpen(); // a failed write broke the writer: the log may have a hole
+    const covered = this.entriesPending.filter((p) => p.posBytes < uptoBytes);
+    this.entriesPending = this.entriesPending.filter((p) => p.posBytes >= uptoBytes);
     try {
       await this.file.datasync();
     } catch (e) {
       this.state = 'broken';
       throw ioError('sync of the staged cycle failed; reopen the cycle to resume', this.cycleId, e);
     }
-    pending.sort((a, b) => a.posBytes - b.posBytes);
-    for (const { entry } of pending) {
+    covered.sort((a, b) => a.posBytes - b.posBytes);
+    for (const { entry } of covered) {
       this.entriesSynced.push(entry);
       this.markSynced(entry, false);
     }
-    this.recordsSynced += pendingRecords;
-    this.syncedBytes = endBytes;
+    this.recordsSynced += covered.length;
+    this.syncedBytes = Math.max(this.syncedBytes, uptoBytes);
     return this.progress();
   }
 
@@ -152,7 +164,7 @@ export class CycleStaging implements CycleWriter {
   async close(): Promise<void> {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.keys()]);
     await this.file.close();
   }
 
@@ -162,14 +174,13 @@ export class CycleStaging implements CycleWriter {
     const p = this.file.write(record, 0, record.length, pos).then(
       () => {
         this.entriesPending.push({ posBytes: pos, entry });
-        this.recordsPending++;
       },
       (e: unknown) => {
         this.state = 'broken';
         throw ioError('writing a staged chunk failed; reopen the cycle to resume', this.cycleId, e);
       },
     );
-    this.inFlight.add(p);
+    this.inFlight.set(p, pos);
     try {
       await p;
     } finally {

@@ -6,6 +6,7 @@
  * after a crash `open()` shows the old set of points or the new one, never a partly applied cycle.
  */
 import { SecondsiteError } from '../../domain/errors.js';
+import { coalesce } from '../../domain/replication/extent-set.js';
 import type { Clock } from '../../domain/clock.js';
 import { planRetention } from '../../domain/retention/retention.policy.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
@@ -15,6 +16,7 @@ import { CycleStaging, type StagingHost } from './cycle-staging.js';
 import { gapsOf } from './extent-map.js';
 import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
 import { PointDiskView, type PointResolver } from './point-disk-view.js';
+import { rewriteBases, type PromotionIntent } from './point-promotion.js';
 import { adoptable, buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-log.js';
 import type { BeginCycleOptions, CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
 import { checkPlainName, StoreLayout } from './store-layout.js';
@@ -67,9 +69,56 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   /** Opens (creating if needed) a relationship's store and finishes or discards an interrupted commit. */
   static async open(options: PointStoreOptions): Promise<PointStore> {
+    const layout = new StoreLayout(`${options.storageDir}/${options.relationshipId}`);
+    checkPlainName('relationship id', options.relationshipId);
+    if (await options.storage.exists(layout.promote)) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_STATE',
+        `the recovery-point store of ${options.relationshipId} is being promoted to disks (a failover commit); finish the commit first`,
+        { relationshipId: options.relationshipId },
+      );
+    }
+    return PointStore.openDir(options, layout);
+  }
+
+  /**
+   * Finishes a promotion (failover commit) interrupted by a crash: rewrites the bases again, renames
+   * them to their targets and removes the store. Returns the intent, or null when none was pending.
+   */
+  static async finishPromotion(options: PointStoreOptions): Promise<PromotionIntent | null> {
+    const layout = new StoreLayout(`${options.storageDir}/${options.relationshipId}`);
     checkPlainName('relationship id', options.relationshipId);
     const { storage } = options;
-    const layout = new StoreLayout(`${options.storageDir}/${options.relationshipId}`);
+    const gone = `${layout.dir}.promoted`;
+    if (!(await storage.exists(layout.promote))) {
+      if (await storage.exists(gone)) await storage.removeTree(gone);
+      return null;
+    }
+    const intent = (await readMetadataFile(storage, layout.promote)) as PromotionIntent | null;
+    if (intent === null || intent.format !== 'secondsite-promote-1') {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_METADATA_CORRUPT',
+        `promotion intent ${layout.promote} is unreadable`,
+        {
+          file: layout.promote,
+        },
+      );
+    }
+    let rewritten = false;
+    for (const diskId of Object.keys(intent.targets))
+      if (!(await storage.exists(layout.base(diskId)))) rewritten = true;
+    if (rewritten) {
+      // renames only start once every base is rewritten: finish them
+      await renameAndRemove(storage, layout, intent);
+      return intent;
+    }
+    const store = await PointStore.openDir(options, layout);
+    await store.mutate(() => store.promote(intent));
+    return intent;
+  }
+
+  private static async openDir(options: PointStoreOptions, layout: StoreLayout): Promise<PointStore> {
+    const { storage } = options;
     for (const dir of [layout.dir, layout.disksDir, layout.undoDir, layout.stagingDir, layout.viewsDir]) {
       await storage.mkdir(dir);
     }
@@ -383,36 +432,127 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     return this.viewPointIds;
   }
 
-  readPoint(pointId: string, diskId: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-    return this.chainLock.read(async () => {
-      this.checkUsable();
-      const buf = Buffer.alloc(lengthBytes);
-      let unresolved = [{ offsetBytes, lengthBytes }];
-      for (const undo of this.chainFor(pointId)) {
-        const map = undo.disks.get(diskId);
-        if (map === undefined) continue;
-        const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
-        for (const range of unresolved) {
-          const pieces = map.covered(range.offsetBytes, range.lengthBytes);
-          for (const p of pieces) {
-            const at = p.offsetBytes - offsetBytes;
-            if (p.value.kind === 'data') await readFully(undo.file, buf, at, p.lengthBytes, p.value.posBytes);
-            else buf.fill(0, at, at + p.lengthBytes);
-          }
-          next.push(...gapsOf(range, pieces));
-        }
-        unresolved = next;
-        if (unresolved.length === 0) break;
+  /**
+   * Turns view `viewId` (its point plus its own writes) into plain disk images at `targets` (per disk
+   * id, absolute paths on the same file system), in place, and removes the store: every other point is
+   * gone afterwards (docs/design/failover.md section 5). The view's disks must be closed. Crash-safe:
+   * once the intent is written, `finishPromotion` completes it; before, nothing changed.
+   */
+  promoteView(viewId: string, targets: Readonly<Record<string, string>>): Promise<PromotionIntent> {
+    return this.mutate(async () => {
+      const pointId = this.viewPointIds.get(viewId);
+      if (pointId === undefined) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_NOT_FOUND',
+          `no view ${viewId} in the store of ${this.relationshipId}`,
+          {
+            viewId,
+          },
+        );
       }
-      // The rest comes from the base; its holes are already zeros in `buf`.
-      const base = this.baseFile(diskId);
-      for (const r of unresolved) {
-        for (const e of await base.allocation(r.offsetBytes, r.lengthBytes)) {
-          if (e.data) await readFully(base, buf, e.offsetBytes - offsetBytes, e.lengthBytes, e.offsetBytes);
+      const point = this.findPoint(pointId);
+      const diskSizes: Record<string, number> = {};
+      for (const diskId of Object.keys(targets)) {
+        checkPlainName('disk id', diskId);
+        const size = point.diskSizes[diskId];
+        if (size === undefined) {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_NOT_FOUND',
+            `disk ${diskId} is not part of point ${pointId}`,
+            {
+              pointId,
+              diskId,
+            },
+          );
         }
+        diskSizes[diskId] = size;
       }
-      return buf;
+      const intent: PromotionIntent = {
+        format: 'secondsite-promote-1',
+        viewId,
+        pointId,
+        targets: { ...targets },
+        diskSizes,
+      };
+      if (this.staging !== null) {
+        await this.staging.close();
+        this.staging = null;
+      }
+      await writeMetadataFile(this.storage, this.layout.promote, intent);
+      await this.promote(intent);
+      return intent;
     });
+  }
+
+  /** Runs (or re-runs) a written promotion intent to the end; the store is closed and gone after. */
+  private async promote(intent: PromotionIntent): Promise<void> {
+    try {
+      await this.chainLock.write(() =>
+        rewriteBases(this.storage, this.layout, intent, {
+          changedAfter: (pointId, diskId) => this.changedAfter(pointId, diskId),
+          readPointUnlocked: (pointId, diskId, o, l) => this.readPointNow(pointId, diskId, o, l),
+          baseFile: (diskId) => this.baseFile(diskId),
+        }),
+      );
+      await this.closeFiles();
+      this.storeState = 'closed';
+      await renameAndRemove(this.storage, this.layout, intent);
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    }
+  }
+
+  /** Ranges of a disk changed after a point: the union of the ranges of its undo chain. */
+  private changedAfter(pointId: string, diskId: string): Array<{ offsetBytes: number; lengthBytes: number }> {
+    const ranges: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+    for (const undo of this.chainFor(pointId)) {
+      for (const e of undo.disks.get(diskId)?.entries() ?? [])
+        ranges.push({ offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes });
+    }
+    return coalesce(ranges);
+  }
+
+  readPoint(pointId: string, diskId: string, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    return this.chainLock.read(() => {
+      this.checkUsable();
+      return this.readPointNow(pointId, diskId, offsetBytes, lengthBytes);
+    });
+  }
+
+  /** readPoint without the chain lock (the caller holds it). */
+  private async readPointNow(
+    pointId: string,
+    diskId: string,
+    offsetBytes: number,
+    lengthBytes: number,
+  ): Promise<Buffer> {
+    const buf = Buffer.alloc(lengthBytes);
+    let unresolved = [{ offsetBytes, lengthBytes }];
+    for (const undo of this.chainFor(pointId)) {
+      const map = undo.disks.get(diskId);
+      if (map === undefined) continue;
+      const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+      for (const range of unresolved) {
+        const pieces = map.covered(range.offsetBytes, range.lengthBytes);
+        for (const p of pieces) {
+          const at = p.offsetBytes - offsetBytes;
+          if (p.value.kind === 'data') await readFully(undo.file, buf, at, p.lengthBytes, p.value.posBytes);
+          else buf.fill(0, at, at + p.lengthBytes);
+        }
+        next.push(...gapsOf(range, pieces));
+      }
+      unresolved = next;
+      if (unresolved.length === 0) break;
+    }
+    // The rest comes from the base; its holes are already zeros in `buf`.
+    const base = this.baseFile(diskId);
+    for (const r of unresolved) {
+      for (const e of await base.allocation(r.offsetBytes, r.lengthBytes)) {
+        if (e.data) await readFully(base, buf, e.offsetBytes - offsetBytes, e.lengthBytes, e.offsetBytes);
+      }
+    }
+    return buf;
   }
 
   allocationAtPoint(
@@ -767,6 +907,29 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     for (const u of this.undos.values()) await u.file.close();
     this.undos.clear();
   }
+}
+
+/** The last steps of a promotion: rename the rewritten bases to their targets, remove the store. */
+async function renameAndRemove(
+  storage: Storage,
+  layout: StoreLayout,
+  intent: PromotionIntent,
+): Promise<void> {
+  const dirs = new Set<string>();
+  for (const [diskId, target] of Object.entries(intent.targets)) {
+    if (!(await storage.exists(layout.base(diskId)))) continue;
+    await storage.rename(layout.base(diskId), target);
+    dirs.add(target.slice(0, target.lastIndexOf('/')));
+  }
+  for (const d of dirs) await storage.syncDir(d);
+  await storage.syncDir(layout.disksDir);
+  // the directory leaves in one atomic step, then is deleted at leisure
+  const parent = layout.dir.slice(0, layout.dir.lastIndexOf('/'));
+  const gone = `${layout.dir}.promoted`;
+  await storage.removeTree(gone);
+  await storage.rename(layout.dir, gone);
+  await storage.syncDir(parent);
+  await storage.removeTree(gone);
 }
 
 function toInfo(p: StoredPoint): RecoveryPointInfo {
