@@ -54,6 +54,8 @@ export interface GuestStateView {
   /** Wall-clock time the auto-thaw fires, while quiesced. */
   autoThawAtWallMs: number | null;
   bootedWallMs: number;
+  /** The addresses the HTTP API answers on (real ports, also when configured as 0). */
+  listen: { host: string; port: number }[];
 }
 
 export interface QuiesceAnswer {
@@ -80,6 +82,7 @@ export class GuestApp {
   private writer: Promise<void> | null = null;
   private stopped: Promise<void> | null = null;
   private readonly bootedWallMs = Date.now();
+  private listen: { host: string; port: number }[] = [];
 
   private constructor(
     readonly config: GuestConfig,
@@ -153,7 +156,13 @@ export class GuestApp {
       autoThaws: this.autoThaws,
       autoThawAtWallMs: this.autoThawAtWallMs,
       bootedWallMs: this.bootedWallMs,
+      listen: this.listen,
     };
+  }
+
+  /** Records where the HTTP API listens (set by guest-main once bound). */
+  setListen(listen: { host: string; port: number }[]): void {
+    this.listen = listen;
   }
 
   /**

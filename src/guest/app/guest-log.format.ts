@@ -15,7 +15,7 @@
  *   0  magic u32 'SSGR'      4  version u16 (1)     6  headerBytes u16 (96)
  *   8  seq u64 (>= 1)        16 lap u32              20 incarnation u32 (boot number of the writer)
  *   24 timestampWallMs f64   32 payloadBytes u32     36 guestId length u8, 3 reserved
- *   40 guestId (32 bytes UTF-8, zero padded)         72 reserved (8)
+ *   40 guestId (40 bytes UTF-8, zero padded: a UUID fits)
  *   80 checksum: first 16 bytes of SHA-256 over the whole slot except these 16 bytes
  *   96 payload (payloadBytes, a PRNG stream seeded by seq), then zero padding to slotBytes
  *
@@ -32,7 +32,7 @@ export const SUPERBLOCK_BYTES = 512;
 export const LOG_START_BYTES = 4096;
 export const RECORD_HEADER_BYTES = 96;
 export const SECTOR_BYTES = 512;
-export const GUEST_ID_MAX_BYTES = 32;
+export const GUEST_ID_MAX_BYTES = 40;
 /** A disk must hold at least this many slots. */
 export const MIN_SLOT_COUNT = 4;
 
@@ -132,7 +132,7 @@ export function encodeSuperblock(f: GuestLogFormat): Buffer {
   b.writeDoubleBE(f.createdWallMs, 24);
   const id = Buffer.from(f.formattedBy, 'utf8');
   b.writeUInt8(id.length, 32);
-  id.copy(b, 33);
+  id.copy(b, 33, 0, GUEST_ID_MAX_BYTES);
   checksum(b, SB_CHECKSUM_AT).copy(b, SB_CHECKSUM_AT);
   return b;
 }

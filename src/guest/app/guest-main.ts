@@ -96,6 +96,7 @@ async function main(argv: string[]): Promise<void> {
       const a = await listenTcp(s, l.host, l.port);
       listen.push({ host: l.host, port: a.port });
     }
+    app.setListen(listen); // before the agent socket answers, so the host sees the real ports
     if (config.agentSocket) {
       await rm(config.agentSocket, { force: true });
       const s = createGuestHttpServer(app, hooks);
