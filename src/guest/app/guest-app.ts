@@ -311,7 +311,7 @@ export class GuestApp {
           continue;
         }
         let due = rate > 0 ? Math.floor(((now - baseMs) * rate) / 1000) - sinceBase : 0;
-        if (due > rate) {
+        if (due > Math.max(1, rate)) {
           // More than a second behind (a stall): drop the backlog instead of bursting.
           baseMs = now;
           sinceBase = 0;

@@ -54,10 +54,14 @@ test('a blank disk is an empty valid log; a disk with data and no superblock is 
   assert.equal(bad.problem?.offsetBytes, 40_000);
 });
 
-test('a corrupt superblock is reported', async () => {
-  const { img } = image(64 * 1024);
+test('a corrupt superblock is refused unless nothing else was written (a format torn by a crash)', async () => {
+  const { img, f } = image(64 * 1024);
   img[20] = (img[20] ?? 0) ^ 1;
+  const torn = await validate(img);
+  assert.deepEqual([torn.valid, torn.formatted, torn.tornTail, torn.lastSeq], [true, false, true, 0]);
+  writeRecords(img, f, 1, 3);
   const r = await validate(img);
+  assert.equal(r.valid, false);
   assert.equal(r.problem?.kind, 'bad-superblock');
 });
 

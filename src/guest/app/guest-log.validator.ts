@@ -5,7 +5,8 @@
  * The guest writes one record at a time (the next WRITE is issued only after the previous one
  * completed), so every crash-consistent image of its disk holds a contiguous run of records that ends
  * at the newest one, followed by at most one torn slot (the write in flight). The rules:
- *   - a blank disk (zero superblock) is valid and empty only if the whole disk is zero;
+ *   - a disk with no valid superblock is valid and empty only if everything after the superblock is
+ *     zero (blank, or torn while formatting); otherwise it is not a guest log (or a corrupt one);
  *   - all valid records form ONE run of consecutive seqs in circular slot order, ending at the newest;
  *   - never wrapped (newest seq < slotCount): the run starts at seq 1 in slot 0; after the newest
  *     record there may be one torn slot, then only zero slots;
@@ -77,29 +78,23 @@ export async function validateGuestLog(
 ): Promise<GuestLogReport> {
   const chunkBytes = options.chunkBytes ?? 1024 * 1024;
   const sb = decodeSuperblock(await read(0, SUPERBLOCK_BYTES));
-  if (sb.kind === 'invalid')
+  if (sb.kind !== 'format') {
+    // Blank disk, or a superblock torn while formatting (nothing else was written yet): both are empty.
+    const dataAt = await firstNonZeroByte(read, SUPERBLOCK_BYTES, sizeBytes, chunkBytes);
+    if (dataAt === null) return { ...empty(null, false), tornTail: sb.kind === 'invalid' };
+    if (sb.kind === 'invalid')
+      return failed(null, false, {
+        kind: 'bad-superblock',
+        slot: null,
+        offsetBytes: 0,
+        message: `the guest log superblock is corrupt (${sb.reason}) and the disk holds data at byte ${dataAt}`,
+      });
     return failed(null, false, {
-      kind: 'bad-superblock',
+      kind: 'not-blank',
       slot: null,
-      offsetBytes: 0,
-      message: `the guest log superblock is corrupt (${sb.reason})`,
+      offsetBytes: dataAt,
+      message: `the disk has no guest log superblock but holds data at byte ${dataAt}; it is not a guest log disk`,
     });
-  if (sb.kind === 'blank') {
-    for (let at = 0; at < sizeBytes; at += chunkBytes) {
-      const len = Math.min(chunkBytes, sizeBytes - at);
-      const buf = await read(at, len);
-      if (!isAllZero(buf)) {
-        let i = 0;
-        while (buf[i] === 0) i++;
-        return failed(null, false, {
-          kind: 'not-blank',
-          slot: null,
-          offsetBytes: at + i,
-          message: `the disk has no guest log superblock but holds data at byte ${at + i}; it is not a guest log disk`,
-        });
-      }
-    }
-    return empty(null, false);
   }
   const f = sb.format;
   const n = f.slotCount;
@@ -225,6 +220,23 @@ export function assertGuestLogValid(report: GuestLogReport, what = 'the guest lo
     `${what} is invalid: ${p?.message ?? 'unknown problem'}; the disk does not hold a consistent guest log (restore it from a recovery point or start the guest on a blank disk)`,
     { problem: p },
   );
+}
+
+async function firstNonZeroByte(
+  read: ReadFn,
+  fromBytes: number,
+  toBytes: number,
+  chunkBytes: number,
+): Promise<number | null> {
+  for (let at = fromBytes; at < toBytes; at += chunkBytes) {
+    const buf = await read(at, Math.min(chunkBytes, toBytes - at));
+    if (!isAllZero(buf)) {
+      let i = 0;
+      while (buf[i] === 0) i++;
+      return at + i;
+    }
+  }
+  return null;
 }
 
 function empty(format: GuestLogFormat | null, formatted: boolean): GuestLogReport {
