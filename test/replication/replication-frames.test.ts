@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import { Rng } from '../../src/domain/random.js';
 import { FLAG_SYNC, HEADER_BYTES, encodeFrame } from '../../src/protocol/replication/frame-codec.js';
 import { cycleDigestOf, planDigestOf } from '../../src/protocol/replication/cycle-digest.js';
-import { FRAME_TYPES } from '../../src/protocol/replication/messages.js';
+import { DATA_FIELDS_BYTES, FRAME_TYPES } from '../../src/protocol/replication/messages.js';
+import { compressChunk } from '../../src/host/replication/chunk-compression.js';
 import type { DiskExtent, Message } from '../../src/protocol/replication/messages.js';
 import { MemoryCycleSnapshot } from './memory-cycle-snapshot.js';
 import { buildFrame, RawPeer } from './raw-peer.js';
@@ -159,19 +160,41 @@ test('a forged chunk (data checksum wrong) is refused: nothing applied, no point
   assert.equal(store?.chunksWritten, 0);
 });
 
-test('a frame altered in transit (payload checksum wrong) is refused: nothing applied, no point', async () => {
-  const { peer, rel, plan } = await openCycle();
-  const store = rx.stores.get(rel);
-  const parts = encodeFrame(
-    { relationshipKey: peer.key, epoch: 1, seq: ++peer.seq },
-    dataMessage(0, Buffer.alloc(CHUNK, 5)),
-  );
-  const frame = Buffer.concat(parts);
-  frame[frame.length - 1] = (frame[frame.length - 1] ?? 0) ^ 1;
-  peer.socket.write(frame);
-  peer.send(cycleEnd('c1', plan));
-  await expectRefused(peer, 'SECONDSITE_ERR_BAD_FRAME', rel);
-  assert.equal(store?.chunksWritten, 0);
+test('a DATA frame altered in transit is refused (fields: payload checksum; raw or LZ4 body: chunk checksum): nothing applied, no point', async () => {
+  const rng = new Rng(SEED);
+  const text = Buffer.from('secondsite replicates blocks; '.repeat(Math.ceil(CHUNK / 30))).subarray(0, CHUNK);
+  const packed = compressChunk(text);
+  assert.equal(packed.compression, 'lz4', 'the text chunk must compress for this case');
+  const cases: Array<{ name: string; message: Message; flipAt: (frameBytes: number) => number }> = [
+    {
+      name: 'raw body, last byte',
+      message: dataMessage(0, Buffer.alloc(CHUNK, 5)),
+      flipAt: (n) => n - 1,
+    },
+    {
+      name: 'lz4 body, a byte after the size prefix',
+      message: { ...(dataMessage(0, text) as Extract<Message, { kind: 'data' }>), ...packed },
+      flipAt: (n) => HEADER_BYTES + DATA_FIELDS_BYTES + 4 + rng.int(n - HEADER_BYTES - DATA_FIELDS_BYTES - 4),
+    },
+    {
+      name: 'offset field',
+      message: dataMessage(0, Buffer.alloc(CHUNK, 6)),
+      flipAt: () => HEADER_BYTES + 2 + 7,
+    },
+  ];
+  for (const c of cases) {
+    const { peer, rel, plan } = await openCycle();
+    const store = rx.stores.get(rel);
+    const frame = Buffer.concat(
+      encodeFrame({ relationshipKey: peer.key, epoch: 1, seq: ++peer.seq }, c.message),
+    );
+    const at = c.flipAt(frame.length);
+    frame[at] = (frame[at] ?? 0) ^ (1 + rng.int(255));
+    peer.socket.write(frame);
+    peer.send(cycleEnd('c1', plan));
+    await expectRefused(peer, 'SECONDSITE_ERR_BAD_FRAME', rel);
+    assert.equal(store?.chunksWritten, 0, `seed ${SEED}: ${c.name}`);
+  }
 });
 
 test('a corrupted header is refused', async () => {

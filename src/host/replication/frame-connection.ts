@@ -154,8 +154,7 @@ export class FrameConnection {
   async send(message: Message, flags = 0, evenIfFailed = false): Promise<number> {
     if (this.failure && !evenIfFailed) throw this.failure;
     this.sendSeq++;
-    const parts = encodeFrame({ ...this.own, seq: this.sendSeq, flags }, message);
-    for (const p of parts) {
+    for (const p of coalesceSmallParts(encodeFrame({ ...this.own, seq: this.sendSeq, flags }, message))) {
       this.wireBytesSent += p.length;
       this.socket.write(p);
     }
@@ -204,6 +203,31 @@ export class FrameConnection {
     this.fail(new SecondsiteError('SECONDSITE_ERR_CONNECTION_LOST', 'the connection was closed locally'));
     this.socket.destroy();
   }
+}
+
+/** Parts below this size are merged before they are written (a large DATA body is written as is). */
+const SMALL_PART_BYTES = 16 * 1024;
+
+/**
+ * Merges runs of small parts (header, fixed fields) into one buffer: every socket write on a TLS
+ * socket is a separate record and encryption call, and a frame has up to seven parts.
+ */
+export function coalesceSmallParts(parts: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let run: Buffer[] = [];
+  const flush = (): void => {
+    if (run.length === 1) out.push(run[0] as Buffer);
+    else if (run.length > 1) out.push(Buffer.concat(run));
+    run = [];
+  };
+  for (const p of parts) {
+    if (p.length >= SMALL_PART_BYTES) {
+      flush();
+      out.push(p);
+    } else run.push(p);
+  }
+  flush();
+  return out;
 }
 
 /** An ERROR frame from the peer as a local error with the peer's code (unknown codes become PROTOCOL). */

@@ -25,6 +25,7 @@ import type {
 } from '../recovery-points/replica-store.js';
 import { decompressChunk } from './chunk-compression.js';
 import type { FrameConnection } from './frame-connection.js';
+import { StagingPipeline } from './staging-pipeline.js';
 
 export interface ReceiverSessionDeps {
   readonly replicaHostId: string;
@@ -201,9 +202,14 @@ export class ReceiverSession {
       });
     }
 
-    // 4. chunks until CYCLE_END
+    // 4. chunks until CYCLE_END; writes and syncs run while the next frames are read (staging-pipeline.ts)
     const verified: ByteRange[][] = this.disks.map(() => []);
     const readers = new Map<string, PointDiskReader | null>();
+    const staging = new StagingPipeline(
+      writer,
+      (seq, progress) => this.sendAck(seq, progress),
+      (e) => this.conn.fail(e),
+    );
     try {
       for (;;) {
         const { header, message: m } = await this.conn.next(t);
@@ -218,24 +224,29 @@ export class ReceiverSession {
                 `data chunk at ${m.offsetBytes}+${m.lengthBytes}: checksum mismatch after decompression`,
               );
             }
-            await writer.writeChunk(this.diskIdAt(m.diskIndex), m.offsetBytes, data);
+            const diskId = this.diskIdAt(m.diskIndex);
+            await staging.stage((w) => w.writeChunk(diskId, m.offsetBytes, data));
             this.deps.counters.dataFramesStaged++;
             this.deps.counters.dataBytesStaged += m.lengthBytes;
-            if (header.flags & FLAG_SYNC) await this.ack(writer, header.seq);
+            if (header.flags & FLAG_SYNC) staging.ack(header.seq);
             break;
           }
-          case 'zero':
+          case 'zero': {
             this.checkInPlan(plan, m);
-            await writer.zeroRange(this.diskIdAt(m.diskIndex), m.offsetBytes, m.lengthBytes);
+            const diskId = this.diskIdAt(m.diskIndex);
+            await staging.stage((w) => w.zeroRange(diskId, m.offsetBytes, m.lengthBytes));
             this.deps.counters.zeroBytesStaged += m.lengthBytes;
-            if (header.flags & FLAG_SYNC) await this.ack(writer, header.seq);
+            if (header.flags & FLAG_SYNC) staging.ack(header.seq);
             break;
+          }
           case 'digests':
             if (!digestsAllowed)
               throw protocolError('digests are only exchanged in resync cycles or for adopted ranges');
+            await staging.drain();
             await this.compareDigests(m, plan, verified, readers, writer);
             break;
           case 'cycle-end':
+            await staging.drain();
             await this.endCycle(begin, m, writer, plan, verified);
             return;
           default:
@@ -243,6 +254,7 @@ export class ReceiverSession {
         }
       }
     } finally {
+      await staging.drain().catch(() => undefined); // the error, if any, is already thrown or reported
       for (const r of readers.values()) if (r) await r.close();
     }
   }
@@ -270,8 +282,8 @@ export class ReceiverSession {
     }
   }
 
-  private async ack(writer: CycleWriter, seq: number): Promise<void> {
-    const progress = await writer.sync();
+  /** ACK for `seq`, sent only after a sync that covered it returned `progress`. */
+  private async sendAck(seq: number, progress: StagedProgress): Promise<void> {
     let stagedBytes = 0;
     for (const ranges of Object.values(progress.staged)) stagedBytes += totalBytes(ranges);
     await this.conn.send({ kind: 'ack', ackedSeq: seq, stagedBytes });

@@ -45,6 +45,9 @@ import { compressChunk, isAllZero } from './chunk-compression.js';
 import { FrameConnection, socketError } from './frame-connection.js';
 import { TokenBucket } from './token-bucket.js';
 
+/** Chunks read ahead of the one being sent (bounded memory: this many chunks per relationship). */
+const READ_AHEAD_CHUNKS = 8;
+
 /** Hourly points kept besides the latest when the relationship does not say. */
 export const DEFAULT_RETENTION_HOURS = 24;
 
@@ -55,7 +58,7 @@ export interface SenderPolicy {
   readonly bandwidthBytesPerSec: number | undefined;
   /** Chunk size (default 1 MiB, at most 16 MiB). */
   readonly chunkBytes: number;
-  /** DATA frames in flight without an ack (default 8). */
+  /** Unacknowledged DATA bytes allowed, in chunks: the window is windowChunks x chunkBytes (default 8). */
   readonly windowChunks: number;
   /** Resync digests per DIGESTS frame (default 16). */
   readonly digestBatch: number;
@@ -439,13 +442,13 @@ export class ReplicationSender {
     const plannedBytes = plan.items.reduce((n, i) => n + i.lengthBytes, 0);
     this.stats.currentCycle = { cycleId: cycle.cycleId, plannedBytes, doneBytes: 0 };
 
-    const win = new SendWindow(conn, this.policy.windowChunks, t);
+    const win = new SendWindow(conn, this.policy.windowChunks * this.policy.chunkBytes, t);
     // every data item still to send, in the order it will be read (digest batches are flushed before
     // the next non-digest item, so reads stay in plan order)
     const toRead = plan.items.filter(
       (it) => !it.hole && !covers(stagedSets[it.diskIndex] as ByteRange[], it.offsetBytes, it.lengthBytes),
     );
-    const reads = new ReadAhead(cycle.snapshots, toRead, Math.min(4, this.policy.windowChunks + 1));
+    const reads = new ReadAhead(cycle.snapshots, toRead, READ_AHEAD_CHUNKS);
     const pending: WorkItem[] = [];
     const flushDigests = async (): Promise<void> => {
       if (pending.length === 0) return;
@@ -559,7 +562,7 @@ export class ReplicationSender {
     const { compression, body } = this.policy.compression
       ? compressChunk(data)
       : { compression: 'none' as const, body: data };
-    await win.beforeData();
+    await win.beforeData(it.lengthBytes);
     if (this.bucket) await this.bucket.take(body.length + 128);
     const key = `${it.diskIndex}:${it.offsetBytes}`;
     if (st.sent.has(key)) {
@@ -611,29 +614,35 @@ class ReadAhead {
 }
 
 /**
- * The in-flight window: at most `size` DATA frames without an ack; every ceil(size/2)-th DATA frame
- * carries SYNC, so an ack always comes before the window is full. Acks are consumed here; any other
- * frame is returned by `waitFor`.
+ * The in-flight window, in logical DATA bytes: at most `sizeBytes` (windowChunks x chunkBytes) sent
+ * without an ack, and a DATA frame carries SYNC once half a window was sent since the last one, so an
+ * ack always comes before the window is full. Counted in bytes, not frames: zero runs split a chunk
+ * into several smaller DATA frames, which must not shrink the window. Acks are consumed here; any
+ * other frame is returned by `waitFor`.
  */
 class SendWindow {
-  private readonly unacked: number[] = [];
-  private sinceSync = 0;
-  private readonly syncEvery: number;
+  private readonly unacked: Array<{ seq: number; bytes: number }> = [];
+  private unackedBytes = 0;
+  private sinceSyncBytes = 0;
+  private readonly syncEveryBytes: number;
 
   constructor(
     readonly conn: FrameConnection,
-    private readonly size: number,
+    private readonly sizeBytes: number,
     private readonly timeoutMs: number,
   ) {
-    this.syncEvery = Math.ceil(size / 2);
+    this.syncEveryBytes = Math.ceil(sizeBytes / 2);
   }
 
   private onAck(m: MessageOf<'ack'>): void {
-    while (this.unacked.length > 0 && (this.unacked[0] as number) <= m.ackedSeq) this.unacked.shift();
+    while (this.unacked.length > 0 && (this.unacked[0] as { seq: number }).seq <= m.ackedSeq) {
+      this.unackedBytes -= (this.unacked.shift() as { bytes: number }).bytes;
+    }
   }
 
-  async beforeData(): Promise<void> {
-    while (this.unacked.length >= this.size) {
+  /** Waits until a DATA frame of `bytes` logical bytes fits the window. */
+  async beforeData(bytes: number): Promise<void> {
+    while (this.unacked.length > 0 && this.unackedBytes + bytes > this.sizeBytes) {
       const f = await this.conn.next(this.timeoutMs);
       if (f.message.kind !== 'ack')
         throw new SecondsiteError('SECONDSITE_ERR_PROTOCOL', `expected ack, got ${f.message.kind}`);
@@ -642,11 +651,12 @@ class SendWindow {
   }
 
   async sendData(m: MessageOf<'data'>): Promise<void> {
-    this.sinceSync++;
-    const sync = this.sinceSync >= this.syncEvery;
-    if (sync) this.sinceSync = 0;
+    this.sinceSyncBytes += m.lengthBytes;
+    const sync = this.sinceSyncBytes >= this.syncEveryBytes;
+    if (sync) this.sinceSyncBytes = 0;
     const seq = await this.conn.send(m, sync ? FLAG_SYNC : 0);
-    this.unacked.push(seq);
+    this.unacked.push({ seq, bytes: m.lengthBytes });
+    this.unackedBytes += m.lengthBytes;
   }
 
   async waitFor<K extends MessageKind>(kind: K): Promise<MessageOf<K>> {

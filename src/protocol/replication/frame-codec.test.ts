@@ -3,15 +3,17 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { isSecondsiteError } from '../../domain/errors.js';
 import { Rng, seedFrom } from '../../domain/random.js';
+import { chunkChecksum } from './cycle-digest.js';
 import {
   FrameReader,
   HEADER_BYTES,
   MAX_PAYLOAD_BYTES,
+  checkedPayloadBytes,
   encodeFrame,
   relationshipKeyOf,
 } from './frame-codec.js';
 import { checkEpoch, checkHeaderInSession, checkMessageInSession, newSessionContext } from './frame-rules.js';
-import { MAX_RETENTION_HOURS, decodeMessage, encodeMessage } from './messages.js';
+import { DATA_FIELDS_BYTES, MAX_RETENTION_HOURS, decodeMessage, encodeMessage } from './messages.js';
 import type { Message } from './messages.js';
 
 const SEED = seedFrom(process.env.SECONDSITE_SEED, 4242);
@@ -100,18 +102,103 @@ test('every message roundtrips through the framing, also when fed one byte at a 
 });
 
 test('flipping any single bit of a frame is detected (header or payload checksum, or a field check)', () => {
-  const frame = frameOf(samples[8] as Message);
+  for (const m of samples.filter((x) => x.kind !== 'data')) {
+    const frame = frameOf(m);
+    for (let bit = 0; bit < frame.length * 8; bit++) {
+      const bad = Buffer.from(frame);
+      bad[bit >> 3] = (bad[bit >> 3] ?? 0) ^ (1 << (bit & 7));
+      const reader = new FrameReader();
+      reader.push(bad);
+      assert.throws(
+        () => reader.next(),
+        (e) => isSecondsiteError(e, 'SECONDSITE_ERR_BAD_FRAME'),
+        `${m.kind}: bit ${bit} not detected`,
+      );
+    }
+  }
+});
+
+test('DATA: a flipped bit in the header or fields fails the frame; in the body, the chunk checksum', () => {
+  const body = Buffer.from('hello, chunk');
+  const m: Message = {
+    kind: 'data',
+    diskIndex: 0,
+    offsetBytes: 4096,
+    lengthBytes: body.length,
+    compression: 'none',
+    dataChecksum: chunkChecksum(body),
+    body,
+  };
+  const frame = frameOf(m);
+  assert.equal(frame.length, HEADER_BYTES + DATA_FIELDS_BYTES + body.length);
   for (let bit = 0; bit < frame.length * 8; bit++) {
     const bad = Buffer.from(frame);
     bad[bit >> 3] = (bad[bit >> 3] ?? 0) ^ (1 << (bit & 7));
     const reader = new FrameReader();
     reader.push(bad);
+    if (bit < (HEADER_BYTES + DATA_FIELDS_BYTES) * 8) {
+      assert.throws(
+        () => reader.next(),
+        (e) => isSecondsiteError(e, 'SECONDSITE_ERR_BAD_FRAME'),
+        `bit ${bit} (header or fields) not detected`,
+      );
+      continue;
+    }
+    // the body is covered end to end: the frame decodes, its chunk checksum does not match
+    const got = reader.next()?.message;
+    assert.equal(got?.kind, 'data');
+    if (got?.kind !== 'data') continue;
+    assert.equal(chunkChecksum(got.body).equals(got.dataChecksum), false, `bit ${bit} (body) not detected`);
+  }
+  assert.equal(checkedPayloadBytes('data', 1 << 20), DATA_FIELDS_BYTES);
+  assert.equal(checkedPayloadBytes('zero', 26), 26);
+});
+
+test('DATA: a payload too short for its fields, or with altered fields under a valid body, is refused', () => {
+  const body = Buffer.alloc(64, 7);
+  const m: Message = {
+    kind: 'data',
+    diskIndex: 0,
+    offsetBytes: 0,
+    lengthBytes: body.length,
+    compression: 'none',
+    dataChecksum: chunkChecksum(body),
+    body,
+  };
+  const reframe = (payload: Buffer): Buffer => {
+    const header = Buffer.from(encodeFrame({ relationshipKey: key, epoch: 3, seq: 1 }, m)[0] as Buffer);
+    header.writeUInt32BE(payload.length, 40);
+    const checked = payload.subarray(0, checkedPayloadBytes('data', payload.length));
+    createHash('sha256').update(checked).digest().copy(header, 44, 0, 16);
+    createHash('sha256').update(header.subarray(0, 60)).digest().copy(header, 60, 0, 8);
+    return Buffer.concat([header, payload]);
+  };
+  const payload = Buffer.concat(encodeMessage(m));
+  // a consistent checksum over a payload shorter than the DATA fields: the decoder refuses it
+  for (const n of [0, 1, 14, DATA_FIELDS_BYTES - 1]) {
+    const reader = new FrameReader();
+    reader.push(reframe(payload.subarray(0, n)));
     assert.throws(
       () => reader.next(),
       (e) => isSecondsiteError(e, 'SECONDSITE_ERR_BAD_FRAME'),
-      `bit ${bit} not detected`,
+      `a ${n}-byte DATA payload was accepted`,
     );
   }
+  // the offset changed after the checksum was computed (body untouched): the payload checksum fails
+  const moved = Buffer.from(frameOf(m));
+  moved.writeUInt32BE(1, HEADER_BYTES + 2 + 4);
+  const reader = new FrameReader();
+  reader.push(moved);
+  assert.throws(() => reader.next(), /payload checksum mismatch/);
+});
+
+test('a frame of protocol version 1 (payload checksum over the DATA body) is refused', () => {
+  const frame = frameOf(samples[11] as Message);
+  frame.writeUInt16BE(1, 4);
+  createHash('sha256').update(frame.subarray(0, 60)).digest().copy(frame, 60, 0, 8);
+  const reader = new FrameReader();
+  reader.push(frame);
+  assert.throws(() => reader.next(), /protocol version 1 not supported/);
 });
 
 test('random garbage only ever fails with BAD_FRAME', () => {

@@ -10,21 +10,35 @@
  *       24    8 epoch
  *       32    8 seq (per connection and direction, starts at 1, +1 per frame)
  *       40    4 payload length (<= MAX_PAYLOAD_BYTES)
- *       44   16 payload checksum (first 16 bytes of SHA-256 of the payload)
+ *       44   16 payload checksum (first 16 bytes of SHA-256 of the checked part of the payload)
  *       60    8 header checksum (first 8 bytes of SHA-256 of bytes 0..59)
  *
  * All integers big-endian. `FrameReader` is a push parser that checks the header completely (and lets
  * the caller check epoch/seq/relationship through `onHeader`) before it waits for, or allocates, the
  * payload; then it checks the payload checksum and decodes the message strictly.
+ *
+ * The payload checksum covers the whole payload of every frame but DATA. In a DATA frame it covers
+ * the fields (DATA_FIELDS_BYTES: disk, offset, length, compression and the chunk's SHA-256), not the
+ * body: the body is covered end to end by that SHA-256, which the receiver checks on the uncompressed
+ * bytes before anything is staged, so hashing it twice per side bought nothing (version 2; version 1
+ * hashed the body too). A corrupted LZ4 body can only reach a bounds-checked decoder whose output size
+ * the size prefix pins to the declared length (<= 16 MiB), and its checksum then fails.
  */
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { SecondsiteError } from '../../domain/errors.js';
-import { FRAME_TYPES, MAX_CHUNK_BYTES, decodeMessage, encodeMessage, kindOfType } from './messages.js';
+import {
+  DATA_FIELDS_BYTES,
+  FRAME_TYPES,
+  MAX_CHUNK_BYTES,
+  decodeMessage,
+  encodeMessage,
+  kindOfType,
+} from './messages.js';
 import type { Message, MessageKind } from './messages.js';
 
 export const FRAME_MAGIC = 0x53535250;
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const HEADER_BYTES = 68;
 /** Largest payload: a maximal DATA chunk plus room for its fields. */
 export const MAX_PAYLOAD_BYTES = MAX_CHUNK_BYTES + 64 * 1024;
@@ -61,10 +75,13 @@ export function encodeFrame(
 ): Buffer[] {
   const parts = encodeMessage(message);
   let length = 0;
+  for (const p of parts) length += p.length;
   const sum = createHash('sha256');
+  let toSum = checkedPayloadBytes(message.kind, length);
   for (const p of parts) {
-    length += p.length;
-    sum.update(p);
+    if (toSum <= 0) break;
+    sum.update(p.length <= toSum ? p : p.subarray(0, toSum));
+    toSum -= p.length;
   }
   if (length > MAX_PAYLOAD_BYTES)
     throw new RangeError(`payload of ${length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
@@ -81,6 +98,14 @@ export function encodeFrame(
   sum.digest().copy(header, 44, 0, 16);
   createHash('sha256').update(header.subarray(0, 60)).digest().copy(header, 60, 0, 8);
   return [header, ...parts];
+}
+
+/**
+ * How much of a payload of `payloadBytes` the payload checksum covers: all of it, except for DATA
+ * frames, whose body is covered by the end-to-end chunk checksum (see the design comment above).
+ */
+export function checkedPayloadBytes(kind: MessageKind, payloadBytes: number): number {
+  return kind === 'data' ? Math.min(DATA_FIELDS_BYTES, payloadBytes) : payloadBytes;
 }
 
 /** Parses and checks a header (everything that can be checked without context). */
@@ -188,7 +213,8 @@ export class FrameReader {
       if (this.buffered < h.payloadLength) return null;
       const payload = this.take(h.payloadLength);
       this.header = null;
-      const sum = createHash('sha256').update(payload).digest().subarray(0, 16);
+      const checked = payload.subarray(0, checkedPayloadBytes(h.kind, payload.length));
+      const sum = createHash('sha256').update(checked).digest().subarray(0, 16);
       if (!sum.equals(h.payloadChecksum))
         throw bad(`${h.kind} frame seq ${h.seq}: payload checksum mismatch`);
       const message = decodeMessage(h.kind, payload);

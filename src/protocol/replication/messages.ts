@@ -17,6 +17,8 @@ export const MAX_EXTENTS_PER_FRAME = 65536;
 /** Most plan extents in one cycle (the sender coarsens the plan beyond this). */
 export const MAX_PLAN_EXTENTS = 1_000_000;
 export const DIGEST_BYTES = 32;
+/** Bytes of a DATA payload before its body: disk u16, offset u64, length u32, compression u8, SHA-256. */
+export const DATA_FIELDS_BYTES = 2 + 8 + 4 + 1 + DIGEST_BYTES;
 
 export const FRAME_TYPES = {
   hello: 1,
