@@ -125,6 +125,19 @@ describe('process driver specifics', () => {
     await driver.remove(spec.vmId);
   });
 
+  test('a VM whose disk is not exported fails to start and says why', async () => {
+    const spec = await makeSpec(host);
+    const missing = { ...spec, disks: [{ diskId: 'gone', nbdUri: host.uri('no-such-export') }] };
+    await driver.define(missing);
+    await assert.rejects(driver.start(missing.vmId), (e: unknown) => {
+      assert.ok(isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'), String(e));
+      assert.match(e.message, /did not boot: its guest exited \(code 5.*no-such-export/);
+      return true;
+    });
+    assert.equal((await driver.status(missing.vmId)).state, 'failed');
+    await driver.remove(missing.vmId);
+  });
+
   test('a frozen guest: quiesce times out with SECONDSITE_ERR_TIMEOUT, shutdown reports it did not stop', async () => {
     const spec = await makeSpec(host);
     await driver.define(spec);

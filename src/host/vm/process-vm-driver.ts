@@ -7,7 +7,8 @@
  *   runtime.json   { pid, instance, startedWallMs, ports, lastExit }: written when a guest is spawned,
  *                  again when it is ready and when it exits
  *   guest.json     the guest's config, rewritten at each start
- *   console.log    the guest's stdout and stderr (appended; its JSON events explain exits)
+ *   console.log    the guest's stdout and stderr for the current start (the previous one is kept as
+ *                  console.prev.log); its JSON events explain exits
  *   agent.sock     the guest-agent socket
  *
  * Guests are spawned detached (own process group, stdio to console.log), so they outlive a host agent
@@ -21,7 +22,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, renameSync } from 'node:fs';
 import { open as openFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -415,6 +416,7 @@ export class ProcessVmDriver implements VmDriver {
     await this.writeJson(configPath, guestConfig);
     const instance = randomBytes(8).toString('hex');
     const consolePath = this.path(vmId, 'console.log');
+    rotateConsole(consolePath);
     const fd = openSync(consolePath, 'a');
     let child: ChildProcess;
     try {
@@ -619,6 +621,15 @@ export class ProcessVmDriver implements VmDriver {
     }
     e.state = 'running'; // so onExit classifies it as a crash, not a boot failure
     await this.onExit(e, null, null, null);
+  }
+}
+
+/** Keeps the previous start's console as console.prev.log, so console.log holds only this start. */
+function rotateConsole(path: string): void {
+  try {
+    renameSync(path, path.replace(/\.log$/, '.prev.log'));
+  } catch {
+    // no previous console
   }
 }
 
