@@ -145,6 +145,24 @@ export class HostLab {
     await this.signal(hostId, 'SIGKILL');
   }
 
+  /**
+   * Pulls the plug on a whole host: SIGKILL to its agent and to every guest (VM) process it runs, as
+   * when the machine dies. Guests run in their own process groups (they outlive an agent restart).
+   */
+  async killWithGuests(hostId: string): Promise<number[]> {
+    const pids = await this.guestPids(hostId);
+    await this.kill(hostId);
+    for (const pid of pids) killGroup(pid, 'SIGKILL');
+    return pids;
+  }
+
+  /** Pids of the running guests of a host (asked from its agent; [] when the agent is down). */
+  async guestPids(hostId: string): Promise<number[]> {
+    if (!this.host(hostId).process) return [];
+    const { vms } = await this.host(hostId).client.get<{ vms: Array<{ pid: number | null }> }>('/v1/vms');
+    return vms.map((v) => v.pid).filter((p): p is number => p !== null);
+  }
+
   /** Stops a host's agent cleanly (SIGTERM). */
   async stopHost(hostId: string): Promise<void> {
     await this.signal(hostId, 'SIGTERM');
@@ -154,8 +172,12 @@ export class HostLab {
     return this.host(hostId).client.get<HostStatus>('/v1/status');
   }
 
-  /** Stops every agent cleanly. */
+  /** Powers off every VM, then stops every agent cleanly. */
   async stop(): Promise<void> {
+    for (const h of this.hosts.values()) {
+      const pids = await this.guestPids(h.hostId).catch(() => []);
+      for (const pid of pids) killGroup(pid, 'SIGKILL');
+    }
     for (const h of this.hosts.values()) await this.signal(h.hostId, 'SIGTERM');
     for (const l of this.logs.values()) await new Promise<void>((r) => l.end(() => r()));
     this.logs.clear();
@@ -169,6 +191,19 @@ export class HostLab {
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     await exited;
     clearTimeout(timer);
+  }
+}
+
+/** Signals a process group (a guest and anything it started); a gone group is not an error. */
+function killGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
   }
 }
 

@@ -87,11 +87,37 @@ export class DiskService {
     return this.store.delete(diskId);
   }
 
+  /**
+   * Registers an image placed at the disk's path (a failover commit) and opens it with change tracking,
+   * without exporting it: the caller already serves the disk's export and switches it to this device.
+   * After a restart the disk is served like any other.
+   */
+  async adoptImage(diskId: string, name: string, sizeBytes: number): Promise<ChangeTrackingFilter> {
+    await this.store.adoptImage(diskId, { name, sizeBytes });
+    const open = this.open.get(diskId);
+    if (open) return open;
+    const device = await this.openTracked(diskId);
+    this.open.set(diskId, device);
+    return device;
+  }
+
+  /** The image path of a disk id on this host (where a failover commit puts a promoted image). */
+  imagePath(diskId: string): string {
+    return this.store.paths(diskId).image;
+  }
+
   async close(): Promise<void> {
     for (const diskId of [...this.open.keys()]) await this.unserve(diskId);
   }
 
   private async serve(diskId: string): Promise<void> {
+    const device = await this.openTracked(diskId);
+    this.open.set(diskId, device);
+    this.nbd.addExport(diskId, device, { description: `secondsite disk ${diskId}` });
+    this.log.debug('disk served', { diskId, sizeBytes: device.sizeBytes });
+  }
+
+  private async openTracked(diskId: string): Promise<ChangeTrackingFilter> {
     const inner = await this.store.openDevice(diskId);
     const paths = this.store.paths(diskId);
     let device: ChangeTrackingFilter;
@@ -106,9 +132,7 @@ export class DiskService {
       await inner.close();
       throw e;
     }
-    this.open.set(diskId, device);
-    this.nbd.addExport(diskId, device, { description: `secondsite disk ${diskId}` });
-    this.log.debug('disk served', { diskId, sizeBytes: device.sizeBytes });
+    return device;
   }
 
   private async unserve(diskId: string): Promise<void> {

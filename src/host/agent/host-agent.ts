@@ -7,6 +7,7 @@
  * the next start). Components register their control routes and metrics here.
  */
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Clock } from '../../domain/clock.js';
 import type { DiskView } from '../../protocol/host-api/disks.schema.js';
 import { NbdServer } from '../nbd/nbd-server.js';
@@ -18,11 +19,15 @@ import type { Storage } from '../storage/storage.js';
 import { isSecondsiteError } from '../../domain/errors.js';
 import { loadTlsIdentity, type TlsIdentity } from '../pki/tls-config.js';
 import { ControlServer, type Route } from './control-server.js';
-import { diskRoutes, relationshipRoutes, replicaRoutes } from './host-routes.js';
+import { diskRoutes, failoverRoutes, relationshipRoutes, replicaRoutes, vmRoutes } from './host-routes.js';
 import { DiskService } from './disk-service.js';
 import type { HostConfig } from './host-config.js';
 import { RelationshipService, type RelationshipView } from './relationship-service.js';
 import { ReplicaService, type ReplicaView } from './replica-service.js';
+import { VmService } from './vm-service.js';
+import { FailoverService, type FailoverView } from '../failover/failover-service.js';
+import { ProcessVmDriver } from '../vm/process-vm-driver.js';
+import type { VmStatus } from '../vm/vm-driver.js';
 
 export const systemClock: Clock = {
   wallMs: () => Date.now(),
@@ -42,6 +47,10 @@ export interface HostStatus {
   relationships: RelationshipView[];
   /** Replicas this host keeps for other hosts. */
   replicas: ReplicaView[];
+  /** VMs defined on this host (their power state and guest). */
+  vms: VmStatus[];
+  /** Test failovers and failovers this host runs as a replica. */
+  failovers: FailoverView[];
 }
 
 export class HostAgent {
@@ -52,6 +61,8 @@ export class HostAgent {
   private diskService: DiskService | null = null;
   private relationshipService: RelationshipService | null = null;
   private replicaService: ReplicaService | null = null;
+  private vmService: VmService | null = null;
+  private failoverService: FailoverService | null = null;
 
   constructor(
     readonly config: HostConfig,
@@ -89,6 +100,16 @@ export class HostAgent {
     return this.replicaService;
   }
 
+  get vms(): VmService {
+    if (!this.vmService) throw new Error('host agent not started');
+    return this.vmService;
+  }
+
+  get failovers(): FailoverService {
+    if (!this.failoverService) throw new Error('host agent not started');
+    return this.failoverService;
+  }
+
   /** This host's replication identity; SECONDSITE_ERR_NOT_FOUND (with the fix) when it has none. */
   identity(): Promise<TlsIdentity> {
     return loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId);
@@ -105,6 +126,8 @@ export class HostAgent {
       disks: this.diskService ? await this.diskService.list() : [],
       relationships: this.relationshipService?.list() ?? [],
       replicas: this.replicaService ? await this.replicaService.list() : [],
+      vms: this.vmService ? await this.vmService.list() : [],
+      failovers: this.failoverService?.list() ?? [],
     };
   }
 
@@ -123,6 +146,8 @@ export class HostAgent {
       ),
       ...relationshipRoutes(() => this.relationships),
       ...replicaRoutes(() => this.replicas),
+      ...vmRoutes(() => this.vms),
+      ...failoverRoutes(() => this.failovers),
     ];
   }
 
@@ -159,6 +184,33 @@ export class HostAgent {
     );
     await this.relationshipService.start();
     await this.nbd.listenUnix(this.config.nbdSocket);
+    const driver = await ProcessVmDriver.open({
+      stateDir: join(this.config.stateDir, 'vms'),
+      storage: this.storage,
+      log: this.log.child({ component: 'vms' }),
+    });
+    this.vmService = new VmService(
+      driver,
+      this.diskService,
+      this.config.nbdSocket,
+      this.log.child({ component: 'vms' }),
+    );
+    this.failoverService = new FailoverService(
+      this.storage,
+      this.config.stateDir,
+      this.replicaService,
+      this.diskService,
+      this.vmService,
+      this.nbd,
+      this.clock,
+      this.log.child({ component: 'failover' }),
+    );
+    const failovers = this.failoverService;
+    this.replicaService.refuseOpen = (relationshipId) =>
+      failovers.failedOver(relationshipId)
+        ? `relationship ${relationshipId} was failed over to this host, which now runs its VM; this primary is fenced: set up reverse replication instead`
+        : null;
+    await this.failoverService.start();
     this.control = new ControlServer(this.routes(), this.log);
     await this.control.listen(this.config.controlSocket);
     this.log.info('host agent started', {
@@ -170,6 +222,10 @@ export class HostAgent {
   async stop(): Promise<void> {
     await this.control?.close();
     this.control = null;
+    await this.failoverService?.close();
+    this.failoverService = null;
+    await this.vmService?.close();
+    this.vmService = null;
     await this.relationshipService?.close();
     this.relationshipService = null;
     await this.replicaService?.close();

@@ -6,10 +6,19 @@ import { SecondsiteError } from '../../domain/errors.js';
 import { createDiskBodySchema, resizeDiskBodySchema } from '../../protocol/host-api/disks.schema.js';
 import { enableReplicationBodySchema } from '../../protocol/host-api/relationships.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
+import {
+  changePointBodySchema,
+  createVmBodySchema,
+  failoverBodySchema,
+  shutdownVmBodySchema,
+  testFailoverBodySchema,
+} from '../../protocol/host-api/vms.schema.js';
 import type { Route } from './control-server.js';
 import type { DiskService } from './disk-service.js';
 import type { RelationshipService } from './relationship-service.js';
 import type { ReplicaService } from './replica-service.js';
+import type { VmService } from './vm-service.js';
+import type { FailoverService } from '../failover/failover-service.js';
 
 const param = (params: Record<string, string>, name: string): string => params[name] ?? '';
 
@@ -124,6 +133,102 @@ export function replicaRoutes(replicas: () => ReplicaService): Route[] {
       handler: async ({ params }) => ({
         body: { unexported: await replicas().unexportPoint(param(params, 'id'), param(params, 'pointId')) },
       }),
+    },
+  ];
+}
+
+export function vmRoutes(vms: () => VmService): Route[] {
+  return [
+    { method: 'GET', path: '/v1/vms', handler: async () => ({ body: { vms: await vms().list() } }) },
+    {
+      method: 'GET',
+      path: '/v1/vms/:vmId',
+      handler: async ({ params }) => ({ body: await vms().status(param(params, 'vmId')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/vms',
+      handler: async ({ body }) => {
+        const r = await vms().create(parseBody(createVmBodySchema, body, 'VM definition'));
+        return { status: r.created ? 201 : 200, body: r.status };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/vms/:vmId/start',
+      handler: async ({ params }) => ({ body: await vms().start(param(params, 'vmId')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/vms/:vmId/shutdown',
+      handler: async ({ params, body }) => {
+        const b = parseBody(shutdownVmBodySchema, body ?? {}, 'shutdown request');
+        return { body: await vms().shutdown(param(params, 'vmId'), b.timeoutMs) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/vms/:vmId/power-off',
+      handler: async ({ params }) => ({ body: await vms().powerOff(param(params, 'vmId')) }),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/vms/:vmId',
+      handler: async ({ params }) => ({ body: { removed: await vms().remove(param(params, 'vmId')) } }),
+    },
+  ];
+}
+
+export function failoverRoutes(failovers: () => FailoverService): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/failovers',
+      handler: () => Promise.resolve({ body: { failovers: failovers().list() } }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/replicas/:id/failover',
+      handler: ({ params }) => Promise.resolve({ body: failovers().get(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/test-failover',
+      handler: async ({ params, body }) => {
+        const b = parseBody(testFailoverBodySchema, body ?? {}, 'test failover request');
+        return { body: await failovers().testFailover(param(params, 'id'), b) };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/replicas/:id/test-failover',
+      handler: async ({ params }) => ({ body: await failovers().testCleanup(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/failover',
+      handler: async ({ params, body }) => {
+        const b = parseBody(failoverBodySchema, body ?? {}, 'failover request');
+        return { body: await failovers().failover(param(params, 'id'), b) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/failover/change-point',
+      handler: async ({ params, body }) => {
+        const b = parseBody(changePointBodySchema, body, 'change recovery point request');
+        return { body: await failovers().changePoint(param(params, 'id'), b.pointId) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/failover/commit',
+      handler: async ({ params }) => ({ body: await failovers().commit(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/failover/cancel',
+      handler: async ({ params }) => ({ body: await failovers().cancel(param(params, 'id')) }),
     },
   ];
 }

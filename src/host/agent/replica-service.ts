@@ -65,11 +65,27 @@ export class ReplicaService {
     return this.port;
   }
 
+  /**
+   * Asked before a store is opened for a connecting primary: a reason to refuse (the relationship was
+   * failed over on this host), or null.
+   */
+  refuseOpen: (relationshipId: string) => string | null = () => null;
+
   async start(identity: TlsIdentity | null): Promise<void> {
     for (const [location, dir] of Object.entries(this.config.replication.storageLocations)) {
       await this.storage.mkdir(dir);
-      for (const relationshipId of await this.storage.list(dir)) {
-        await this.open(relationshipId, location);
+      for (const name of await this.storage.list(dir)) {
+        if (name.endsWith('.promoted')) {
+          await this.storage.removeTree(`${dir}/${name}`); // the end of a finished promotion
+          continue;
+        }
+        const options = { storage: this.storage, storageDir: dir, relationshipId: name, clock: this.clock };
+        const promoted = await PointStore.finishPromotion(options);
+        if (promoted !== null) {
+          this.log.info('finished a failover commit interrupted by a restart', { relationshipId: name });
+          continue;
+        }
+        await this.open(name, location);
       }
     }
     if (!identity) {
@@ -84,7 +100,15 @@ export class ReplicaService {
       port: this.config.replication.listenPort,
       authorization: new AuthorizationList(this.config.replication.authorization),
       storageLocations: this.config.replication.storageLocations,
-      openStore: async (req) => (await this.open(req.relationshipId, req.storageLocation)).store,
+      openStore: async (req) => {
+        const refusal = this.refuseOpen(req.relationshipId);
+        if (refusal !== null) {
+          throw new SecondsiteError('SECONDSITE_ERR_STALE_EPOCH', refusal, {
+            relationshipId: req.relationshipId,
+          });
+        }
+        return (await this.open(req.relationshipId, req.storageLocation)).store;
+      },
       onEvent: (event, fields) => this.log.info(event, fields),
       onPointCommitted: async ({ store, retentionHours }) => {
         const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
@@ -140,6 +164,35 @@ export class ReplicaService {
   /** The store of a relationship (for failover and tests). */
   async store(relationshipId: string): Promise<ReplicaStore> {
     return (await this.require(relationshipId)).store;
+  }
+
+  /** The recovery-point store itself (views, promotion). */
+  async pointStore(relationshipId: string): Promise<PointStore> {
+    return (await this.require(relationshipId)).store;
+  }
+
+  /** True when this host keeps a replica of the relationship. */
+  has(relationshipId: string): boolean {
+    return this.stores.has(relationshipId);
+  }
+
+  /**
+   * Failover commit: promotes a view of the relationship's store to plain disk images at `targets`
+   * and forgets the relationship (the store is gone; its exports are removed first).
+   */
+  async promote(
+    relationshipId: string,
+    viewId: string,
+    targets: Readonly<Record<string, string>>,
+  ): Promise<void> {
+    const { store } = await this.require(relationshipId);
+    for (const key of [...this.exported.keys()]) {
+      if (key.startsWith(`${relationshipId}/`))
+        await this.unexportPoint(relationshipId, key.slice(relationshipId.length + 1));
+    }
+    await store.promoteView(viewId, targets);
+    this.stores.delete(relationshipId);
+    this.opened.delete(relationshipId);
   }
 
   /** Serves every disk of a point read-only over NBD. Exporting the same point again returns the same exports. */

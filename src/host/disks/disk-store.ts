@@ -102,6 +102,55 @@ export class DiskStore {
     return info;
   }
 
+  /**
+   * Registers an image that was placed at the disk's image path by someone else (a failover commit
+   * renames a promoted recovery image there). Idempotent; refuses when the image is missing, has
+   * another size, or another disk of that id exists.
+   */
+  async adoptImage(diskId: string, options: { name: string; sizeBytes: number }): Promise<DiskInfo> {
+    const p = this.paths(diskId);
+    assertName(options.name);
+    const existing = await this.readMeta(p, diskId);
+    if (existing) {
+      if (existing.sizeBytes === options.sizeBytes) return existing;
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_ALREADY_EXISTS',
+        `disk ${diskId} already exists as "${existing.name}" of ${formatBytes(existing.sizeBytes)}`,
+        { diskId, existing },
+      );
+    }
+    if (!(await this.storage.exists(p.image))) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `no image at ${p.image} to adopt as disk ${diskId}`,
+        {
+          diskId,
+        },
+      );
+    }
+    const image = await this.storage.open(p.image, 'readwrite');
+    try {
+      const size = await image.sizeBytes();
+      if (size !== options.sizeBytes) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_ARGUMENT',
+          `the image of disk ${diskId} has ${size} bytes, not ${options.sizeBytes}`,
+          { diskId, sizeBytes: size },
+        );
+      }
+    } finally {
+      await image.close();
+    }
+    const info: DiskInfo = {
+      diskId,
+      name: options.name,
+      sizeBytes: options.sizeBytes,
+      createdWallMs: this.clock.wallMs(),
+    };
+    await this.writeMeta(p, info);
+    return info;
+  }
+
   /** The disk's metadata; SECONDSITE_ERR_NOT_FOUND if there is no such disk. */
   async get(diskId: string): Promise<DiskInfo> {
     const info = await this.readMeta(this.paths(diskId), diskId);

@@ -427,6 +427,11 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     }
   }
 
+  /** The size of a disk at a retained point, undefined when the point has no such disk. */
+  pointDiskSize(pointId: string, diskId: string): number | undefined {
+    return this.findPoint(pointId).diskSizes[diskId];
+  }
+
   /** Test views present on disk, with their points. */
   testViews(): ReadonlyMap<string, string> {
     return this.viewPointIds;

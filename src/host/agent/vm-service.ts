@@ -1,0 +1,107 @@
+/**
+ * The host agent's VMs: definitions whose disks are this host's disks (or failover views), run by the
+ * VM runtime driver (src/host/vm, docs/design/vm-runtime.md). The service turns control-API requests
+ * into driver specs (disk ids -> NBD URIs of this agent's socket) and keeps the driver's rules: every
+ * operation idempotent, refusals with the state and what to do.
+ */
+import { SecondsiteError } from '../../domain/errors.js';
+import type { CreateVmBody, VmTemplate } from '../../protocol/host-api/vms.schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { VmDriver, VmSpec, VmStatus } from '../vm/vm-driver.js';
+import type { DiskService } from './disk-service.js';
+
+/** The NBD URI of an export of this agent's socket. */
+export function nbdUriOf(exportName: string, nbdSocket: string): string {
+  return `nbd+unix:///${encodeURIComponent(exportName)}?socket=${nbdSocket}`;
+}
+
+export class VmService {
+  constructor(
+    readonly driver: VmDriver,
+    private readonly disks: DiskService,
+    private readonly nbdSocket: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Defines a VM over this host's disks (same definition again: no-op). */
+  async create(body: CreateVmBody): Promise<{ status: VmStatus; created: boolean }> {
+    for (const diskId of body.diskIds) await this.disks.get(diskId); // NOT_FOUND names the disk
+    return this.define({
+      vmId: body.vmId,
+      name: body.name ?? body.vmId,
+      disks: body.diskIds.map((diskId) => ({ diskId, nbdUri: nbdUriOf(diskId, this.nbdSocket) })),
+      nics: body.nics,
+      guest: body.guest,
+    });
+  }
+
+  /** Defines a VM from a template over the given exports (failover: the disks are views). */
+  defineFrom(
+    vmId: string,
+    template: VmTemplate,
+    disks: ReadonlyArray<{ diskId: string; exportName: string }>,
+    netns?: string,
+  ): Promise<{ status: VmStatus; created: boolean }> {
+    return this.define({
+      vmId,
+      name: template.name ?? vmId,
+      disks: disks.map((d) => ({ diskId: d.diskId, nbdUri: nbdUriOf(d.exportName, this.nbdSocket) })),
+      nics: template.nics.map((n) => (netns ? { ...n, netns } : n)),
+      guest: template.guest,
+    });
+  }
+
+  private async define(spec: VmSpec): Promise<{ status: VmStatus; created: boolean }> {
+    const r = await this.driver.define(spec);
+    if (r.created) this.log.info('vm defined', { vmId: spec.vmId, disks: spec.disks.map((d) => d.diskId) });
+    return r;
+  }
+
+  list(): Promise<VmStatus[]> {
+    return this.driver.list();
+  }
+
+  status(vmId: string): Promise<VmStatus> {
+    return this.driver.status(vmId);
+  }
+
+  async start(vmId: string): Promise<VmStatus> {
+    const s = await this.driver.start(vmId);
+    this.log.info('vm started', { vmId, pid: s.pid });
+    return s;
+  }
+
+  async shutdown(vmId: string, timeoutMs: number): Promise<VmStatus> {
+    const r = await this.driver.shutdown(vmId, { timeoutMs });
+    if (!r.stopped) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_TIMEOUT',
+        `VM ${vmId} did not shut down within ${timeoutMs} ms; wait longer, or power it off`,
+        { vmId, timeoutMs, state: r.status.state },
+      );
+    }
+    return r.status;
+  }
+
+  powerOff(vmId: string): Promise<VmStatus> {
+    return this.driver.powerOff(vmId);
+  }
+
+  /** Removes the definition (powering the VM off first when asked). False when there was none. */
+  async remove(vmId: string, options: { powerOff?: boolean } = {}): Promise<boolean> {
+    const known = (await this.driver.list()).some((v) => v.vmId === vmId);
+    if (!known) return false;
+    if (options.powerOff) await this.driver.powerOff(vmId);
+    return (await this.driver.remove(vmId)).removed;
+  }
+
+  /** True when the VM is defined and its guest runs (or is starting, quiesced, stopping). */
+  async isRunning(vmId: string): Promise<boolean> {
+    const known = (await this.driver.list()).find((v) => v.vmId === vmId);
+    return known !== undefined && known.state !== 'off' && known.state !== 'failed';
+  }
+
+  close(): Promise<void> {
+    return this.driver.close();
+  }
+}
