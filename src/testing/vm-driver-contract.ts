@@ -138,12 +138,19 @@ export function runVmDriverContract(name: string, makeDriver: () => Promise<VmDr
       assert.equal(sd.status.pid, null);
       assert.equal(sd.status.lastExit?.code, 0);
       assert.equal(sd.status.lastExit?.reason, 'shutdown');
-      const lastDurable = moving.guest?.lastDurableSeq ?? 0;
+      const lastDurable = sd.guestAtShutdown?.lastDurableSeq ?? moving.guest?.lastDurableSeq ?? 0;
+      assert.ok(lastDurable >= (moving.guest?.lastDurableSeq ?? 0));
 
       const re = await driver.start(spec.vmId);
       assert.equal(re.state, 'running');
       assert.ok(re.guest);
       assert.ok(re.guest.bootSeq >= lastDurable, `bootSeq ${re.guest.bootSeq} < durable ${lastDurable}`);
+      if (sd.guestAtShutdown)
+        assert.equal(
+          re.guest.bootSeq,
+          sd.guestAtShutdown.lastDurableSeq,
+          'a graceful shutdown loses nothing',
+        );
       assert.equal(re.guest.incarnation, 2);
 
       const off = await driver.powerOff(spec.vmId);

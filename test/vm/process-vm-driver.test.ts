@@ -4,7 +4,7 @@
 // NICs in an isolated network namespace.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { open } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isSecondsiteError } from '../../src/domain/errors.js';
@@ -187,6 +187,17 @@ describe('process driver specifics', () => {
     assert.equal(vb.lastExit?.code, 0);
     await driver.remove(a.vmId);
     await driver.remove(b.vmId);
+  });
+
+  test('a damaged VM definition stops the driver from opening, naming the file', async () => {
+    const other = join(dir, 'vms-damaged');
+    await mkdir(join(other, 'vm-x'), { recursive: true });
+    await writeFile(join(other, 'vm-x', 'vm.json'), '{"version":1,"spec":');
+    await assert.rejects(ProcessVmDriver.open({ stateDir: other }), (e: unknown) => {
+      assert.ok(isSecondsiteError(e, 'SECONDSITE_ERR_METADATA_CORRUPT'), String(e));
+      assert.match(e.message, /vm-x\/vm\.json is not valid JSON/);
+      return true;
+    });
   });
 
   test('a NIC in a network namespace answers inside it and not on the host network', async () => {

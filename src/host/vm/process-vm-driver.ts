@@ -114,10 +114,10 @@ export class ProcessVmDriver implements VmDriver {
       if (!VM_ID_PATTERN.test(vmId)) continue;
       const raw = await readWholeFile(d.storage, d.path(vmId, 'vm.json'));
       if (!raw) continue;
-      const spec = parseVmSpec((JSON.parse(raw.toString('utf8')) as { spec: unknown }).spec);
+      const spec = parseVmSpec(parseJsonFile<{ spec: unknown }>(raw, d.path(vmId, 'vm.json')).spec);
       const rtRaw = await readWholeFile(d.storage, d.path(vmId, 'runtime.json'));
       const rt = rtRaw
-        ? { ...NO_RUNTIME, ...(JSON.parse(rtRaw.toString('utf8')) as Partial<Runtime>) }
+        ? { ...NO_RUNTIME, ...parseJsonFile<Partial<Runtime>>(rtRaw, d.path(vmId, 'runtime.json')) }
         : { ...NO_RUNTIME };
       const e = d.newEntry(spec, rt);
       d.vms.set(vmId, e);
@@ -172,11 +172,13 @@ export class ProcessVmDriver implements VmDriver {
   async shutdown(vmId: string, options: { timeoutMs: number }): Promise<ShutdownReport> {
     const e = this.entry(vmId);
     const t0 = performance.now();
+    let guestAtShutdown: GuestAppView | null = null;
     const report = (stopped: boolean, alreadyOff: boolean): ShutdownReport => ({
       stopped,
       alreadyOff,
       durationMs: Math.round(performance.now() - t0),
       status: this.view(e),
+      guestAtShutdown,
     });
     if (!this.alive(e)) return report(true, true);
     if (e.state === 'starting')
@@ -188,8 +190,15 @@ export class ProcessVmDriver implements VmDriver {
     e.state = 'stopping';
     const deadline = t0 + options.timeoutMs;
     const exited = this.waitExit(e);
+    const before = e.guest;
     try {
-      await this.agent(e).shutdown(Math.max(1, deadline - performance.now()));
+      const a = await this.agent(e).shutdown(Math.max(1, deadline - performance.now()));
+      guestAtShutdown = {
+        ...(before ?? emptyGuest()),
+        state: 'stopped',
+        lastWrittenSeq: a.lastDurableSeq,
+        lastDurableSeq: a.lastDurableSeq,
+      };
     } catch (err) {
       this.log.warn('guest did not take the shutdown request; sending SIGTERM', { vmId, err });
       this.signal(e, 'SIGTERM');
@@ -621,6 +630,18 @@ export class ProcessVmDriver implements VmDriver {
     }
     e.state = 'running'; // so onExit classifies it as a crash, not a boot failure
     await this.onExit(e, null, null, null);
+  }
+}
+
+function parseJsonFile<T>(raw: Buffer, path: string): T {
+  try {
+    return JSON.parse(raw.toString('utf8')) as T;
+  } catch (e) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_METADATA_CORRUPT',
+      `${path} is not valid JSON (${(e as Error).message}); restore it or remove the VM's directory and define the VM again`,
+      { path },
+    );
   }
 }
 

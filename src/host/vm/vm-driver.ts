@@ -112,6 +112,11 @@ export interface ShutdownReport {
   readonly alreadyOff: boolean;
   readonly durationMs: number;
   readonly status: VmStatus;
+  /**
+   * The guest's report at its final flush (for the process driver: every record up to
+   * `lastDurableSeq` is on disk), or null if the guest did not answer the shutdown request.
+   */
+  readonly guestAtShutdown: GuestAppView | null;
 }
 
 export interface QuiesceReport {
