@@ -63,7 +63,7 @@ test('test failover boots a test VM from a point while replication continues; cl
   );
   assert.equal(processAlive(pid), false, 'the test VM process is gone');
   assert.deepEqual(await readdir(join(b.stateDir, 'replicas', 'vm1', 'views')), [], 'no view file left');
-  await assert.rejects(vmStatus(lab, 'host-b', 'vm1-test'), /not found|no VM|unknown/i);
+  await assert.rejects(vmStatus(lab, 'host-b', 'vm1-test'), /no VM/);
   assert.equal((await failoverView(lab, 'vm1')).exports.length, 0);
   const again2 = await b.client.delete<{ cleaned: boolean }>('/v1/replicas/vm1/test-failover');
   assert.equal(again2.cleaned, false, 'cleaning up twice is not an error');
