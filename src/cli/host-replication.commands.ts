@@ -9,20 +9,7 @@ import type { PointExport, ReplicaView } from '../host/agent/replica-service.js'
 import { optionalString, parseCommandArgs, parseIntOption, parseSizeOption, requireString } from './args.js';
 import type { Command, CommandIo } from './command.js';
 import { STATE_DIR_HELP, clientFor, defaultStateDir } from './host-client.js';
-
-const STATE = { 'state-dir': { type: 'string' } } as const;
-
-function table(rows: string[][]): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
+import { STATE, simple, table } from './simple-command.js';
 
 function age(ms: number | null): string {
   if (ms === null) return '-';
@@ -195,30 +182,6 @@ const enable: Command = {
   },
 };
 
-function simple(
-  path: [string, string],
-  summary: string,
-  help: string,
-  call: (client: Awaited<ReturnType<typeof clientFor>>, id: string | undefined) => Promise<unknown>,
-  render: (result: unknown, id: string | undefined) => string,
-  needsId: boolean,
-): Command {
-  return {
-    path,
-    summary,
-    help,
-    async run(args, io) {
-      const p = parseCommandArgs(args, STATE, help);
-      const id = p.positionals[0];
-      if (needsId && !id) return (io.err(`error: an id is missing\n\n${help}`), 2);
-      const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
-      const result = await call(client, id);
-      io.out(p.json ? JSON.stringify(result) : render(result, id));
-      return 0;
-    },
-  };
-}
-
 const rel = (id: string | undefined): string => `/v1/relationships/${encodeURIComponent(id ?? '')}`;
 
 const list = simple(
@@ -251,14 +214,27 @@ const pause = simple(
   true,
 );
 
-const resume = simple(
-  ['replication', 'resume'],
-  'resume paused replication',
-  `usage: secondsite host replication resume ID [--state-dir DIR] [--output json]`,
-  (c, id) => c.post(`${rel(id)}/resume`),
-  (_r, id) => `replication of ${id ?? ''} resumed`,
-  true,
-);
+const resumeHelp = `usage: secondsite host replication resume ID [--epoch N] [--state-dir DIR] [--output json]
+
+Resumes a paused (or fenced) relationship. After the replica host cancelled a failover, pass the epoch
+it printed (--epoch N): the replica kept its raised epoch and refuses frames of the older one.`;
+
+const resume: Command = {
+  path: ['replication', 'resume'],
+  summary: 'resume paused replication (or continue at the epoch a cancelled failover left)',
+  help: resumeHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { ...STATE, epoch: { type: 'string' } }, resumeHelp);
+    const id = p.positionals[0];
+    if (!id) return (io.err(`error: an id is missing\n\n${resumeHelp}`), 2);
+    const epochText = optionalString(p, 'epoch');
+    const body = epochText === undefined ? {} : { epoch: parseIntOption(epochText, 'epoch', 0, 2 ** 31, 0) };
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.post<RelationshipView>(`${rel(id)}/resume`, body);
+    io.out(p.json ? JSON.stringify(r) : `replication of ${id} resumed at epoch ${r.definition.epoch}`);
+    return 0;
+  },
+};
 
 const disable = simple(
   ['replication', 'disable'],

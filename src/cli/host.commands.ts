@@ -9,6 +9,8 @@ import { stderrLogger } from '../host/observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { diskCommands, renderDisks } from './host-disk.commands.js';
+import { failoverCommands, renderFailovers } from './host-failover.commands.js';
+import { renderVms, vmCommands } from './host-vm.commands.js';
 import {
   renderRelationships,
   renderReplicas,
@@ -168,6 +170,9 @@ function renderStatus(s: HostStatus): string {
     '',
     s.replicas.length === 0 ? 'replicas: none' : renderReplicas(s.replicas),
     '',
+    s.vms.length === 0 ? 'VMs: none' : renderVms(s.vms),
+    ...(s.failovers.length === 0 ? [] : ['', renderFailovers(s.failovers)]),
+    '',
     s.replicationPort === null
       ? 'replication listener: off (no certificate; run secondsite host init --ca CA_DIR)'
       : `replication listener: port ${s.replicationPort}`,
@@ -178,5 +183,14 @@ function renderStatus(s: HostStatus): string {
 export const hostCommands: CommandGroup = {
   name: 'host',
   summary: 'run a host agent, manage its disks, replication and recovery points',
-  commands: [init, serve, status, ...diskCommands, ...replicationCommands, ...replicaCommands],
+  commands: [
+    init,
+    serve,
+    status,
+    ...diskCommands,
+    ...vmCommands,
+    ...replicationCommands,
+    ...replicaCommands,
+    ...failoverCommands,
+  ],
 };

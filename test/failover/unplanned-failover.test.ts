@@ -7,7 +7,8 @@
  *     timestamps) stays within the continuous mode's bound; p50 / p99 / max are printed;
  *   - the old primary, restarted, is fenced: its sender gets SECONDSITE_ERR_STALE_EPOCH;
  * and, by trial, commit (the disk becomes an ordinary disk of B, the VM keeps writing, the replica is
- * gone), change of recovery point to an older point, or cancel (back to receiving, epoch raised).
+ * gone), change of recovery point to an older point, or cancel (back to receiving, epoch raised, and
+ * the primary resumes replication at the new epoch).
  * SECONDSITE_FAILOVER_TRIALS sets the number of trials (default 10), SECONDSITE_SEED the seed.
  */
 import assert from 'node:assert/strict';
@@ -109,11 +110,7 @@ test('unplanned failover after host A dies: the guest recovers, loss is bounded,
       );
       assert.equal(cancelled.state, 'receiving');
       assert.equal(cancelled.resumeEpoch, 1);
-      await assert.rejects(
-        vmStatus(lab, 'host-b', vmId),
-        /no VM/,
-        `${where}: the recovery VM is gone`,
-      );
+      await assert.rejects(vmStatus(lab, 'host-b', vmId), /no VM/, `${where}: the recovery VM is gone`);
       assert.equal((await replicaView(lab, vmId)).epoch, 1, `${where}: the epoch stays raised`);
     } else {
       const before = (await vmStatus(lab, 'host-b', vmId)).guest?.lastWrittenSeq ?? 0;
@@ -139,6 +136,14 @@ test('unplanned failover after host A dies: the guest recovers, loss is bounded,
       },
       30_000,
     );
+    if (op === 'cancel') {
+      // back to protected: the primary continues at the epoch the cancelled failover left
+      await lab.host('host-a').client.post(`/v1/relationships/${vmId}/resume`, { epoch: 1 });
+      await waitFor(`${where}: replication resumes at epoch 1 after the cancel`, async () => {
+        const latest = (await replicaView(lab, vmId)).latestPoint;
+        return latest !== null && latest.epoch === 1;
+      });
+    }
     log.push(
       `trial ${i}: ${op}, recovered seq ${bootSeq} of ${onA.seq} (lost ${lostRecords} records, ~${lossMs} ms)`,
     );

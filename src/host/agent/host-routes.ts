@@ -4,7 +4,10 @@
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import { createDiskBodySchema, resizeDiskBodySchema } from '../../protocol/host-api/disks.schema.js';
-import { enableReplicationBodySchema } from '../../protocol/host-api/relationships.schema.js';
+import {
+  enableReplicationBodySchema,
+  resumeReplicationBodySchema,
+} from '../../protocol/host-api/relationships.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
 import {
   changePointBodySchema,
@@ -96,7 +99,10 @@ export function relationshipRoutes(relationships: () => RelationshipService): Ro
     {
       method: 'POST',
       path: '/v1/relationships/:id/resume',
-      handler: async ({ params }) => ({ body: await relationships().resume(param(params, 'id')) }),
+      handler: async ({ params, body }) => {
+        const b = parseBody(resumeReplicationBodySchema, body ?? {}, 'resume request');
+        return { body: await relationships().resume(param(params, 'id'), b) };
+      },
     },
     {
       method: 'DELETE',

@@ -181,13 +181,29 @@ export class RelationshipService {
     return this.view(relationshipId);
   }
 
-  async resume(relationshipId: string): Promise<RelationshipView> {
+  /**
+   * Resumes a paused relationship. With `epoch` (after the replica cancelled a failover and kept its
+   * raised epoch), the relationship moves to that generation first; an epoch can never go down.
+   */
+  async resume(
+    relationshipId: string,
+    options: { epoch?: number | undefined } = {},
+  ): Promise<RelationshipView> {
     const def = this.require(relationshipId);
-    if (def.state === 'enabled') return this.view(relationshipId);
-    const next: RelationshipDefinition = { ...def, state: 'enabled' };
+    const epoch = options.epoch ?? def.epoch;
+    if (epoch < def.epoch) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        `relationship ${relationshipId} is at epoch ${def.epoch}; an epoch never goes down (asked ${epoch})`,
+        { relationshipId, epoch: def.epoch, requested: epoch },
+      );
+    }
+    if (def.state === 'enabled' && epoch === def.epoch) return this.view(relationshipId);
+    await this.stopRunner(relationshipId);
+    const next: RelationshipDefinition = { ...def, state: 'enabled', epoch };
     await this.persist(next);
     await this.startRunner(next);
-    this.log.info('replication resumed', { relationshipId });
+    this.log.info('replication resumed', { relationshipId, epoch });
     return this.view(relationshipId);
   }
 

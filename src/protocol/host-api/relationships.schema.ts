@@ -79,3 +79,10 @@ export const ensureReplicaBodySchema = z
     epoch: z.number().int().min(0),
   })
   .strict();
+
+export const resumeReplicationBodySchema = z
+  .object({
+    /** Move to this generation (after the replica cancelled a failover); never lower than the current. */
+    epoch: z.number().int().min(0).optional(),
+  })
+  .strict();
