@@ -12,7 +12,7 @@
 import { SecondsiteError } from '../../domain/errors.js';
 import type { StorageFile } from '../storage/storage.js';
 import { coalescedRanges, ExtentMap, sliceSourceRef, type SourceRef } from './extent-map.js';
-import { encodeRedoRecord, payloadOffsetInRecord, type RedoEntry } from './redo-log.js';
+import { encodeRedoRecordParts, type RedoEntry } from './redo-log.js';
 import type { CycleWriter, RecoveryPointInfo, StagedProgress } from './replica-store.js';
 
 export interface StagingHost {
@@ -64,20 +64,20 @@ export class CycleStaging implements CycleWriter {
   async writeChunk(diskId: string, offsetBytes: number, data: Buffer): Promise<void> {
     this.checkRange(diskId, offsetBytes, data.length);
     if (data.length === 0) return;
-    const record = encodeRedoRecord({ k: 'data', d: diskId, o: offsetBytes }, data);
+    const record = encodeRedoRecordParts({ k: 'data', d: diskId, o: offsetBytes }, data);
     const pos = this.appendPosBytes;
     await this.append(record, {
       diskId,
       offsetBytes,
       lengthBytes: data.length,
-      source: { kind: 'data', posBytes: pos + payloadOffsetInRecord(record) },
+      source: { kind: 'data', posBytes: pos + record.head.length },
     });
   }
 
   async zeroRange(diskId: string, offsetBytes: number, lengthBytes: number): Promise<void> {
     this.checkRange(diskId, offsetBytes, lengthBytes);
     if (lengthBytes === 0) return;
-    await this.append(encodeRedoRecord({ k: 'zero', d: diskId, o: offsetBytes, l: lengthBytes }), {
+    await this.append(encodeRedoRecordParts({ k: 'zero', d: diskId, o: offsetBytes, l: lengthBytes }), {
       diskId,
       offsetBytes,
       lengthBytes,
@@ -168,10 +168,19 @@ export class CycleStaging implements CycleWriter {
     await this.file.close();
   }
 
-  private async append(record: Buffer, entry: RedoEntry): Promise<void> {
+  /** Appends one record (header + meta, then the payload, written side by side without a copy). */
+  private async append(record: { head: Buffer; payload: Buffer }, entry: RedoEntry): Promise<void> {
     const pos = this.appendPosBytes;
-    this.appendPosBytes += record.length;
-    const p = this.file.write(record, 0, record.length, pos).then(
+    const { head, payload } = record;
+    this.appendPosBytes += head.length + payload.length;
+    const written =
+      payload.length === 0
+        ? this.file.write(head, 0, head.length, pos)
+        : Promise.all([
+            this.file.write(head, 0, head.length, pos),
+            this.file.write(payload, 0, payload.length, pos + head.length),
+          ]);
+    const p = written.then(
       () => {
         this.entriesPending.push({ posBytes: pos, entry });
       },

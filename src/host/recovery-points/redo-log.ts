@@ -33,14 +33,24 @@ export interface RedoEntry {
 
 /** Encodes one record; `payload` only for `data`. */
 export function encodeRedoRecord(meta: RedoMeta, payload?: Buffer): Buffer {
+  const { head, payload: body } = encodeRedoRecordParts(meta, payload);
+  return Buffer.concat([head, body]);
+}
+
+/**
+ * The same record as two pieces to write back to back: header + meta, then the payload as given (not
+ * copied: a 1 MiB chunk is not concatenated into a new buffer).
+ */
+export function encodeRedoRecordParts(meta: RedoMeta, payload?: Buffer): { head: Buffer; payload: Buffer } {
   const metaBytes = Buffer.from(JSON.stringify(meta), 'utf8');
   const body = payload ?? Buffer.alloc(0);
-  const header = Buffer.alloc(HEADER_BYTES);
-  header.writeUInt32LE(MAGIC, 0);
-  header.writeUInt32LE(metaBytes.length, 4);
-  header.writeUInt32LE(body.length, 8);
-  createHash('sha256').update(metaBytes).update(body).digest().copy(header, 12);
-  return Buffer.concat([header, metaBytes, body]);
+  const head = Buffer.alloc(HEADER_BYTES + metaBytes.length);
+  head.writeUInt32LE(MAGIC, 0);
+  head.writeUInt32LE(metaBytes.length, 4);
+  head.writeUInt32LE(body.length, 8);
+  createHash('sha256').update(metaBytes).update(body).digest().copy(head, 12);
+  metaBytes.copy(head, HEADER_BYTES);
+  return { head, payload: body };
 }
 
 /** Position of a record's payload relative to the record's start. */

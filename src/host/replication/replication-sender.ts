@@ -58,7 +58,7 @@ export interface SenderPolicy {
   readonly bandwidthBytesPerSec: number | undefined;
   /** Chunk size (default 1 MiB, at most 16 MiB). */
   readonly chunkBytes: number;
-  /** Unacknowledged DATA bytes allowed, in chunks: the window is windowChunks x chunkBytes (default 8). */
+  /** Unacknowledged DATA bytes allowed, in chunks: the window is windowChunks x chunkBytes (default 16). */
   readonly windowChunks: number;
   /** Resync digests per DIGESTS frame (default 16). */
   readonly digestBatch: number;
@@ -76,7 +76,7 @@ export const DEFAULT_SENDER_POLICY: SenderPolicy = Object.freeze({
   compression: true,
   bandwidthBytesPerSec: undefined,
   chunkBytes: 1024 * 1024,
-  windowChunks: 8,
+  windowChunks: 16,
   digestBatch: 16,
   frameTimeoutMs: 30_000,
   connectTimeoutMs: 10_000,
