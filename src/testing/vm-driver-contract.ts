@@ -127,9 +127,15 @@ export function runVmDriverContract(name: string, makeDriver: () => Promise<VmDr
       assert.equal(t.thawed, true);
       assert.equal(t.status.state, 'running');
       assert.equal((await driver.thaw(spec.vmId)).thawed, false);
-      await sleep(200);
-      const moving = await driver.status(spec.vmId);
-      assert.ok((moving.guest?.lastWrittenSeq ?? 0) > q.guest.lastWrittenSeq, JSON.stringify(moving));
+      let moving = await driver.status(spec.vmId);
+      for (let i = 0; i < 400 && (moving.guest?.lastWrittenSeq ?? 0) <= q.guest.lastWrittenSeq; i++) {
+        await sleep(25);
+        moving = await driver.status(spec.vmId);
+      }
+      assert.ok(
+        (moving.guest?.lastWrittenSeq ?? 0) > q.guest.lastWrittenSeq,
+        `no writes after thaw: ${JSON.stringify(moving)}`,
+      );
 
       const sd = await driver.shutdown(spec.vmId, { timeoutMs: 15_000 });
       assert.equal(sd.stopped, true);

@@ -70,7 +70,9 @@ test('seeded: crash images cut anywhere in the guest’s write stream validate a
     ...settings,
   });
   await g.waitForReady();
-  await sleep(1200);
+  // Run until the log has wrapped several times (on a loaded machine this takes longer than 1 s).
+  const deadline = Date.now() + 20_000;
+  while (rec.events.length < 1500 && Date.now() < deadline) await sleep(50);
   await g.kill9();
   const events = rec.events;
   const writes = events.filter((e) => e.kind === 'write');
