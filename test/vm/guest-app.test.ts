@@ -243,7 +243,8 @@ test('quiesce holds writes with a stable disk image; thaw resumes; auto-thaw fre
   assert.equal(bad.status, 400);
   assert.equal((await guestCall(g.to, 'GET', '/nope')).status, 404);
 
-  // SIGTERM is a graceful shutdown: everything written is durable.
+  // SIGTERM is a graceful shutdown, also of a quiesced guest: everything written is durable.
+  assert.equal((await guestCall(g.to, 'POST', '/quiesce', {})).body.state, 'quiesced');
   g.child.signalGroup('SIGTERM');
   assert.equal((await g.child.exited).code, 0);
   const stopped = g.child.stdoutLines

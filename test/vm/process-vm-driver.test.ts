@@ -200,7 +200,8 @@ describe('process driver specifics', () => {
     });
   });
 
-  test('a NIC in a network namespace answers inside it and not on the host network', async () => {
+  test('a NIC in a network namespace answers inside it and not on the host network', async (t) => {
+    if (process.getuid?.() !== 0) return t.skip('network namespaces need root (ip netns)');
     const ns = `ss-vmtest-${process.pid}`;
     const ipv4 = '10.231.7.9';
     const spec = await makeSpec(
