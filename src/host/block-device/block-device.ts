@@ -11,6 +11,10 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** Reads exactly `lengthBytes` at `offsetBytes` (zeros past the written data). */
   read(offsetBytes: number, lengthBytes: number): Promise<Buffer>;
+  /**
+   * Writes `data` at `offsetBytes`. The device keeps no reference to `data` once the returned promise
+   * has settled (copy it if you need it later): the NBD server reuses payload buffers after that.
+   */
   write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void>;
   flush(): Promise<void>;
   /** Hint that the range is no longer needed; it may read back as zeros or as its old content. */

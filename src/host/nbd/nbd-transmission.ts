@@ -4,7 +4,9 @@
  * order. Nothing is serialized here (the spec orders only FLUSH/FUA, and those are the device's promise).
  *
  * Throughput rules (docs/design/nbd-server.md section 5): write payloads are sliced from the socket's
- * chunk when they fit (no copy); each reply is handed to the socket in one corked batch, and all replies
+ * chunk when they fit (no copy), else copied chunk by chunk, as they arrive, into a pooled buffer that
+ * goes back to the pool when the device call has settled (payload-pool.ts: no per-request garbage that
+ * outlives a young-generation collection); each reply is handed to the socket in one corked batch, and all replies
  * finished in one tick leave in one writev; reading pauses while too much work or too many reply bytes
  * are outstanding. Every device promise has a rejection handler, so a failing device yields an errno
  * reply, never an unhandled rejection.
@@ -36,6 +38,7 @@ import {
   type StatusDescriptor,
 } from '../../protocol/nbd/nbd-transmission.codec.js';
 import { ByteQueue } from '../../protocol/nbd/byte-queue.js';
+import { sharedPayloadPool, type PayloadPool } from './payload-pool.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -45,6 +48,8 @@ export interface TransmissionOptions {
   /** Pause reading above this many payload bytes (write data held + read data pending). */
   readonly maxInFlightBytes?: number;
   readonly onProtocolError?: (reason: string) => void;
+  /** Where multi-chunk write payloads are assembled; default: the process-wide pool. */
+  readonly payloadPool?: PayloadPool;
 }
 
 const ZERO_PAGE = Buffer.alloc(64 * 1024);
@@ -79,6 +84,9 @@ export function errnoFor(e: unknown): number {
 export class NbdTransmission {
   private readonly queue = new ByteQueue();
   private pendingWrite: RequestHeader | null = null;
+  /** The pooled buffer the pending write's payload is being copied into, once it spans chunks. */
+  private pendingPayload: Buffer | null = null;
+  private pendingFilled = 0;
   private pendingWriteErrno = 0;
   private pendingWriteMessage = '';
   private inFlight = 0;
@@ -93,6 +101,7 @@ export class NbdTransmission {
   private readonly maxInFlightBytes: number;
   private readonly ctx: ValidationContext;
   private readonly structured: boolean;
+  private readonly pool: PayloadPool;
 
   constructor(
     private readonly socket: Socket,
@@ -103,6 +112,7 @@ export class NbdTransmission {
     this.maxInFlightRequests = options.maxInFlightRequests ?? 128;
     this.maxInFlightBytes = options.maxInFlightBytes ?? 64 * 1024 * 1024;
     this.structured = session.structuredReplies;
+    this.pool = options.payloadPool ?? sharedPayloadPool;
     this.ctx = {
       sizeBytes: BigInt(device.sizeBytes),
       readOnly: session.readOnly || device.readOnly,
@@ -138,6 +148,10 @@ export class NbdTransmission {
   private stop(): void {
     this.stopped = true;
     this.queue.clear();
+    if (this.pendingPayload !== null) {
+      this.pool.release(this.pendingPayload); // never handed to the device
+      this.pendingPayload = null;
+    }
   }
 
   private hardDisconnect(reason: string): void {
@@ -155,12 +169,31 @@ export class NbdTransmission {
     while (!this.stopped && !this.discReceived) {
       const w = this.pendingWrite;
       if (w) {
-        if (this.queue.bytes < w.lengthBytes) return;
-        const payload = this.queue.take(w.lengthBytes);
+        const n = w.lengthBytes;
+        let payload = this.pendingPayload;
+        let pooled = true;
+        if (payload === null) {
+          if (this.queue.firstChunkBytes >= n) {
+            payload = this.queue.take(n); // within one chunk: a slice, no copy
+            pooled = false;
+          } else if (this.queue.bytes === 0) {
+            return; // it may still arrive in one chunk
+          } else {
+            payload = this.pool.acquire(n);
+            this.pendingPayload = payload;
+            this.pendingFilled = 0;
+          }
+        }
+        if (pooled) {
+          this.pendingFilled += this.queue.takeInto(payload, this.pendingFilled, n - this.pendingFilled);
+          if (this.pendingFilled < n) return;
+          this.pendingPayload = null;
+        }
         this.pendingWrite = null;
-        if (this.pendingWriteErrno !== 0)
+        if (this.pendingWriteErrno !== 0) {
+          if (pooled) this.pool.release(payload);
           this.replyError(w, this.pendingWriteErrno, this.pendingWriteMessage);
-        else this.dispatch(w, payload);
+        } else this.dispatch(w, payload, pooled);
         continue;
       }
       if (this.queue.bytes < NBD_REQUEST_HEADER_BYTES) return;
@@ -186,11 +219,12 @@ export class NbdTransmission {
         this.finishIfDisconnecting();
         return;
       }
-      this.dispatch(h, null);
+      this.dispatch(h, null, false);
     }
   }
 
-  private dispatch(h: RequestHeader, payload: Buffer | null): void {
+  /** `pooled`: the payload is leased from the pool and goes back once the device call has settled. */
+  private dispatch(h: RequestHeader, payload: Buffer | null, pooled: boolean): void {
     const offset = Number(h.offset);
     const length = h.lengthBytes;
     const fua = (h.flags & NBD_CMD_FLAG_FUA) !== 0;
@@ -218,6 +252,7 @@ export class NbdTransmission {
           work = this.device.extents(offset, length);
           break;
         default:
+          if (pooled && payload !== null) this.pool.release(payload);
           this.replyError(h, NbdErrno.EINVAL, `unknown command ${h.type}`);
           return;
       }
@@ -228,6 +263,20 @@ export class NbdTransmission {
     this.inFlightBytes += length;
     this.maybePause();
     // One reaction per request: both handlers catch everything, so the derived promise never rejects.
+    if (pooled) {
+      const leased = payload as Buffer;
+      void work.then(
+        (value) => {
+          this.pool.release(leased);
+          this.complete(h, value, null);
+        },
+        (e: unknown) => {
+          this.pool.release(leased);
+          this.complete(h, undefined, e);
+        },
+      );
+      return;
+    }
     void work.then(
       (value) => this.complete(h, value, null),
       (e: unknown) => this.complete(h, undefined, e),

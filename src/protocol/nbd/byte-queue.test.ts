@@ -31,3 +31,28 @@ test('drain returns everything and empties the queue', () => {
   assert.equal(q.drain().toString(), 'bcd');
   assert.equal(q.bytes, 0);
 });
+
+test('takeInto moves bytes across chunk borders into a buffer at an offset (seeded)', () => {
+  const seed = seedFrom(process.env['SECONDSITE_SEED'], 78);
+  const rng = new Rng(seed);
+  const stream = rng.fill(Buffer.alloc(20_000)) as Buffer;
+  const q = new ByteQueue();
+  const out = Buffer.alloc(stream.length + 7);
+  let pushed = 0;
+  let moved = 0;
+  while (moved < stream.length) {
+    if (pushed < stream.length) {
+      const n = Math.min(stream.length - pushed, 1 + rng.int(3000));
+      q.push(stream.subarray(pushed, pushed + n));
+      pushed += n;
+    }
+    const want = rng.int(2500);
+    const before = q.bytes;
+    const k = q.takeInto(out, 7 + moved, want);
+    assert.equal(k, Math.min(want, before), `seed ${seed}`);
+    assert.equal(q.bytes, before - k, `seed ${seed}`);
+    moved += k;
+  }
+  assert.deepEqual(out.subarray(7), stream, `seed ${seed}`);
+  assert.equal(q.firstChunkBytes, 0);
+});

@@ -41,6 +41,29 @@ export class ByteQueue {
     return out;
   }
 
+  /**
+   * Moves up to `lengthBytes` of the next bytes into `dst` at `dstOffset` (a copy; the chunks they came
+   * from are dropped as soon as they are used up) and returns how many were moved: min(lengthBytes, bytes).
+   */
+  takeInto(dst: Buffer, dstOffset: number, lengthBytes: number): number {
+    let moved = 0;
+    while (moved < lengthBytes && this.chunks.length > 0) {
+      const c = this.chunks[0] as Buffer;
+      const k = Math.min(c.length, lengthBytes - moved);
+      c.copy(dst, dstOffset + moved, 0, k);
+      moved += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.buffered -= moved;
+    return moved;
+  }
+
+  /** The length of the first queued chunk (0 when empty): what `take` can return without a copy. */
+  get firstChunkBytes(): number {
+    return this.chunks[0]?.length ?? 0;
+  }
+
   /** The next 4 bytes as a big-endian u32, without taking them (the caller checked `bytes >= 4`). */
   peekU32(): number {
     const first = this.chunks[0] as Buffer;
