@@ -2,7 +2,8 @@
  * The `process` VM runtime driver: a VM is a guest process (src/guest/app/guest-main.ts) whose disks
  * are NBD exports of the host agent, and whose guest agent is the guest's HTTP API on a Unix socket.
  *
- * Files, per VM, under `<stateDir>/<vmId>/` (JSON through the Storage shim, replaced atomically):
+ * Files, per VM, under `<stateDir>/<vmId>/` (vm.json and runtime.json through the Storage shim, replaced
+ * atomically; the guest process's own files through node:fs, as the guest reads them from the disk):
  *   vm.json        the definition ({ version, spec }); written by define, deleted by remove
  *   runtime.json   { pid, instance, startedWallMs, ports, lastExit }: written when a guest is spawned,
  *                  again when it is ready and when it exits
@@ -23,7 +24,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, renameSync } from 'node:fs';
-import { open as openFile, readFile } from 'node:fs/promises';
+import { mkdir, open as openFile, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSecondsiteError, SecondsiteError } from '../../domain/errors.js';
@@ -421,8 +422,12 @@ export class ProcessVmDriver implements VmDriver {
       agentSocket,
       ...e.spec.guest,
     };
+    // guest.json, console.log and agent.sock are the guest process's own files: they live on the real
+    // file system whatever Storage the driver's metadata goes through.
+    await mkdir(this.dir(vmId), { recursive: true });
     const configPath = this.path(vmId, 'guest.json');
-    await this.writeJson(configPath, guestConfig);
+    await writeFile(`${configPath}.tmp`, `${JSON.stringify(guestConfig, null, 2)}\n`);
+    await rename(`${configPath}.tmp`, configPath);
     const instance = randomBytes(8).toString('hex');
     const consolePath = this.path(vmId, 'console.log');
     rotateConsole(consolePath);

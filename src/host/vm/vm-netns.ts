@@ -47,7 +47,7 @@ export async function ensureNetns(name: string): Promise<void> {
 
 /** Gives the namespace the address `ipv4` (on its loopback). */
 export async function addNetnsAddress(name: string, ipv4: string): Promise<void> {
-  await ipOk(['-n', name, 'addr', 'add', `${ipv4}/32`, 'dev', 'lo'], /File exists/);
+  await ipOk(['-n', name, 'addr', 'add', `${ipv4}/32`, 'dev', 'lo'], /File exists|already assigned/);
 }
 
 /** Removes an address added by addNetnsAddress; a no-op if the namespace or address is gone. */
