@@ -138,6 +138,30 @@ describe('process driver specifics', () => {
     await driver.remove(missing.vmId);
   });
 
+  test('a guest that never becomes ready: start times out, powers it off and leaves the VM failed', async () => {
+    const hang = join(dir, 'hanging-guest.mjs');
+    await writeFile(hang, 'setInterval(() => {}, 1000);\n');
+    const slow = await ProcessVmDriver.open({ stateDir: join(dir, 'vms-hang'), guestEntry: hang });
+    try {
+      const spec = await makeSpec(host);
+      await slow.define(spec);
+      const t0 = Date.now();
+      await assert.rejects(slow.start(spec.vmId, { timeoutMs: 1500 }), (e: unknown) => {
+        assert.ok(isSecondsiteError(e, 'SECONDSITE_ERR_TIMEOUT'), String(e));
+        assert.match(e.message, /did not become ready within 1500 ms and was powered off/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 5000);
+      const st = await slow.status(spec.vmId);
+      assert.equal(st.state, 'failed');
+      assert.equal(st.pid, null);
+      assert.equal(st.lastExit?.reason, 'boot-failed');
+      await slow.remove(spec.vmId);
+    } finally {
+      await slow.close();
+    }
+  });
+
   test('a frozen guest: quiesce times out with SECONDSITE_ERR_TIMEOUT, shutdown reports it did not stop', async () => {
     const spec = await makeSpec(host);
     await driver.define(spec);
