@@ -26,6 +26,7 @@ const { values } = parseArgs({
     tracking: { type: 'string' },
     'sync-writes': { type: 'boolean' },
     'sync-writes-max': { type: 'string' },
+    'sync-write-max': { type: 'string' },
   },
 });
 if (values.file === undefined || values.socket === undefined) {
@@ -35,7 +36,10 @@ if (values.file === undefined || values.socket === undefined) {
 
 const storage = new NodeStorage();
 const file = await storage.open(values.file, 'readwrite');
-const inner = await FileBlockDevice.open(file);
+const inner = await FileBlockDevice.open(
+  file,
+  values['sync-write-max'] !== undefined ? { syncWriteMaxBytes: Number(values['sync-write-max']) } : {},
+);
 let device: BlockDevice = inner;
 let syncFd: number | undefined;
 if (values['sync-writes'] === true) {

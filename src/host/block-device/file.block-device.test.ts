@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,8 @@ import { isSecondsiteError } from '../../domain/errors.js';
 import { Rng, seedFrom } from '../../domain/random.js';
 import { KiB, MiB } from '../../domain/units.js';
 import { NodeStorage } from '../storage/node-storage.js';
-import { FileBlockDevice } from './file.block-device.js';
+import type { StorageFile } from '../storage/storage.js';
+import { FileBlockDevice, SYNC_WRITE_MAX_BYTES, SYNC_WRITE_SLOW_MS } from './file.block-device.js';
 
 let dir: string;
 const storage = new NodeStorage();
@@ -134,5 +136,122 @@ test('concurrent flushes share datasyncs (group commit) and all complete', async
   await dev.flush(); // arrived while the first ran: must get its own datasync after it
   await first;
   assert.equal(syncs, 2);
+  await dev.close();
+});
+
+/** A real file whose calls are recorded; datasync can be held open, writeNow can be made slow or fail. */
+function recorded(file: StorageFile): {
+  file: StorageFile;
+  events: string[];
+  holdSync: () => () => void;
+  slowNext: (ms: number) => void;
+  failNext: () => void;
+} {
+  const events: string[] = [];
+  let gate: Promise<void> | undefined;
+  let slowMs = 0;
+  let fail = false;
+  const wrapped = Object.assign(Object.create(file) as StorageFile, {
+    writeNow: (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void => {
+      if (fail) {
+        fail = false;
+        throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+      }
+      const until = performance.now() + slowMs;
+      slowMs = 0;
+      while (performance.now() < until); // a synchronous write the kernel made wait
+      (file.writeNow as NonNullable<StorageFile['writeNow']>).call(
+        file,
+        buf,
+        bufOffset,
+        lengthBytes,
+        positionBytes,
+      );
+      events.push('writeNow');
+    },
+    write: async (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number) => {
+      await file.write(buf, bufOffset, lengthBytes, positionBytes);
+      events.push('write');
+    },
+    datasync: async () => {
+      events.push('datasync-start');
+      if (gate) await gate;
+      await file.datasync();
+      events.push('datasync-end');
+    },
+  });
+  return {
+    file: wrapped,
+    events,
+    holdSync: () => {
+      let open = (): void => {};
+      gate = new Promise<void>((r) => (open = r));
+      return () => {
+        gate = undefined;
+        open();
+      };
+    },
+    slowNext: (ms) => (slowMs = ms),
+    failNext: () => (fail = true),
+  };
+}
+
+const settled = async (p: Promise<unknown>): Promise<boolean> => {
+  let done = false;
+  p.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  await new Promise((r) => setImmediate(r));
+  return done;
+};
+
+test('small writes land synchronously, large ones go through the thread pool; FUA acks only after the datasync', async () => {
+  const path = join(dir, 's.raw');
+  const base = await storage.open(path, 'create');
+  await base.truncate(4 * MiB);
+  const r = recorded(base);
+  const dev = await FileBlockDevice.open(r.file);
+
+  const small = dev.write(8 * KiB, Buffer.alloc(SYNC_WRITE_MAX_BYTES, 0x11), { fua: false });
+  // On the file before the call returned: no thread-pool round trip.
+  assert.ok(
+    readFileSync(path)
+      .subarray(8 * KiB, 8 * KiB + SYNC_WRITE_MAX_BYTES)
+      .every((b) => b === 0x11),
+  );
+  await small;
+  await dev.write(MiB, Buffer.alloc(SYNC_WRITE_MAX_BYTES + 1, 0x22), { fua: false });
+  assert.deepEqual(r.events, ['writeNow', 'write']);
+
+  r.events.length = 0;
+  const release = r.holdSync();
+  const fua = dev.write(0, Buffer.alloc(4 * KiB, 0x33), { fua: true });
+  assert.equal(await settled(fua), false, 'a FUA write must not be acknowledged before its datasync ends');
+  assert.deepEqual(r.events, ['writeNow', 'datasync-start']);
+  release();
+  await fua;
+  assert.deepEqual(r.events, ['writeNow', 'datasync-start', 'datasync-end']);
+  await dev.close();
+});
+
+test('a slow synchronous write sends small writes to the thread pool for the back-off period; errors reject', async () => {
+  const base = await storage.open(join(dir, 't.raw'), 'create');
+  await base.truncate(MiB);
+  const r = recorded(base);
+  const dev = await FileBlockDevice.open(r.file);
+  r.slowNext(SYNC_WRITE_SLOW_MS + 2);
+  await dev.write(0, Buffer.alloc(4 * KiB, 1), { fua: false });
+  await dev.write(4 * KiB, Buffer.alloc(4 * KiB, 2), { fua: false });
+  assert.deepEqual(r.events, ['writeNow', 'write']);
+  assert.equal(dev.slowSyncWriteCount, 1);
+
+  const fresh = await FileBlockDevice.open(r.file);
+  r.failNext();
+  let returned = false;
+  const p = fresh.write(0, Buffer.alloc(512), { fua: false });
+  returned = true;
+  await assert.rejects(p, (e) => (e as { code?: string }).code === 'EIO');
+  assert.ok(returned, 'a failing synchronous write rejects, it does not throw');
   await dev.close();
 });

@@ -4,6 +4,14 @@
  * is one fdatasync (concurrent flushes and FUA writes share them: group commit), trim and zeroing punch
  * holes.
  *
+ * Small writes (up to SYNC_WRITE_MAX_BYTES) go synchronously on the event loop when the file offers
+ * `writeNow`: a buffered pwrite of a few KiB into the page cache takes microseconds, while the thread-pool
+ * round trip costs two thread wake-ups, which is most of a queue-depth-1 write's latency. Ext4 cannot
+ * tell in advance whether a buffered write would block (no RWF_NOWAIT for buffered writes), so a
+ * synchronous write slower than SYNC_WRITE_SLOW_MS (dirty-page throttling, journal waits) turns the
+ * fast path off for SYNC_WRITE_BACKOFF_MS: the event loop stalls at most once per back-off period.
+ * Larger writes stay on the thread pool, where they overlap with reading the next request.
+ *
  * Reads of at least SPARSE_READ_MIN_BYTES consult the allocation map first and never read holes from
  * the file (they are zero-filled in memory); smaller reads are one pread, where the kernel zero-fills
  * holes itself without touching the disk, which is cheaper than two extra lseeks.
@@ -18,28 +26,40 @@ export const SPARSE_READ_MIN_BYTES = 256 * KiB;
 /** extents() looks at most this far per call (the caller asks again for the rest). */
 const EXTENTS_MAX_SPAN_BYTES = 4 * GiB;
 const ZERO_CHUNK_BYTES = MiB;
+/** Writes up to this size are synchronous when the file offers `writeNow` (see the design note above). */
+export const SYNC_WRITE_MAX_BYTES = 16 * KiB;
+/** A synchronous write slower than this turns the synchronous path off for a while. */
+export const SYNC_WRITE_SLOW_MS = 2;
+export const SYNC_WRITE_BACKOFF_MS = 1000;
 let zeroChunk: Buffer | undefined;
 
 export interface FileBlockDeviceOptions {
   readOnly?: boolean;
   /** The disk size; defaults to the file's size. */
   sizeBytes?: number;
+  /** Largest write done synchronously (when the file offers `writeNow`); 0 turns the path off. */
+  syncWriteMaxBytes?: number;
 }
 
 export class FileBlockDevice implements BlockDevice {
   private syncRunning: Promise<void> | undefined;
   private syncQueued: Promise<void> | undefined;
+  /** performance.now() before which small writes use the thread pool (after a slow synchronous one). */
+  private syncWritesOffUntilMs = 0;
+  private slowSyncWrites = 0;
 
   private constructor(
     private readonly file: StorageFile,
     readonly sizeBytes: number,
     readonly readOnly: boolean,
+    private readonly syncWriteMaxBytes: number,
   ) {}
 
   /** Serves `file` as a block device; the device owns the file and closes it on close(). */
   static async open(file: StorageFile, options: FileBlockDeviceOptions = {}): Promise<FileBlockDevice> {
     const sizeBytes = options.sizeBytes ?? (await file.sizeBytes());
-    return new FileBlockDevice(file, sizeBytes, options.readOnly ?? false);
+    const syncMax = file.writeNow === undefined ? 0 : (options.syncWriteMaxBytes ?? SYNC_WRITE_MAX_BYTES);
+    return new FileBlockDevice(file, sizeBytes, options.readOnly ?? false, syncMax);
   }
 
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
@@ -67,10 +87,35 @@ export class FileBlockDevice implements BlockDevice {
     if (n < lengthBytes) buf.fill(0, bufOffset + n, bufOffset + lengthBytes);
   }
 
-  async write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
+  write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
+    if (data.length <= this.syncWriteMaxBytes && !this.readOnly) {
+      const startMs = performance.now();
+      if (startMs >= this.syncWritesOffUntilMs) {
+        try {
+          (this.file.writeNow as NonNullable<StorageFile['writeNow']>)(data, 0, data.length, offsetBytes);
+        } catch (e) {
+          return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+        }
+        const endMs = performance.now();
+        if (endMs - startMs > SYNC_WRITE_SLOW_MS) {
+          this.syncWritesOffUntilMs = endMs + SYNC_WRITE_BACKOFF_MS;
+          this.slowSyncWrites++;
+        }
+        return flags.fua ? this.flush() : Promise.resolve();
+      }
+    }
+    return this.writeAsync(offsetBytes, data, flags);
+  }
+
+  private async writeAsync(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
     this.assertWritable();
     await this.file.write(data, 0, data.length, offsetBytes);
     if (flags.fua) await this.flush();
+  }
+
+  /** Synchronous writes that were slow enough to turn the synchronous path off (for tests, metrics). */
+  get slowSyncWriteCount(): number {
+    return this.slowSyncWrites;
   }
 
   /**

@@ -203,6 +203,14 @@ class NodeStorageFile implements StorageFile {
     });
   }
 
+  writeNow(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void {
+    this.assertOpen();
+    let done = 0;
+    while (done < lengthBytes) {
+      done += fs.writeSync(this.fd, buf, bufOffset + done, lengthBytes - done, positionBytes + done);
+    }
+  }
+
   async datasync(): Promise<void> {
     this.assertOpen();
     if (this.syncFailed !== undefined) {

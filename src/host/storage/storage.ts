@@ -17,6 +17,13 @@ export interface StorageFile {
   read(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<number>;
   /** Writes all of `buf[bufOffset .. bufOffset+lengthBytes)` at `positionBytes`, extending the file if needed. */
   write(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): Promise<void>;
+  /**
+   * Optional: writes all of `buf[bufOffset .. bufOffset+lengthBytes)` at `positionBytes` synchronously on
+   * the calling thread (no thread-pool round trip). It blocks the event loop for as long as the kernel
+   * takes, so callers use it only for small writes and stop when it turns slow. Durability as `write`
+   * (none before `datasync`). Implementations without a cheap synchronous path leave it out.
+   */
+  writeNow?(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void;
   /** Makes all data written so far durable (fdatasync). */
   datasync(): Promise<void>;
   sizeBytes(): Promise<number>;
