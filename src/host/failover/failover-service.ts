@@ -90,6 +90,7 @@ export class FailoverService {
       if (rec.format !== 'secondsite-protection-1') continue;
       this.records.set(rec.relationshipId, rec);
     }
+    await this.discardOrphanViews();
     for (const rec of [...this.records.values()]) {
       try {
         await this.locked(rec.relationshipId, () => this.recover(rec));
@@ -139,6 +140,8 @@ export class FailoverService {
       const state = protectionTransition(relationshipId, current?.state ?? 'receiving', 'test-failover');
       const store = await this.replicas.pointStore(relationshipId);
       const point = resolvePoint(store, relationshipId, options.pointId);
+      // the view pins the point before anything refers to it (retention runs after every commit)
+      await this.openView(store, testViewIdOf(relationshipId), point.pointId);
       const rec = await this.save({
         format: 'secondsite-protection-1',
         relationshipId,
@@ -187,13 +190,17 @@ export class FailoverService {
       if (current?.state === 'failover-pending-commit' && current.step === null) return this.view(current);
       const state = protectionTransition(relationshipId, current?.state ?? 'receiving', 'failover');
       const store = await this.replicas.pointStore(relationshipId);
-      const point = resolvePoint(store, relationshipId, options.pointId);
       const template = options.vm ?? DEFAULT_TEMPLATE;
-      const disks = disksAt(store, point.pointId);
-      for (const d of disks) await this.refuseLocalDisk(relationshipId, d.diskId);
+      for (const d of disksAt(store, resolvePoint(store, relationshipId, options.pointId).pointId))
+        await this.refuseLocalDisk(relationshipId, d.diskId);
       if (!options.force) await this.refuseIfPrimaryAnswers(relationshipId, template);
-      // fence the old primary before anything can write: durable before the VM starts
+      // Fence the old primary first (durable): no cycle commits after this, so no retention run can
+      // drop the point chosen next; then pin it with the view before the record names it.
       const epoch = store.epoch() + 1;
+      await store.setEpoch(epoch);
+      const point = resolvePoint(store, relationshipId, options.pointId);
+      const disks = disksAt(store, point.pointId);
+      await this.openView(store, recoveryViewIdOf(relationshipId), point.pointId);
       const rec = await this.save({
         format: 'secondsite-protection-1',
         relationshipId,
@@ -206,7 +213,6 @@ export class FailoverService {
         step: 'starting',
         updatedWallMs: this.clock.wallMs(),
       });
-      await store.setEpoch(epoch);
       await this.bringUpRecovery(rec, store);
       this.log.info('failover started (pending commit)', { relationshipId, pointId: point.pointId, epoch });
       return this.view(await this.save({ ...rec, step: null }));
@@ -221,6 +227,7 @@ export class FailoverService {
       const point = resolvePoint(store, relationshipId, pointId);
       if (point.pointId === rec.pointId) return this.view(rec);
       await this.tearDownRecovery(rec, store);
+      await this.openView(store, recoveryViewIdOf(rec.vmId), point.pointId);
       const next = await this.save({
         ...rec,
         pointId: point.pointId,
@@ -234,17 +241,33 @@ export class FailoverService {
     });
   }
 
-  /** Back to receiving: the recovery VM and its view are gone; the raised epoch stays. */
-  cancel(relationshipId: string): Promise<FailoverView & { resumeEpoch: number }> {
+  /**
+   * Back to receiving: the recovery VM and its view are gone; the raised epoch stays. Cancelling when
+   * no failover runs (a repeated cancel) changes nothing and says so.
+   */
+  cancel(relationshipId: string): Promise<FailoverView & { resumeEpoch: number; cancelled: boolean }> {
     return this.locked(relationshipId, async () => {
-      const rec = this.require(relationshipId);
-      protectionTransition(relationshipId, rec.state, 'cancel');
       const store = await this.replicas.pointStore(relationshipId);
+      const rec = this.records.get(relationshipId);
+      if (rec === undefined) {
+        return {
+          ...this.get(relationshipId),
+          epoch: store.epoch(),
+          resumeEpoch: store.epoch(),
+          cancelled: false,
+        };
+      }
+      protectionTransition(relationshipId, rec.state, 'cancel');
       await this.tearDownRecovery(rec, store);
       await this.vms.remove(rec.vmId, { powerOff: true });
       await this.forget(relationshipId);
       this.log.info('failover cancelled', { relationshipId, epoch: store.epoch() });
-      return { ...this.get(relationshipId), epoch: store.epoch(), resumeEpoch: store.epoch() };
+      return {
+        ...this.get(relationshipId),
+        epoch: store.epoch(),
+        resumeEpoch: store.epoch(),
+        cancelled: true,
+      };
     });
   }
 
@@ -322,6 +345,29 @@ export class FailoverService {
     if (rec.state === 'failed-over') {
       // ordinary disks now, served by the disk service; the VM comes back up
       await this.startVm(rec.vmId);
+    }
+  }
+
+  /** Views a crash left behind before their record was written: nothing refers to them. */
+  private async discardOrphanViews(): Promise<void> {
+    for (const replica of await this.replicas.list()) {
+      const rec = this.records.get(replica.relationshipId);
+      const store = await this.replicas.pointStore(replica.relationshipId);
+      for (const viewId of [...store.testViews().keys()]) {
+        const wanted =
+          rec?.state === 'test-failover'
+            ? testViewIdOf(rec.vmId)
+            : rec?.state === 'failover-pending-commit'
+              ? recoveryViewIdOf(rec.vmId)
+              : null;
+        if (viewId === wanted) continue;
+        if (!viewId.startsWith('test-') && !viewId.startsWith('failover-')) continue;
+        this.log.warn('discarding a view no failover refers to', {
+          relationshipId: replica.relationshipId,
+          viewId,
+        });
+        await this.discardView(store, viewId);
+      }
     }
   }
 
