@@ -4,7 +4,7 @@
  * (ratio >= 1.05); incompressible data goes raw, detected early from samples so it costs little CPU.
  * Zero chunks never come here (they are ZERO frames).
  */
-import { compressSync, uncompressSync } from 'lz4-napi';
+import { compress, compressSync, uncompressSync } from 'lz4-napi';
 import { SecondsiteError } from '../../domain/errors.js';
 import type { Compression } from '../../protocol/replication/messages.js';
 
@@ -28,6 +28,18 @@ function probablyIncompressible(data: Buffer): boolean {
 export function compressChunk(data: Buffer): { compression: Compression; body: Buffer } {
   if (probablyIncompressible(data)) return { compression: 'none', body: data };
   const packed = compressSync(data);
+  if (packed.length * MIN_COMPRESSION_RATIO <= data.length) return { compression: 'lz4', body: packed };
+  return { compression: 'none', body: data };
+}
+
+/**
+ * `compressChunk` with the LZ4 pass on the libuv threadpool (lz4-napi's async task), so several chunks
+ * compress in parallel with each other and with the sender's hashing and TLS on the main thread. Same
+ * choice of raw or LZ4 as `compressChunk`; the caller must not change `data` until it resolves.
+ */
+export async function compressChunkAsync(data: Buffer): Promise<{ compression: Compression; body: Buffer }> {
+  if (probablyIncompressible(data)) return { compression: 'none', body: data };
+  const packed = await compress(data);
   if (packed.length * MIN_COMPRESSION_RATIO <= data.length) return { compression: 'lz4', body: packed };
   return { compression: 'none', body: data };
 }

@@ -29,7 +29,12 @@ import { newRelationshipStats } from '../../domain/replication/relationship-stat
 import { senderTransition } from '../../domain/replication/sender-state.machine.js';
 import type { SenderState } from '../../domain/replication/sender-state.machine.js';
 import type { RelationshipStats } from '../../domain/replication/relationship-stats.js';
-import { chunkChecksum, cycleDigestOf, planDigestOf } from '../../protocol/replication/cycle-digest.js';
+import {
+  chunkChecksum,
+  chunkChecksumAsync,
+  cycleDigestOf,
+  planDigestOf,
+} from '../../protocol/replication/cycle-digest.js';
 import { FLAG_SYNC, relationshipKeyOf } from '../../protocol/replication/frame-codec.js';
 import { newSessionContext } from '../../protocol/replication/frame-rules.js';
 import {
@@ -37,11 +42,17 @@ import {
   MAX_EXTENTS_PER_FRAME,
   MAX_PLAN_EXTENTS,
 } from '../../protocol/replication/messages.js';
-import type { Consistency, DiskExtent, MessageKind, MessageOf } from '../../protocol/replication/messages.js';
+import type {
+  Compression,
+  Consistency,
+  DiskExtent,
+  MessageKind,
+  MessageOf,
+} from '../../protocol/replication/messages.js';
 import type { CycleSnapshot } from '../change-tracking/cycle-snapshot.js';
 import { replicationClientOptions } from '../pki/tls-config.js';
 import type { TlsIdentity } from '../pki/tls-config.js';
-import { compressChunk, isAllZero } from './chunk-compression.js';
+import { compressChunkAsync, isAllZero } from './chunk-compression.js';
 import { FrameConnection, socketError } from './frame-connection.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -448,13 +459,19 @@ export class ReplicationSender {
     const toRead = plan.items.filter(
       (it) => !it.hole && !covers(stagedSets[it.diskIndex] as ByteRange[], it.offsetBytes, it.lengthBytes),
     );
-    const reads = new ReadAhead(cycle.snapshots, toRead, READ_AHEAD_CHUNKS);
+    const reads = new ReadAhead(
+      cycle.snapshots,
+      toRead,
+      READ_AHEAD_CHUNKS,
+      (it) => !digestFirst(it),
+      this.policy.compression,
+    );
     const pending: WorkItem[] = [];
     const flushDigests = async (): Promise<void> => {
       if (pending.length === 0) return;
       const batch = pending.splice(0, pending.length);
       const datas: Buffer[] = [];
-      for (const it of batch) datas.push(await reads.get(it));
+      for (const it of batch) datas.push((await reads.get(it)).data);
       await conn.send({
         kind: 'digests',
         chunks: batch.map((it, i) => ({
@@ -491,8 +508,8 @@ export class ReplicationSender {
         continue;
       }
       await flushDigests();
-      const data = await reads.get(it);
-      await this.sendChunk(win, it, data, st);
+      const { data, prepared } = await reads.get(it);
+      await this.sendChunk(win, it, data, st, prepared);
       this.progress(it.lengthBytes);
     }
     await flushDigests();
@@ -538,7 +555,14 @@ export class ReplicationSender {
     this.stats.zeroBytes += e.lengthBytes;
   }
 
-  private async sendChunk(win: SendWindow, it: DiskExtent, data: Buffer, st: CycleState): Promise<void> {
+  /** Sends one read chunk: its zero runs as ZERO frames, the rest as DATA (prepared ahead, or now). */
+  private async sendChunk(
+    win: SendWindow,
+    it: DiskExtent,
+    data: Buffer,
+    st: CycleState,
+    prepared?: Promise<PreparedRun[]>,
+  ): Promise<void> {
     if (data.length !== it.lengthBytes) {
       throw new SecondsiteError(
         'SECONDSITE_ERR_IO',
@@ -546,22 +570,25 @@ export class ReplicationSender {
       );
     }
     // Zero runs inside a chunk go as ZERO frames too: zero blocks never reach the compressor or the wire.
-    for (const run of zeroRuns(data, ZERO_SCAN_BYTES)) {
+    const runs = await (prepared ?? prepareChunk(data, this.policy.compression));
+    for (const run of runs) {
       const sub: DiskExtent = {
         diskIndex: it.diskIndex,
         offsetBytes: it.offsetBytes + run.startBytes,
         lengthBytes: run.lengthBytes,
       };
-      if (run.zero) await this.sendZero(win, sub, st);
-      else
-        await this.sendDataRun(win, sub, data.subarray(run.startBytes, run.startBytes + run.lengthBytes), st);
+      if (run.data === null) await this.sendZero(win, sub, st);
+      else await this.sendDataRun(win, sub, run.data, st);
     }
   }
 
-  private async sendDataRun(win: SendWindow, it: DiskExtent, data: Buffer, st: CycleState): Promise<void> {
-    const { compression, body } = this.policy.compression
-      ? compressChunk(data)
-      : { compression: 'none' as const, body: data };
+  private async sendDataRun(
+    win: SendWindow,
+    it: DiskExtent,
+    run: NonNullable<PreparedRun['data']>,
+    st: CycleState,
+  ): Promise<void> {
+    const { compression, body, dataChecksum } = run;
     await win.beforeData(it.lengthBytes);
     if (this.bucket) await this.bucket.take(body.length + 128);
     const key = `${it.diskIndex}:${it.offsetBytes}`;
@@ -570,24 +597,57 @@ export class ReplicationSender {
       this.stats.resentBytes += it.lengthBytes;
     }
     st.sent.add(key);
-    await win.sendData({ kind: 'data', ...it, compression, dataChecksum: chunkChecksum(data), body });
+    await win.sendData({ kind: 'data', ...it, compression, dataChecksum, body });
     st.logical += it.lengthBytes;
     this.stats.logicalBytesSent += it.lengthBytes;
   }
 }
 
+/** One run of a chunk, ready to send: zero (a ZERO frame) or data with its body and checksum. */
+interface PreparedRun {
+  readonly startBytes: number;
+  readonly lengthBytes: number;
+  readonly data: { compression: Compression; body: Buffer; dataChecksum: Buffer } | null;
+}
+
+/**
+ * Splits a chunk into zero and data runs and, for every data run, compresses it (when it pays) and
+ * computes its SHA-256, both on the libuv threadpool: chunks read ahead are prepared in parallel with
+ * each other and with the main thread's TLS work. `data` must not change until this resolves.
+ */
+async function prepareChunk(data: Buffer, compression: boolean): Promise<PreparedRun[]> {
+  return await Promise.all(
+    zeroRuns(data, ZERO_SCAN_BYTES).map(async (run): Promise<PreparedRun> => {
+      if (run.zero) return { startBytes: run.startBytes, lengthBytes: run.lengthBytes, data: null };
+      const slice = data.subarray(run.startBytes, run.startBytes + run.lengthBytes);
+      const [packed, dataChecksum] = await Promise.all([
+        compression ? compressChunkAsync(slice) : { compression: 'none' as const, body: slice },
+        chunkChecksumAsync(slice),
+      ]);
+      return { startBytes: run.startBytes, lengthBytes: run.lengthBytes, data: { ...packed, dataChecksum } };
+    }),
+  );
+}
+
 /**
  * Reads the next few data items ahead (in plan order) so disk reads overlap hashing, compression and
- * sending. Bounded to `depth` chunks in memory. Out-of-order requests fall back to a direct read.
+ * sending, and prepares (`prepareChunk`) those that will be sent as data rather than compared by
+ * digest. Bounded to `depth` chunks in memory. Out-of-order requests fall back to a direct read.
  */
 class ReadAhead {
   private nextIndex = 0;
-  private readonly inflight = new Map<WorkItem, Promise<Buffer>>();
+  private readonly inflight = new Map<
+    WorkItem,
+    { data: Promise<Buffer>; prepared: Promise<PreparedRun[]> | undefined }
+  >();
 
   constructor(
     private readonly snapshots: readonly CycleSnapshot[],
     private readonly items: readonly WorkItem[],
     private readonly depth: number,
+    /** Whether an item will be sent as data (prepared ahead), and with compression. */
+    private readonly prepareAhead: (it: WorkItem) => boolean,
+    private readonly compression: boolean,
   ) {}
 
   private read(it: WorkItem): Promise<Buffer> {
@@ -597,19 +657,27 @@ class ReadAhead {
   private fill(): void {
     while (this.inflight.size < this.depth && this.nextIndex < this.items.length) {
       const it = this.items[this.nextIndex++] as WorkItem;
-      const p = this.read(it);
-      p.catch(() => {}); // observed when awaited in get(); never an unhandled rejection
-      this.inflight.set(it, p);
+      const data = this.read(it);
+      const prepared = this.prepareAhead(it)
+        ? data.then((d) =>
+            d.length === it.lengthBytes ? prepareChunk(d, this.compression) : Promise.resolve([]),
+          )
+        : undefined;
+      // observed when awaited in get(); never an unhandled rejection
+      data.catch(() => {});
+      prepared?.catch(() => {});
+      this.inflight.set(it, { data, prepared });
     }
   }
 
-  async get(it: WorkItem): Promise<Buffer> {
+  /** The item's bytes and, if it was prepared ahead, its prepared runs. */
+  async get(it: WorkItem): Promise<{ data: Buffer; prepared: Promise<PreparedRun[]> | undefined }> {
     this.fill();
     const p = this.inflight.get(it);
     this.inflight.delete(it);
-    const data = await (p ?? this.read(it));
+    const data = await (p?.data ?? this.read(it));
     this.fill();
-    return data;
+    return { data, prepared: p?.prepared };
   }
 }
 

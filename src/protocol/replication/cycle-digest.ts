@@ -4,7 +4,7 @@
  * cycle id, cut time, consistency and plan, so both sides agree on what the committed point contains.
  */
 import { Buffer } from 'node:buffer';
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import type { Consistency, DiskExtent } from './messages.js';
 
@@ -50,4 +50,12 @@ export function cycleDigestOf(c: {
 /** SHA-256 of chunk content: the end-to-end checksum of DATA frames and the resync digest. */
 export function chunkChecksum(data: Buffer): Buffer {
   return createHash('sha256').update(data).digest();
+}
+
+/**
+ * `chunkChecksum` computed on the libuv threadpool (WebCrypto's digest runs there), so a sender can hash
+ * chunks in parallel with compression and TLS on its main thread. Same bytes as `chunkChecksum`.
+ */
+export async function chunkChecksumAsync(data: Buffer): Promise<Buffer> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
 }
