@@ -32,7 +32,7 @@ export function renderRelationships(views: RelationshipView[]): string {
       d.diskIds.join(','),
       `${d.replica.hostId}:${d.replica.port}`,
       frequency(d.policy.copyFrequencySeconds),
-      d.state === 'paused' ? 'paused' : r.state,
+      d.state === 'enabled' ? r.state : d.state,
       r.lastPoint ? `#${r.lastPoint.sequence}` : '-',
       age(r.lagMs),
       formatBytes(r.bytes.wireSent),

@@ -189,8 +189,8 @@ test('kill -9 of the replica agent at random moments of every failover operation
     }
     if (c % 2 === 1) {
       // after a cancel the primary continues at the raised epoch
-      await a.client.post(`/v1/vms/${vmId}/start`);
       await a.client.post(`/v1/relationships/${vmId}/resume`, { epoch: 1 });
+      await a.client.post(`/v1/vms/${vmId}/start`);
       await waitFor(
         `${vmId}: a point at epoch 1`,
         async () => (await replicaView(lab, vmId)).latestPoint?.epoch === 1,

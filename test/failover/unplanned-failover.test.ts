@@ -129,12 +129,19 @@ test('unplanned failover after host A dies: the guest recovers, loss is bounded,
     // the old primary comes back and is fenced
     await lab.start('host-a');
     await waitFor(
-      `${where}: host A's sender is fenced`,
+      `${where}: host A's relationship is fenced`,
       async () => {
         const rel = await lab.host('host-a').client.get<RelationshipView>(`/v1/relationships/${vmId}`);
-        return rel.report.lastError?.code === 'SECONDSITE_ERR_STALE_EPOCH';
+        return (
+          rel.report.lastError?.code === 'SECONDSITE_ERR_STALE_EPOCH' && rel.definition.state === 'fenced'
+        );
       },
       30_000,
+    );
+    await assert.rejects(
+      lab.host('host-a').client.post(`/v1/vms/${vmId}/start`),
+      /was failed over to host-b/,
+      `${where}: the old primary refuses to start the VM: never two writable copies`,
     );
     if (op === 'cancel') {
       // back to protected: the primary continues at the epoch the cancelled failover left

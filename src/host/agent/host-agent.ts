@@ -195,6 +195,13 @@ export class HostAgent {
       this.config.nbdSocket,
       this.log.child({ component: 'vms' }),
     );
+    const relationships = this.relationshipService;
+    this.vmService.refuseStart = (vmId) => {
+      const fenced = relationships.fencedOf(vmId)[0];
+      return fenced
+        ? `VM ${vmId} was failed over to ${fenced.replica.hostId}, which now runs it (this host is fenced at epoch ${fenced.epoch}); set up reverse replication, resume at the new epoch after a cancelled failover ('secondsite host replication resume ${fenced.relationshipId} --epoch N'), or disable replication`
+        : null;
+    };
     this.failoverService = new FailoverService(
       this.storage,
       this.config.stateDir,

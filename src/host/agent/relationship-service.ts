@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Clock } from '../../domain/clock.js';
-import { SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import { Rng } from '../../domain/random.js';
 import { newRelationshipStats, type RelationshipStats } from '../../domain/replication/relationship-stats.js';
 import { buildReport, type ReplicationReport } from '../../domain/replication/replication-report.js';
@@ -30,7 +30,12 @@ import { ReplicationSender } from '../replication/replication-sender.js';
 import type { Storage } from '../storage/storage.js';
 import type { DiskService } from './disk-service.js';
 
-export type RelationshipState = 'enabled' | 'paused';
+/**
+ * 'fenced': the replica refused this primary's epoch (a failover made the replica the VM's new home):
+ * no cycles run and the VM may not start here until replication is resumed at the new epoch, reversed
+ * or disabled (docs/design/failover.md section 6).
+ */
+export type RelationshipState = 'enabled' | 'paused' | 'fenced';
 
 export interface RelationshipDefinition {
   readonly format: 'secondsite.relationship/1';
@@ -172,6 +177,22 @@ export class RelationshipService {
     return { view: this.view(relationshipId), created: true };
   }
 
+  /** The relationships of a VM that a failover fenced (their VM must not start here). */
+  fencedOf(vmId: string): RelationshipDefinition[] {
+    return [...this.defs.values()].filter((d) => d.vmId === vmId && d.state === 'fenced');
+  }
+
+  private async fence(relationshipId: string): Promise<void> {
+    const def = this.defs.get(relationshipId);
+    if (!def || def.state !== 'enabled') return;
+    await this.stopRunner(relationshipId);
+    await this.persist({ ...def, state: 'fenced' });
+    this.log.warn('replication fenced: the replica runs this VM after a failover', {
+      relationshipId,
+      epoch: def.epoch,
+    });
+  }
+
   async pause(relationshipId: string): Promise<RelationshipView> {
     const def = this.require(relationshipId);
     if (def.state === 'paused') return this.view(relationshipId);
@@ -229,7 +250,7 @@ export class RelationshipService {
       this.stats.get(relationshipId) ??
       newRelationshipStats(relationshipId, definition.policy.copyFrequencySeconds);
     const report = buildReport(stats, this.clock.wallMs());
-    if (definition.state === 'paused') report.state = 'stopped';
+    if (definition.state !== 'enabled') report.state = 'stopped';
     return { definition, report };
   }
 
@@ -316,6 +337,10 @@ export class RelationshipService {
           });
         } catch (e) {
           log.warn('replication cycle failed', { cycleId, error: e });
+          if (isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH')) {
+            // stop trying: the next step is the operator's (after this cycle unwinds)
+            setImmediate(() => void this.fence(def.relationshipId).catch(() => undefined));
+          }
           throw e;
         }
       },

@@ -65,7 +65,12 @@ export class VmService {
     return this.driver.status(vmId);
   }
 
+  /** Asked before a VM starts: a reason it must not (fenced by a failover), or null. */
+  refuseStart: (vmId: string) => string | null = () => null;
+
   async start(vmId: string): Promise<VmStatus> {
+    const refusal = this.refuseStart(vmId);
+    if (refusal !== null) throw new SecondsiteError('SECONDSITE_ERR_INVALID_STATE', refusal, { vmId });
     const s = await this.driver.start(vmId);
     this.log.info('vm started', { vmId, pid: s.pid });
     return s;
