@@ -4,7 +4,7 @@
  * (ratio >= 1.05); incompressible data goes raw, detected early from samples so it costs little CPU.
  * Zero chunks never come here (they are ZERO frames).
  */
-import { compress, compressSync, uncompressSync } from 'lz4-napi';
+import { compress, compressSync, uncompress, uncompressSync } from 'lz4-napi';
 import { SecondsiteError } from '../../domain/errors.js';
 import type { Compression } from '../../protocol/replication/messages.js';
 
@@ -46,23 +46,48 @@ export async function compressChunkAsync(data: Buffer): Promise<{ compression: C
 
 /** Decompresses a chunk whose size prefix the frame decoder already checked against `lengthBytes`. */
 export function decompressChunk(body: Buffer, lengthBytes: number): Buffer {
+  checkSizePrefix(body, lengthBytes);
+  let out: Buffer;
+  try {
+    out = uncompressSync(body);
+  } catch (e) {
+    throw notLz4(e);
+  }
+  return checkDecompressed(out, lengthBytes);
+}
+
+/** `decompressChunk` on the libuv threadpool (lz4-napi's async task); the same checks. */
+export async function decompressChunkAsync(body: Buffer, lengthBytes: number): Promise<Buffer> {
+  checkSizePrefix(body, lengthBytes);
+  let out: Buffer;
+  try {
+    out = await uncompress(body);
+  } catch (e) {
+    throw notLz4(e);
+  }
+  return checkDecompressed(out, lengthBytes);
+}
+
+/** The 4-byte LE size prefix must equal the declared length before anything is decompressed. */
+function checkSizePrefix(body: Buffer, lengthBytes: number): void {
   if (body.length < 4 || body.readUInt32LE(0) !== lengthBytes) {
     throw new SecondsiteError(
       'SECONDSITE_ERR_BAD_FRAME',
       `lz4 chunk size prefix does not match ${lengthBytes}`,
     );
   }
-  let out: Buffer;
-  try {
-    out = uncompressSync(body);
-  } catch (e) {
-    throw new SecondsiteError(
-      'SECONDSITE_ERR_BAD_FRAME',
-      `lz4 chunk does not decompress: ${String(e)}`,
-      {},
-      { cause: e },
-    );
-  }
+}
+
+function notLz4(e: unknown): SecondsiteError {
+  return new SecondsiteError(
+    'SECONDSITE_ERR_BAD_FRAME',
+    `lz4 chunk does not decompress: ${String(e)}`,
+    {},
+    { cause: e },
+  );
+}
+
+function checkDecompressed(out: Buffer, lengthBytes: number): Buffer {
   if (out.length !== lengthBytes) {
     throw new SecondsiteError(
       'SECONDSITE_ERR_BAD_FRAME',

@@ -12,7 +12,12 @@ import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import { coalesce, covers, totalBytes } from '../../domain/replication/extent-set.js';
 import type { ByteRange } from '../../domain/replication/extent-set.js';
 import { FLAG_SYNC, relationshipKeyOf } from '../../protocol/replication/frame-codec.js';
-import { PlanDigest, chunkChecksum, cycleDigestOf } from '../../protocol/replication/cycle-digest.js';
+import {
+  PlanDigest,
+  chunkChecksum,
+  chunkChecksumAsync,
+  cycleDigestOf,
+} from '../../protocol/replication/cycle-digest.js';
 import { checkEpoch } from '../../protocol/replication/frame-rules.js';
 import { MAX_EXTENTS_PER_FRAME } from '../../protocol/replication/messages.js';
 import type { DiskExtent, MessageOf } from '../../protocol/replication/messages.js';
@@ -23,7 +28,7 @@ import type {
   ReplicaStore,
   StagedProgress,
 } from '../recovery-points/replica-store.js';
-import { decompressChunk } from './chunk-compression.js';
+import { decompressChunkAsync } from './chunk-compression.js';
 import type { FrameConnection } from './frame-connection.js';
 import { StagingPipeline } from './staging-pipeline.js';
 
@@ -54,6 +59,18 @@ export interface ReceiverCounters {
   dataBytesStaged: number;
   zeroBytesStaged: number;
   pointsCommitted: number;
+}
+
+/**
+ * A DATA frame's uncompressed bytes once its chunk SHA-256 matched (decompression and hashing on the
+ * libuv threadpool); rejects with BAD_FRAME otherwise (invariant 2).
+ */
+async function verifiedChunk(m: MessageOf<'data'>): Promise<Buffer> {
+  const data = m.compression === 'lz4' ? await decompressChunkAsync(m.body, m.lengthBytes) : m.body;
+  if (!(await chunkChecksumAsync(data)).equals(m.dataChecksum)) {
+    throw badFrame(`data chunk at ${m.offsetBytes}+${m.lengthBytes}: checksum mismatch after decompression`);
+  }
+  return data;
 }
 
 /** Relationship ids name directories on the replica: plain names only (checked again by the store). */
@@ -218,25 +235,32 @@ export class ReceiverSession {
         switch (m.kind) {
           case 'data': {
             this.checkInPlan(plan, m);
-            const data = m.compression === 'lz4' ? decompressChunk(m.body, m.lengthBytes) : m.body;
-            if (!chunkChecksum(data).equals(m.dataChecksum)) {
-              throw badFrame(
-                `data chunk at ${m.offsetBytes}+${m.lengthBytes}: checksum mismatch after decompression`,
-              );
-            }
             const diskId = this.diskIdAt(m.diskIndex);
-            await staging.stage((w) => w.writeChunk(diskId, m.offsetBytes, data));
-            this.deps.counters.dataFramesStaged++;
-            this.deps.counters.dataBytesStaged += m.lengthBytes;
-            if (header.flags & FLAG_SYNC) staging.ack(header.seq);
+            const ackSeq = header.flags & FLAG_SYNC ? header.seq : undefined;
+            // checked (decompression, SHA-256) on the threadpool; staged only if the check passed
+            await staging.stage(
+              verifiedChunk(m),
+              async (w, data) => {
+                await w.writeChunk(diskId, m.offsetBytes, data);
+                this.deps.counters.dataFramesStaged++;
+                this.deps.counters.dataBytesStaged += m.lengthBytes;
+              },
+              ackSeq,
+            );
             break;
           }
           case 'zero': {
             this.checkInPlan(plan, m);
             const diskId = this.diskIdAt(m.diskIndex);
-            await staging.stage((w) => w.zeroRange(diskId, m.offsetBytes, m.lengthBytes));
-            this.deps.counters.zeroBytesStaged += m.lengthBytes;
-            if (header.flags & FLAG_SYNC) staging.ack(header.seq);
+            const ackSeq = header.flags & FLAG_SYNC ? header.seq : undefined;
+            await staging.stage(
+              null,
+              async (w) => {
+                await w.zeroRange(diskId, m.offsetBytes, m.lengthBytes);
+                this.deps.counters.zeroBytesStaged += m.lengthBytes;
+              },
+              ackSeq,
+            );
             break;
           }
           case 'digests':

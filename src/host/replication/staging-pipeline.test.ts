@@ -116,15 +116,13 @@ test('staging goes on during a sync; each ACK reports exactly what its sync made
   const chunk = (fill: number): Buffer => Buffer.alloc(64 * KiB, fill);
   const syncsBefore = gated.syncsStarted;
   gated.hold();
-  await pipeline.stage((w) => w.writeChunk('d', 0, chunk(1)));
-  pipeline.ack(1);
+  await pipeline.stage(null, (w) => w.writeChunk('d', 0, chunk(1)), 1);
   await settle();
   assert.equal(gated.syncsStarted, syncsBefore + 1, 'the sync for seq 1 is running (held)');
   // staging goes on while that sync is held, and a second ACK is asked for behind it
-  await pipeline.stage((w) => w.writeChunk('d', 64 * KiB, chunk(2)));
-  await pipeline.stage((w) => w.zeroRange('d', 128 * KiB, 64 * KiB));
-  pipeline.ack(3);
-  await pipeline.stage((w) => w.writeChunk('d', 192 * KiB, chunk(4)));
+  await pipeline.stage(null, (w) => w.writeChunk('d', 64 * KiB, chunk(2)));
+  await pipeline.stage(null, (w) => w.zeroRange('d', 128 * KiB, 64 * KiB), 3);
+  await pipeline.stage(null, (w) => w.writeChunk('d', 192 * KiB, chunk(4)));
   await settle();
   assert.deepEqual(acks, [], 'no ACK before its sync returned');
   gated.release();
@@ -166,24 +164,19 @@ test('a failed sync sends no ACK, reports the failure at once and stops the pipe
     },
     (e) => failures.push(e),
   );
-  await pipeline.stage((w) => w.writeChunk('d', 0, Buffer.alloc(4 * KiB, 1)));
-  pipeline.ack(1);
+  await pipeline.stage(null, (w) => w.writeChunk('d', 0, Buffer.alloc(4 * KiB, 1)), 1);
   await settle();
-  await pipeline.stage((w) => w.writeChunk('d', 4 * KiB, Buffer.alloc(4 * KiB, 2)));
   disk.failNextSync(`${DIR}/rel/staging/redo.log`);
-  pipeline.ack(2);
+  await pipeline.stage(null, (w) => w.writeChunk('d', 4 * KiB, Buffer.alloc(4 * KiB, 2)), 2);
   await settle();
   assert.deepEqual(acks, [1]);
   assert.equal(failures.length, 1);
   assert.ok(isSecondsiteError(failures[0], 'SECONDSITE_ERR_IO'), String(failures[0]));
   await assert.rejects(
-    pipeline.stage((w) => w.writeChunk('d', 8 * KiB, Buffer.alloc(4 * KiB, 3))),
+    pipeline.stage(null, (w) => w.writeChunk('d', 8 * KiB, Buffer.alloc(4 * KiB, 3)), 3),
     (e) => isSecondsiteError(e, 'SECONDSITE_ERR_IO'),
   );
-  assert.throws(
-    () => pipeline.ack(3),
-    (e) => isSecondsiteError(e, 'SECONDSITE_ERR_IO'),
-  );
+  assert.deepEqual(acks, [1]);
   await assert.rejects(pipeline.drain(), (e) => isSecondsiteError(e, 'SECONDSITE_ERR_IO'));
   assert.deepEqual(stagedOf(writer.progress()), range(0, 4 * KiB), 'the failed sync added nothing');
   await store.close();
@@ -203,15 +196,57 @@ test('a failed write stops the pipeline before anything later is acked', async (
     (e) => failures.push(e),
   );
   disk.failNextWrite(`${DIR}/rel/staging/redo.log`, 'ENOSPC');
-  await pipeline.stage((w) => w.writeChunk('d', 0, Buffer.alloc(4 * KiB, 1))).catch(() => undefined);
-  try {
-    pipeline.ack(1);
-  } catch {
-    // the failure may already be known
-  }
+  await pipeline.stage(null, (w) => w.writeChunk('d', 0, Buffer.alloc(4 * KiB, 1)), 1).catch(() => undefined);
   await pipeline.drain().catch(() => undefined);
   assert.deepEqual(acks, []);
   assert.equal(failures.length, 1);
   assert.deepEqual(stagedOf(writer.progress()), []);
+  await store.close();
+});
+
+test('frames are staged in frame order even when a later check finishes first; a failed check stages nothing from there on', async () => {
+  const { store } = await setup();
+  const writer = await store.beginCycle('c1', 0);
+  const acks: Array<{ seq: number; staged: unknown }> = [];
+  const failures: unknown[] = [];
+  const pipeline = new StagingPipeline(
+    writer,
+    (seq, progress) => {
+      acks.push({ seq, staged: stagedOf(progress) });
+      return Promise.resolve();
+    },
+    (e) => failures.push(e),
+  );
+  // frame 1's check is slow, frame 2 (same range, newer content) is checked at once: 2 must win
+  let passFirst = (_: Buffer): void => {};
+  const slow = new Promise<Buffer>((r) => (passFirst = r));
+  await pipeline.stage(slow, (w, data) => w.writeChunk('d', 0, data));
+  await pipeline.stage(Promise.resolve(Buffer.alloc(4 * KiB, 2)), (w, data) => w.writeChunk('d', 0, data), 2);
+  await settle();
+  assert.deepEqual(acks, [], 'nothing may be acked before the earlier frame was staged');
+  passFirst(Buffer.alloc(4 * KiB, 1));
+  await pipeline.drain();
+  assert.deepEqual(acks, [{ seq: 2, staged: range(0, 4 * KiB) }]);
+  const content = Buffer.alloc(4 * KiB);
+  await writer.overlayStaged('d', 0, content);
+  assert.ok(content.equals(Buffer.alloc(4 * KiB, 2)), 'the later frame must win');
+  // a failed check: neither that frame nor a later one (whose check passed) is staged or acked
+  let failThird = (_: Error): void => {};
+  const third = new Promise<Buffer>((_, reject) => (failThird = reject));
+  await pipeline.stage(third, (w, data) => w.writeChunk('d', 8 * KiB, data), 3);
+  await pipeline.stage(
+    Promise.resolve(Buffer.alloc(4 * KiB, 4)),
+    (w, data) => w.writeChunk('d', 12 * KiB, data),
+    4,
+  );
+  failThird(new Error('checksum mismatch'));
+  await assert.rejects(pipeline.drain(), /checksum mismatch/);
+  assert.equal(failures.length, 1);
+  assert.equal(acks.length, 1, 'only seq 2 was acked');
+  assert.deepEqual(
+    stagedOf(await writer.sync()),
+    range(0, 4 * KiB),
+    'nothing after the failed check is staged',
+  );
   await store.close();
 });
