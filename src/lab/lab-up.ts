@@ -1,8 +1,10 @@
 /**
  * `secondsite lab up` (what `npm start` runs): a two-site system on this machine. Today it is the
- * host level: host-a (site A, primary) runs a VM whose two disks are written by a workload through
- * the agent's NBD server; host-b (site B) keeps the replica. The terminal shows live status: the VM's
- * writes, each relationship's state, last recovery point, lag, bytes, throughput and health.
+ * host level: host-a (site A, primary) runs VM vm1, a guest application that keeps a checksummed
+ * record log on its boot disk vm1-d0 and answers over HTTP on its NIC, while a block workload writes
+ * its data disk vm1-d1, both through the agent's NBD server; host-b (site B) keeps the replica, ready
+ * for a test failover or a failover. The terminal shows live status: the guest's records, the
+ * workload's writes, replication state, last recovery point, lag, bytes, throughput and health.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -12,7 +14,8 @@ import type { RelationshipView } from '../host/agent/relationship-service.js';
 import type { ReplicaView } from '../host/agent/replica-service.js';
 import { BLOCK_SIZE_BYTES } from '../testing/workload/block-format.js';
 import { WorkloadGenerator } from '../testing/workload/workload-generator.js';
-import { HostLab } from './host-lab.js';
+import type { VmStatus } from '../host/vm/vm-driver.js';
+import { HostLab, freePort } from './host-lab.js';
 
 export interface LabUpOptions {
   dir: string;
@@ -30,6 +33,8 @@ export interface LabUpOptions {
 export interface LabSnapshot {
   elapsedSeconds: number;
   workload: { ops: number; bytesWritten: number; epochs: number };
+  /** The guest VM on host-a: its power state and its own report (records written, durable). */
+  vm: Pick<VmStatus, 'state' | 'guest' | 'nics'> | null;
   relationship: RelationshipView['report'] | null;
   replica: Pick<ReplicaView, 'points' | 'latestPoint' | 'lagMs' | 'epoch'> | null;
 }
@@ -60,6 +65,15 @@ export async function labUp(o: LabUpOptions): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     for (const d of DISKS) await a.client.post('/v1/disks', d);
+    const guestPort = await freePort();
+    await a.client.post('/v1/vms', {
+      vmId: 'vm1',
+      name: 'lab guest',
+      diskIds: DISKS.map((d) => d.diskId),
+      nics: [{ nicId: 'nic0', network: 'lab', ipv4: '127.0.0.1', port: guestPort }],
+      guest: { recordsPerSec: 50 },
+    });
+    await a.client.post('/v1/vms/vm1/start');
     await a.client.post('/v1/relationships', {
       vmId: 'vm1',
       diskIds: DISKS.map((d) => d.diskId),
@@ -75,7 +89,7 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       signal: stopSignal.signal,
     });
     running = gen.run();
-    if (!o.json) o.out(intro(dir, a.stateDir, b.stateDir));
+    if (!o.json) o.out(intro(dir, a.stateDir, b.stateDir, guestPort));
 
     const startedMs = Date.now();
     const deadline = o.durationSeconds !== undefined ? startedMs + o.durationSeconds * 1000 : Infinity;
@@ -86,7 +100,7 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       lastPrint = Date.now();
       const snap = await snapshot(lab, gen, startedMs);
       if (o.json) o.out(JSON.stringify({ event: 'status', ...snap }));
-      else if (o.tty) o.out(`\x1b[H\x1b[2J${intro(dir, a.stateDir, b.stateDir)}\n${render(snap)}`);
+      else if (o.tty) o.out(`\x1b[H\x1b[2J${intro(dir, a.stateDir, b.stateDir, guestPort)}\n${render(snap)}`);
       else if (Math.round(snap.elapsedSeconds) % 5 === 0) o.out(render(snap));
     }
     return 0;
@@ -114,11 +128,16 @@ async function snapshot(lab: HostLab, gen: WorkloadGenerator, startedMs: number)
     .host('host-b')
     .client.get<ReplicaView>('/v1/replicas/vm1')
     .catch(() => null);
+  const vm = await lab
+    .host('host-a')
+    .client.get<VmStatus>('/v1/vms/vm1')
+    .catch(() => null);
   const ops = gen.history.ops;
   const bytesWritten = countWrittenBytes(ops);
   return {
     elapsedSeconds: Math.round((Date.now() - startedMs) / 1000),
     workload: { ops: ops.length, bytesWritten, epochs: ops.at(-1)?.epoch ?? 0 },
+    vm: vm ? { state: vm.state, guest: vm.guest, nics: vm.nics } : null,
     relationship: rel?.report ?? null,
     replica: rep
       ? { points: rep.points, latestPoint: rep.latestPoint, lagMs: rep.lagMs, epoch: rep.epoch }
@@ -140,13 +159,15 @@ function countWrittenBytes(ops: ReadonlyArray<{ kind: string; blocks: number }>)
   return c.bytes;
 }
 
-function intro(dir: string, aDir: string, bDir: string): string {
+function intro(dir: string, aDir: string, bDir: string, guestPort: number): string {
   return [
     'secondsite lab (host level): host-a (site A) replicates VM vm1 (disks vm1-d0, vm1-d1) to host-b (site B)',
     `state and logs: ${dir}   (Ctrl-C stops)`,
-    `try:  node bin/secondsite.mjs host status --state-dir ${aDir}`,
+    `try:  curl http://127.0.0.1:${guestPort}/state          (the guest's own report)`,
+    `      node bin/secondsite.mjs host status --state-dir ${aDir}`,
     `      node bin/secondsite.mjs host replica points vm1 --state-dir ${bDir}`,
-    `      node bin/secondsite.mjs host replica export vm1 latest --state-dir ${bDir}`,
+    `      node bin/secondsite.mjs host failover test vm1 --state-dir ${bDir}`,
+    `      node bin/secondsite.mjs host failover test-cleanup vm1 --state-dir ${bDir}`,
     `logs: ${join(dir, 'logs')}`,
     '',
   ].join('\n');
@@ -157,8 +178,9 @@ function render(s: LabSnapshot): string {
   const rp = s.replica;
   const lag = (ms: number | null | undefined): string =>
     ms === null || ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
+  const g = s.vm?.guest;
   return [
-    `t+${s.elapsedSeconds}s  VM vm1 wrote ${s.workload.ops} ops, ${formatBytes(s.workload.bytesWritten)}`,
+    `t+${s.elapsedSeconds}s  VM vm1 ${s.vm?.state ?? '-'}: guest records ${g ? `${g.lastWrittenSeq} written, ${g.lastDurableSeq} durable` : '-'}; workload on vm1-d1 ${s.workload.ops} ops, ${formatBytes(s.workload.bytesWritten)}`,
     r
       ? `replication vm1 -> host-b: ${r.state}, last point ${r.lastPoint ? `#${r.lastPoint.sequence}` : '-'}, lag ${lag(r.lagMs)}, ` +
         `sent ${formatBytes(r.bytes.wireSent)} (${formatBytes(r.bytes.logicalSent)} logical), ` +

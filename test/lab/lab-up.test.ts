@@ -1,6 +1,6 @@
 /**
  * `npm start` runs `secondsite lab up`: this runs it as a user would (a real process), for a few
- * seconds, and checks from its JSON status that the VM writes, its recovery points advance on the
+ * seconds, and checks from its JSON status that the guest VM runs and writes, its recovery points advance on the
  * replica host, and the relationship is healthy; then that it stops cleanly by itself.
  */
 import assert from 'node:assert/strict';
@@ -48,6 +48,8 @@ test('lab up: the VM writes, points advance on host-b, health is Normal, then it
     assert.ok(status.length >= 5, `status lines: ${status.length}`);
     const last = status.at(-1)!;
     assert.ok((last.workload?.ops ?? 0) > 100, 'the VM wrote');
+    assert.equal(last.vm?.state, 'running', 'the guest VM runs');
+    assert.ok((last.vm?.guest?.lastDurableSeq ?? 0) > 100, 'the guest keeps its record log');
     const firstSeq = status.find((s) => s.replica?.latestPoint)?.replica?.latestPoint?.sequence ?? 0;
     const lastSeq = last.replica?.latestPoint?.sequence ?? 0;
     assert.ok(lastSeq >= firstSeq + 3, `points advanced from #${firstSeq} to #${lastSeq}`);
