@@ -1,5 +1,6 @@
 /**
- * The README's "Host replication, step by step", run as a user would: only the `secondsite` command
+ * The README's "Host replication, step by step" and "VMs and failover, step by step", run as a user
+ * would: only the `secondsite` command
  * (real agent processes, real TLS between them, qemu-io writing through the NBD server, qemu-img
  * comparing the primary with an exported recovery point). If this breaks, the README is wrong.
  */
@@ -148,6 +149,9 @@ test('README walkthrough: CA, two hosts, disks, replication, status, points, exp
   );
   ss('host', 'replica', 'unexport', 'vm1', exp.pointId, '--state-dir', 'b');
 
+  // 6-8. (README "VMs and failover, step by step") a VM, a test failover, a failover and its commit
+  await vmsAndFailover(port);
+
   assert.match(ss('host', 'replication', 'pause', 'vm1', '--state-dir', 'a'), /paused/);
   assert.equal(
     json<RelationshipView>('host', 'replication', 'show', 'vm1', '--state-dir', 'a').definition.state,
@@ -170,3 +174,94 @@ test('README walkthrough: CA, two hosts, disks, replication, status, points, exp
     'the replica keeps its points',
   );
 });
+
+/** README steps 6-8, on a second VM of the same hosts (vm1 keeps replicating for the steps after). */
+async function vmsAndFailover(replicationPort: string): Promise<void> {
+  const nicPort = String(await freePort());
+  ss('host', 'disk', 'create', 'vm2-d0', '--size', '16M', '--state-dir', 'a');
+  ss(
+    'host',
+    'vm',
+    'create',
+    'vm2',
+    '--disks',
+    'vm2-d0',
+    '--nic',
+    `nic0:prod:127.0.0.1:${nicPort}`,
+    '--rate',
+    '100',
+    '--state-dir',
+    'a',
+  );
+  assert.match(ss('host', 'vm', 'start', 'vm2', '--state-dir', 'a'), /VM vm2 is running/);
+  assert.match(ss('host', 'vm', 'list', '--state-dir', 'a'), /vm2\s+running/);
+  const state = (await (await fetch(`http://127.0.0.1:${nicPort}/state`)).json()) as { state: string };
+  assert.equal(state.state, 'running', 'the guest answers on its NIC');
+  ss(
+    'host',
+    'replication',
+    'enable',
+    'vm2',
+    '--disks',
+    'vm2-d0',
+    '--replica',
+    'host-b',
+    '--address',
+    '127.0.0.1',
+    '--port',
+    replicationPort,
+    '--copy-frequency',
+    'continuous',
+    '--state-dir',
+    'a',
+  );
+  await until(
+    'a point of vm2',
+    () => json<ReplicaView>('host', 'replica', 'points', 'vm2', '--state-dir', 'b').latestPoint,
+  );
+
+  // 7. test failover and cleanup
+  assert.match(
+    ss('host', 'failover', 'test', 'vm2', '--state-dir', 'b'),
+    /test VM vm2-test runs from point rp-\d+/,
+  );
+  assert.match(ss('host', 'vm', 'list', '--state-dir', 'b'), /vm2-test\s+running/);
+  assert.match(ss('host', 'failover', 'test-cleanup', 'vm2', '--state-dir', 'b'), /cleaned up/);
+  assert.match(ss('host', 'vm', 'list', '--state-dir', 'b'), /no VMs/);
+
+  // 8. unplanned failover: refused while the primary answers, then the primary is gone
+  const refused = spawnSync(process.execPath, [bin, 'host', 'failover', 'start', 'vm2', '--state-dir', 'b'], {
+    cwd: dir,
+    encoding: 'utf8',
+  });
+  assert.notEqual(refused.status, 0);
+  assert.match(refused.stderr, /still runs/);
+  ss('host', 'vm', 'power-off', 'vm2', '--state-dir', 'a');
+  assert.match(
+    ss('host', 'failover', 'start', 'vm2', '--state-dir', 'b'),
+    /vm2 failed over to point rp-\d+ \(epoch 1\)/,
+  );
+  const points = json<ReplicaView>('host', 'replica', 'points', 'vm2', '--state-dir', 'b').points;
+  const older = points[0];
+  assert.ok(older);
+  assert.match(
+    ss('host', 'failover', 'change-point', 'vm2', older.pointId, '--state-dir', 'b'),
+    new RegExp(`point ${older.pointId}`),
+  );
+  assert.match(ss('host', 'failover', 'commit', 'vm2', '--state-dir', 'b'), /committed/);
+  assert.match(ss('host', 'disk', 'list', '--state-dir', 'b'), /vm2-d0/);
+  assert.match(ss('host', 'vm', 'list', '--state-dir', 'b'), /vm2\s+running/);
+  await until('host-a fenced for vm2', () =>
+    json<RelationshipView>('host', 'replication', 'show', 'vm2', '--state-dir', 'a').definition.state ===
+    'fenced'
+      ? true
+      : null,
+  );
+  const restart = spawnSync(process.execPath, [bin, 'host', 'vm', 'start', 'vm2', '--state-dir', 'a'], {
+    cwd: dir,
+    encoding: 'utf8',
+  });
+  assert.match(restart.stderr, /was failed over to host-b/, 'the old primary refuses to start the VM');
+  ss('host', 'vm', 'power-off', 'vm2', '--state-dir', 'b');
+  assert.match(ss('host', 'replication', 'disable', 'vm2', '--state-dir', 'a'), /disabled/);
+}

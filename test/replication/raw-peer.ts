@@ -145,6 +145,7 @@ export class RawPeer {
     this.send({
       kind: 'hello',
       retentionHours: 24,
+      vmConfig: '',
       primaryHostId: 'host-a',
       relationshipId,
       storageLocation: 'gold',

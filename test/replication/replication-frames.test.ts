@@ -118,6 +118,7 @@ test('stale epoch: frames of an older epoch are refused and the connection close
   again.send({
     kind: 'hello',
     retentionHours: 24,
+    vmConfig: '',
     primaryHostId: 'host-a',
     relationshipId: rel,
     storageLocation: 'gold',

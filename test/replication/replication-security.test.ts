@@ -43,6 +43,7 @@ async function tryRaw(options: Parameters<typeof RawPeer.connectWith>[1]): Promi
   peer.send({
     kind: 'hello',
     retentionHours: 24,
+    vmConfig: '',
     primaryHostId: 'host-a',
     relationshipId: 'vm-raw',
     storageLocation: 'gold',
@@ -115,6 +116,7 @@ test('a HELLO that names another primary than the certificate is refused', async
   peer.send({
     kind: 'hello',
     retentionHours: 24,
+    vmConfig: '',
     primaryHostId: 'host-z',
     relationshipId: 'vm-raw',
     storageLocation: 'gold',
@@ -147,6 +149,7 @@ test('a relationship id that is not a plain name is refused before any store is 
     peer.send({
       kind: 'hello',
       retentionHours: 24,
+      vmConfig: '',
       primaryHostId: 'host-a',
       relationshipId: rel,
       storageLocation: 'gold',

@@ -196,6 +196,9 @@ export class HostAgent {
       this.log.child({ component: 'vms' }),
     );
     const relationships = this.relationshipService;
+    const vms = this.vmService;
+    await vms.init();
+    relationships.vmConfigOf = (vmId) => vms.templateJson(vmId);
     this.vmService.refuseStart = (vmId) => {
       const fenced = relationships.fencedOf(vmId)[0];
       return fenced

@@ -177,6 +177,9 @@ export class RelationshipService {
     return { view: this.view(relationshipId), created: true };
   }
 
+  /** The VM's definition without disks as JSON, sent to the replica in HELLO (set by the agent). */
+  vmConfigOf: (vmId: string) => string = () => '';
+
   /** The relationships of a VM that a failover fenced (their VM must not start here). */
   fencedOf(vmId: string): RelationshipDefinition[] {
     return [...this.defs.values()].filter((d) => d.vmId === vmId && d.state === 'fenced');
@@ -300,6 +303,7 @@ export class RelationshipService {
         epoch: def.epoch,
         storageLocation: def.replica.storageLocation,
         retentionHours: def.policy.retentionHours,
+        vmConfig: () => this.vmConfigOf(def.vmId),
       },
       policy: {
         compression: def.policy.compression,

@@ -20,6 +20,9 @@ import { AuthorizationList } from '../replication/authorization-list.js';
 import { ReplicationReceiver } from '../replication/replication-receiver.js';
 import type { Storage } from '../storage/storage.js';
 import type { HostConfig } from './host-config.js';
+import { join } from 'node:path';
+import { vmTemplateSchema, type VmTemplate } from '../../protocol/host-api/vms.schema.js';
+import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
 
 export interface ReplicaView {
   relationshipId: string;
@@ -51,6 +54,8 @@ export class ReplicaService {
   /** Stores whose open finished (for synchronous readers such as metrics). */
   private readonly opened = new Map<string, OpenStore>();
   private readonly exported = new Map<string, { names: string[]; readers: PointDiskReader[] }>();
+  /** The VM definition last saved per relationship (as sent). */
+  private readonly vmConfigs = new Map<string, string>();
 
   constructor(
     private readonly storage: Storage,
@@ -110,6 +115,7 @@ export class ReplicaService {
         return (await this.open(req.relationshipId, req.storageLocation)).store;
       },
       onEvent: (event, fields) => this.log.info(event, fields),
+      onHello: (hello) => this.rememberVm(hello.relationshipId, hello.vmConfig),
       onPointCommitted: async ({ store, retentionHours }) => {
         const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
         if (dropped.length > 0)
@@ -159,6 +165,45 @@ export class ReplicaService {
         .filter(([k]) => k.startsWith(`${relationshipId}/`))
         .flatMap(([, v]) => v.names),
     };
+  }
+
+  /**
+   * The VM definition (without disks) the primary sent in its HELLO, or null when it sent none: what a
+   * failover starts here. Kept in `<stateDir>/replica-vms/<relationshipId>.json`.
+   */
+  async vmTemplate(relationshipId: string): Promise<VmTemplate | null> {
+    const raw = await readWholeFile(this.storage, this.vmFile(relationshipId));
+    if (!raw) return null;
+    const parsed = vmTemplateSchema.safeParse(JSON.parse(raw.toString('utf8')));
+    return parsed.success ? parsed.data : null;
+  }
+
+  private vmFile(relationshipId: string): string {
+    return join(this.config.stateDir, 'replica-vms', `${relationshipId}.json`);
+  }
+
+  private async rememberVm(relationshipId: string, vmConfig: string): Promise<void> {
+    if (vmConfig === '' || this.vmConfigs.get(relationshipId) === vmConfig) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(vmConfig);
+    } catch {
+      parsed = null;
+    }
+    const template = vmTemplateSchema.safeParse(parsed);
+    if (!template.success) {
+      this.log.warn('the primary sent a VM definition this host cannot use; failover will need one', {
+        relationshipId,
+      });
+      return;
+    }
+    await this.storage.mkdir(join(this.config.stateDir, 'replica-vms'));
+    await replaceFileAtomically(
+      this.storage,
+      this.vmFile(relationshipId),
+      Buffer.from(`${JSON.stringify(template.data, null, 2)}\n`),
+    );
+    this.vmConfigs.set(relationshipId, vmConfig);
   }
 
   /** The store of a relationship (for failover and tests). */

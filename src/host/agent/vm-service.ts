@@ -23,9 +23,32 @@ export class VmService {
     private readonly log: Logger,
   ) {}
 
+  /** Per VM, its definition without disks as JSON: what replication sends the replica (HELLO). */
+  private readonly templates = new Map<string, string>();
+
+  /** Learns the definitions of the VMs already defined (after a restart). */
+  async init(): Promise<void> {
+    for (const v of await this.driver.list()) {
+      if (this.templates.has(v.vmId)) continue;
+      const template: VmTemplate = {
+        name: v.name,
+        nics: v.nics.map((n) => ({ nicId: n.nicId, network: n.network, ipv4: n.ipv4, port: n.port ?? 0 })),
+        guest: {},
+      };
+      this.templates.set(v.vmId, JSON.stringify(template));
+    }
+  }
+
+  /** The VM's definition without its disks, as JSON ('' when there is no such VM here). */
+  templateJson(vmId: string): string {
+    return this.templates.get(vmId) ?? '';
+  }
+
   /** Defines a VM over this host's disks (same definition again: no-op). */
   async create(body: CreateVmBody): Promise<{ status: VmStatus; created: boolean }> {
     for (const diskId of body.diskIds) await this.disks.get(diskId); // NOT_FOUND names the disk
+    const template: VmTemplate = { name: body.name ?? body.vmId, nics: body.nics, guest: body.guest };
+    this.templates.set(body.vmId, JSON.stringify(template));
     return this.define({
       vmId: body.vmId,
       name: body.name ?? body.vmId,
@@ -97,6 +120,7 @@ export class VmService {
     const known = (await this.driver.list()).some((v) => v.vmId === vmId);
     if (!known) return false;
     if (options.powerOff) await this.driver.powerOff(vmId);
+    this.templates.delete(vmId);
     return (await this.driver.remove(vmId)).removed;
   }
 

@@ -149,7 +149,7 @@ export class FailoverService {
         state,
         pointId: point.pointId,
         epoch: store.epoch(),
-        template: options.vm ?? DEFAULT_TEMPLATE,
+        template: options.vm ?? (await this.replicas.vmTemplate(relationshipId)) ?? DEFAULT_TEMPLATE,
         disks: disksAt(store, point.pointId),
         step: 'starting',
         updatedWallMs: this.clock.wallMs(),
@@ -190,7 +190,7 @@ export class FailoverService {
       if (current?.state === 'failover-pending-commit' && current.step === null) return this.view(current);
       const state = protectionTransition(relationshipId, current?.state ?? 'receiving', 'failover');
       const store = await this.replicas.pointStore(relationshipId);
-      const template = options.vm ?? DEFAULT_TEMPLATE;
+      const template = options.vm ?? (await this.replicas.vmTemplate(relationshipId)) ?? DEFAULT_TEMPLATE;
       for (const d of disksAt(store, resolvePoint(store, relationshipId, options.pointId).pointId))
         await this.refuseLocalDisk(relationshipId, d.diskId);
       if (!options.force) await this.refuseIfPrimaryAnswers(relationshipId, template);

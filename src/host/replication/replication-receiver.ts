@@ -48,6 +48,7 @@ export interface ReceiverConfig {
   readonly maxConnections?: number;
   /** After every committed point (the host agent applies the relationship's retention). */
   readonly onPointCommitted?: ReceiverSessionDeps['onPointCommitted'];
+  readonly onHello?: ReceiverSessionDeps['onHello'];
   /** Structured events (refusals, sessions, commits) for the host agent's log. */
   readonly onEvent?: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -156,6 +157,7 @@ export class ReplicationReceiver {
       counters: this.counters,
       aborted: () => aborted || this.stopping,
       ...(this.config.onPointCommitted ? { onPointCommitted: this.config.onPointCommitted } : {}),
+      ...(this.config.onHello ? { onHello: this.config.onHello } : {}),
       openStore: async (hello, peerHost) => {
         const binding = await this.bind(hello, peerHost);
         // newest connection wins: close the old session of this relationship and wait for it

@@ -105,6 +105,11 @@ export interface SenderConfig {
     readonly storageLocation: string;
     /** Hourly recovery points the replica keeps besides the latest (the policy's retention). */
     readonly retentionHours?: number;
+    /**
+     * The VM's definition without its disks, as JSON (sent in HELLO so the replica can start the VM on
+     * failover); read at every connect, and a change makes the next cycle reconnect.
+     */
+    readonly vmConfig?: () => string;
   };
   readonly policy?: Partial<SenderPolicy>;
   readonly clock: Clock;
@@ -180,6 +185,7 @@ export class ReplicationSender {
   private readonly key: Buffer;
   private conn: FrameConnection | null = null;
   private connDisks = '';
+  private connVmConfig = '';
   private connLastUsedMs = 0;
   private replicaHasPoint = false;
   private stopped = false;
@@ -301,7 +307,14 @@ export class ReplicationSender {
   private async connect(snapshots: readonly CycleSnapshot[]): Promise<FrameConnection> {
     const disksKey = snapshots.map((s) => `${s.diskId}:${s.sizeBytes}`).join(',');
     const idleMs = this.config.clock.monotonicMs() - this.connLastUsedMs;
-    if (this.conn && !this.conn.failed && this.connDisks === disksKey && idleMs < this.policy.idleReuseMs) {
+    const vmConfig = this.config.relationship.vmConfig?.() ?? '';
+    if (
+      this.conn &&
+      !this.conn.failed &&
+      this.connDisks === disksKey &&
+      this.connVmConfig === vmConfig &&
+      idleMs < this.policy.idleReuseMs
+    ) {
       return this.conn;
     }
     this.conn?.close();
@@ -348,6 +361,7 @@ export class ReplicationSender {
         storageLocation: relationship.storageLocation,
         disks: peer.disks.map((d) => ({ ...d })),
         retentionHours: relationship.retentionHours ?? DEFAULT_RETENTION_HOURS,
+        vmConfig,
       });
       const { message: welcome } = await conn.expect('welcome', this.policy.frameTimeoutMs);
       if (welcome.replicaHostId !== replica.hostId) {
@@ -363,6 +377,7 @@ export class ReplicationSender {
     }
     this.conn = conn;
     this.connDisks = disksKey;
+    this.connVmConfig = vmConfig;
     return conn;
   }
 

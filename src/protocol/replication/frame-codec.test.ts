@@ -24,6 +24,7 @@ const samples: Message[] = [
   {
     kind: 'hello',
     retentionHours: 24,
+    vmConfig: '{"name":"vm 1","nics":[],"guest":{}}',
     primaryHostId: 'host-a',
     relationshipId: 'vm-1',
     storageLocation: 'gold',
@@ -289,6 +290,7 @@ test('HELLO carries the retention hours and refuses more than a year', () => {
     storageLocation: 'default',
     disks: [{ diskId: 'd0', sizeBytes: 4096 }],
     retentionHours: 72,
+    vmConfig: '',
   };
   assert.deepEqual(decodeMessage('hello', Buffer.concat(encodeMessage(hello))), hello);
   assert.throws(
@@ -298,5 +300,12 @@ test('HELLO carries the retention hours and refuses more than a year', () => {
         Buffer.concat(encodeMessage({ ...hello, retentionHours: MAX_RETENTION_HOURS + 1 })),
       ),
     (e) => isSecondsiteError(e, 'SECONDSITE_ERR_BAD_FRAME') && /retention/.test(e.message),
+  );
+  // a VM definition beyond its cap is refused before anything reads it (forged length prefix)
+  const body = Buffer.concat(encodeMessage(hello));
+  const forged = Buffer.concat([body.subarray(0, body.length - 2), Buffer.from([0xff, 0xff])]);
+  assert.throws(
+    () => decodeMessage('hello', forged),
+    (e) => isSecondsiteError(e, 'SECONDSITE_ERR_BAD_FRAME') && /vmConfig/.test(e.message),
   );
 });

@@ -12,6 +12,9 @@ import { MAX_MESSAGE_BYTES, PayloadReader, PayloadWriter } from './payload-codec
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Most disks in one relationship. */
 export const MAX_DISKS = 64;
+/** Largest VM definition carried in HELLO (JSON text). */
+export const MAX_VM_CONFIG_BYTES = 16 * 1024;
+
 /** Most extents in one PLAN / CYCLE_READY frame, and digests in one DIGESTS frame. */
 export const MAX_EXTENTS_PER_FRAME = 65536;
 /** Most plan extents in one cycle (the sender coarsens the plan beyond this). */
@@ -82,6 +85,11 @@ export type Message =
       disks: Array<{ diskId: string; sizeBytes: number }>;
       /** The policy's recovery point retention: hourly points the replica keeps besides the latest. */
       retentionHours: number;
+      /**
+       * The VM's definition apart from its disks (name, NICs, guest settings) as JSON, so the replica
+       * can start it on failover; '' when the primary has none. At most MAX_VM_CONFIG_BYTES.
+       */
+      vmConfig: string;
     }
   | {
       kind: 'welcome';
@@ -191,6 +199,7 @@ export function encodeMessage(m: Message): Buffer[] {
       w.str(m.primaryHostId).str(m.relationshipId).str(m.storageLocation).u16(m.disks.length);
       for (const d of m.disks) w.str(d.diskId).u64(d.sizeBytes);
       w.u16(m.retentionHours);
+      w.str(m.vmConfig, MAX_VM_CONFIG_BYTES);
       break;
     case 'welcome':
       w.str(m.replicaHostId)
@@ -283,7 +292,8 @@ export function decodeMessage(kind: MessageKind, payload: Buffer): Message {
       if (retentionHours > MAX_RETENTION_HOURS)
         throw bad(`${what}: retention ${retentionHours} h, at most ${MAX_RETENTION_HOURS}`);
       if (primaryHostId === '' || relationshipId === '') throw bad(`${what}: empty host or relationship id`);
-      m = { kind, primaryHostId, relationshipId, storageLocation, disks, retentionHours };
+      const vmConfig = r.str('vmConfig', MAX_VM_CONFIG_BYTES);
+      m = { kind, primaryHostId, relationshipId, storageLocation, disks, retentionHours, vmConfig };
       break;
     }
     case 'welcome': {
