@@ -10,7 +10,12 @@ import { Rng, seedFrom } from '../../domain/random.js';
 import { KiB, MiB } from '../../domain/units.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { StorageFile } from '../storage/storage.js';
-import { FileBlockDevice, SYNC_WRITE_MAX_BYTES, SYNC_WRITE_SLOW_MS } from './file.block-device.js';
+import {
+  FileBlockDevice,
+  MAX_WRITE_BATCHES_IN_FLIGHT,
+  SYNC_WRITE_MAX_BYTES,
+  SYNC_WRITE_SLOW_MS,
+} from './file.block-device.js';
 
 let dir: string;
 const storage = new NodeStorage();
@@ -253,5 +258,80 @@ test('a slow synchronous write sends small writes to the thread pool for the bac
   returned = true;
   await assert.rejects(p, (e) => (e as { code?: string }).code === 'EIO');
   assert.ok(returned, 'a failing synchronous write rejects, it does not throw');
+  await dev.close();
+});
+
+test('queued writes that continue one another leave as one pwritev; each settles with its own batch', async () => {
+  const path = join(dir, 'q.raw');
+  const base = await storage.open(path, 'create');
+  await base.truncate(8 * MiB);
+  const calls: { kind: 'write' | 'writev'; offsetBytes: number; count: number }[] = [];
+  let gate: Promise<void> | undefined;
+  let failNextWritev = false;
+  const file = Object.assign(Object.create(base) as StorageFile, {
+    write: async (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number) => {
+      calls.push({ kind: 'write', offsetBytes: positionBytes, count: 1 });
+      if (gate) await gate;
+      await base.write(buf, bufOffset, lengthBytes, positionBytes);
+    },
+    writev: async (buffers: readonly Buffer[], positionBytes: number) => {
+      calls.push({ kind: 'writev', offsetBytes: positionBytes, count: buffers.length });
+      if (failNextWritev) {
+        failNextWritev = false;
+        throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+      }
+      await (base.writev as NonNullable<StorageFile['writev']>).call(base, buffers, positionBytes);
+    },
+  });
+  const dev = await FileBlockDevice.open(file);
+  const big = (fill: number): Buffer => Buffer.alloc(64 * KiB, fill);
+  let open = (): void => {};
+  gate = new Promise<void>((r) => (open = r));
+  // Two writes take the in-flight slots and are held; the rest queue behind them.
+  const held = [dev.write(0, big(1), { fua: false }), dev.write(4 * MiB, big(2), { fua: false })];
+  const run = [1, 2, 3].map((i) => dev.write(MiB + i * 64 * KiB, big(10 + i), { fua: false }));
+  const apart = dev.write(6 * MiB, big(20), { fua: false });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls.length, MAX_WRITE_BATCHES_IN_FLIGHT, 'no more than the in-flight limit starts');
+  assert.equal(await settled(Promise.all(run)), false, 'queued writes are not acknowledged before they run');
+  gate = undefined;
+  open();
+  await Promise.all([...held, ...run, apart]);
+  assert.deepEqual(
+    calls.slice(MAX_WRITE_BATCHES_IN_FLIGHT).map((c) => [c.kind, c.offsetBytes, c.count]),
+    [
+      ['writev', MiB + 64 * KiB, 3],
+      ['write', 6 * MiB, 1],
+    ],
+  );
+  assert.equal(dev.mergedWriteCount, 3);
+  const image = readFileSync(path);
+  for (const i of [1, 2, 3]) {
+    const at = MiB + i * 64 * KiB;
+    assert.ok(image.subarray(at, at + 64 * KiB).every((b) => b === 10 + i));
+  }
+
+  // A failed batch fails each of its writes; the queue goes on with the next.
+  calls.length = 0;
+  gate = new Promise<void>((r) => (open = r));
+  const held2 = [dev.write(0, big(1), { fua: false }), dev.write(4 * MiB, big(2), { fua: false })];
+  failNextWritev = true;
+  const failing = [0, 1].map((i) =>
+    assert.rejects(
+      dev.write(2 * MiB + i * 64 * KiB, big(30), { fua: false }),
+      (e) => (e as { code?: string }).code === 'EIO',
+    ),
+  );
+  const after = dev.write(7 * MiB, big(40), { fua: false });
+  gate = undefined;
+  open();
+  await Promise.all(held2);
+  await Promise.all(failing);
+  await after;
+  assert.ok(
+    readFileSync(path)
+      .subarray(7 * MiB, 7 * MiB + 64 * KiB)
+      .every((b) => b === 40),
+  );
   await dev.close();
 });

@@ -10,7 +10,13 @@
  * tell in advance whether a buffered write would block (no RWF_NOWAIT for buffered writes), so a
  * synchronous write slower than SYNC_WRITE_SLOW_MS (dirty-page throttling, journal waits) turns the
  * fast path off for SYNC_WRITE_BACKOFF_MS: the event loop stalls at most once per back-off period.
- * Larger writes stay on the thread pool, where they overlap with reading the next request.
+ * Larger writes stay on the thread pool, where they overlap with reading the next request, but through
+ * a queue: at most MAX_WRITE_BATCHES_IN_FLIGHT pwritev calls run at once, and writes queued behind them
+ * that continue one another (a sequential stream) leave as one pwritev. Several thread-pool threads
+ * writing one file only contend (the inode lock, libuv's queue mutex, wake-ups on few cores): measured
+ * on 2 vCPUs, 64 KiB writes at queue depth 8 cost the event loop 3x more in the thread-pool hand-off
+ * with 4 pool threads than with 1. Nothing is ordered by the queue that NBD orders: each write's promise
+ * settles when its own bytes were written (or failed), FUA and flush work as before.
  *
  * Reads of at least SPARSE_READ_MIN_BYTES consult the allocation map first and never read holes from
  * the file (they are zero-filled in memory); smaller reads are one pread, where the kernel zero-fills
@@ -31,6 +37,18 @@ export const SYNC_WRITE_MAX_BYTES = 16 * KiB;
 /** A synchronous write slower than this turns the synchronous path off for a while. */
 export const SYNC_WRITE_SLOW_MS = 2;
 export const SYNC_WRITE_BACKOFF_MS = 1000;
+/** pwritev calls of one device in flight at once (the rest wait in the device's write queue). */
+export const MAX_WRITE_BATCHES_IN_FLIGHT = 2;
+/** One pwritev takes at most this many adjacent queued writes, and stops adding at this many bytes. */
+const MAX_BATCH_WRITES = 64;
+const MAX_BATCH_BYTES = 8 * MiB;
+
+interface QueuedWrite {
+  readonly offsetBytes: number;
+  readonly data: Buffer;
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
 let zeroChunk: Buffer | undefined;
 
 export interface FileBlockDeviceOptions {
@@ -47,6 +65,9 @@ export class FileBlockDevice implements BlockDevice {
   /** performance.now() before which small writes use the thread pool (after a slow synchronous one). */
   private syncWritesOffUntilMs = 0;
   private slowSyncWrites = 0;
+  private readonly writeQueue: QueuedWrite[] = [];
+  private batchesInFlight = 0;
+  private batchedWrites = 0;
 
   private constructor(
     private readonly file: StorageFile,
@@ -109,8 +130,66 @@ export class FileBlockDevice implements BlockDevice {
 
   private async writeAsync(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
     this.assertWritable();
-    await this.file.write(data, 0, data.length, offsetBytes);
+    if (this.file.writev === undefined) await this.file.write(data, 0, data.length, offsetBytes);
+    else await this.enqueueWrite(offsetBytes, data);
     if (flags.fua) await this.flush();
+  }
+
+  private enqueueWrite(offsetBytes: number, data: Buffer): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.writeQueue.push({ offsetBytes, data, resolve, reject });
+      this.pumpWrites();
+    });
+  }
+
+  /** Starts queued writes, merging each with the queued writes that continue it, up to the limits. */
+  private pumpWrites(): void {
+    if (this.file.writev === undefined) return;
+    while (this.batchesInFlight < MAX_WRITE_BATCHES_IN_FLIGHT && this.writeQueue.length > 0) {
+      const first = this.writeQueue.shift() as QueuedWrite;
+      const batch = [first];
+      let end = first.offsetBytes + first.data.length;
+      let bytes = first.data.length;
+      while (batch.length < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES) {
+        const next = this.writeQueue[0];
+        if (next === undefined || next.offsetBytes !== end) break;
+        this.writeQueue.shift();
+        batch.push(next);
+        end += next.data.length;
+        bytes += next.data.length;
+      }
+      if (batch.length > 1) this.batchedWrites += batch.length;
+      this.batchesInFlight++;
+      let run: Promise<void>;
+      try {
+        run =
+          batch.length === 1
+            ? this.file.write(first.data, 0, first.data.length, first.offsetBytes)
+            : (this.file as Required<StorageFile>).writev(
+                batch.map((w) => w.data),
+                first.offsetBytes,
+              );
+      } catch (e) {
+        run = Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
+      run.then(
+        () => {
+          this.batchesInFlight--;
+          this.pumpWrites();
+          for (const w of batch) w.resolve();
+        },
+        (e: unknown) => {
+          this.batchesInFlight--;
+          this.pumpWrites();
+          for (const w of batch) w.reject(e);
+        },
+      );
+    }
+  }
+
+  /** Writes that left merged with others in one pwritev (for tests and metrics). */
+  get mergedWriteCount(): number {
+    return this.batchedWrites;
   }
 
   /** Synchronous writes that were slow enough to turn the synchronous path off (for tests, metrics). */

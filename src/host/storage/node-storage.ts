@@ -203,6 +203,30 @@ class NodeStorageFile implements StorageFile {
     });
   }
 
+  async writev(buffers: readonly Buffer[], positionBytes: number): Promise<void> {
+    this.assertOpen();
+    let total = 0;
+    for (const b of buffers) total += b.length;
+    const n = await new Promise<number>((resolvePromise, reject) => {
+      fs.writev(this.fd, buffers as Buffer[], positionBytes, (err, written) =>
+        err ? reject(err) : resolvePromise(written),
+      );
+    });
+    if (n >= total) return;
+    // A short vectored write (rare on regular files): the rest buffer by buffer.
+    let skip = n;
+    let at = positionBytes + n;
+    for (const b of buffers) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      await this.write(b, skip, b.length - skip, at);
+      at += b.length - skip;
+      skip = 0;
+    }
+  }
+
   writeNow(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void {
     this.assertOpen();
     let done = 0;

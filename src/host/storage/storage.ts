@@ -24,6 +24,11 @@ export interface StorageFile {
    * (none before `datasync`). Implementations without a cheap synchronous path leave it out.
    */
   writeNow?(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void;
+  /**
+   * Optional: writes the buffers back to back from `positionBytes` in one call (pwritev), as `write` would
+   * write their concatenation. Implementations without a vectored write leave it out.
+   */
+  writev?(buffers: readonly Buffer[], positionBytes: number): Promise<void>;
   /** Makes all data written so far durable (fdatasync). */
   datasync(): Promise<void>;
   sizeBytes(): Promise<number>;
