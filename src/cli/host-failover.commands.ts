@@ -3,7 +3,7 @@
  * test failover and its cleanup, failover to a recovery point, change of point, commit, cancel.
  */
 import type { FailoverView } from '../host/failover/failover-service.js';
-import { optionalString, parseCommandArgs } from './args.js';
+import { optionalString, parseCommandArgs, parseIntOption } from './args.js';
 import type { Command } from './command.js';
 import { STATE_DIR_HELP, clientFor, defaultStateDir } from './host-client.js';
 import { STATE, simple, table } from './simple-command.js';
@@ -163,7 +163,39 @@ const list = simple(
   false,
 );
 
+const prepareHelp = `usage: secondsite host failover prepare ID [--timeout-ms N] [--state-dir DIR] [--output json]
+
+Planned failover, step 1, on the PRIMARY host: shuts the VM down gracefully (waits up to --timeout-ms,
+default 30000; a VM that does not stop keeps running and nothing changes), ships its last changes and
+waits for the replica to commit them. Prints the final point: fail over to it on the replica host
+('secondsite host failover start ID --point <it>', then 'commit'): nothing is lost. The VM may not
+start here again until you cancel ('secondsite host replication resume ID').`;
+
+const prepare: Command = {
+  path: ['failover', 'prepare'],
+  summary: 'planned failover on the primary: shut down, ship the last changes (zero loss)',
+  help: prepareHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { ...STATE, 'timeout-ms': { type: 'string' } }, prepareHelp);
+    const id = p.positionals[0];
+    if (!id) return (io.err(`error: the relationship id is missing\n\n${prepareHelp}`), 2);
+    const timeoutMs = parseIntOption(optionalString(p, 'timeout-ms'), 'timeout-ms', 100, 600_000, 30_000);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.post<{ finalPoint: { pointId: string } }>(
+      `/v1/relationships/${encodeURIComponent(id)}/prepare-failover`,
+      { timeoutMs },
+    );
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : `${id} is shut down and its last changes are in point ${r.finalPoint.pointId}; on the replica host run: secondsite host failover start ${id} --point ${r.finalPoint.pointId}`,
+    );
+    return 0;
+  },
+};
+
 export const failoverCommands: Command[] = [
+  prepare,
   test,
   testCleanup,
   start,

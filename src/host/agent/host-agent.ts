@@ -19,7 +19,14 @@ import type { Storage } from '../storage/storage.js';
 import { isSecondsiteError } from '../../domain/errors.js';
 import { loadTlsIdentity, type TlsIdentity } from '../pki/tls-config.js';
 import { ControlServer, type Route } from './control-server.js';
-import { diskRoutes, failoverRoutes, relationshipRoutes, replicaRoutes, vmRoutes } from './host-routes.js';
+import {
+  diskRoutes,
+  failoverRoutes,
+  plannedFailoverRoutes,
+  relationshipRoutes,
+  replicaRoutes,
+  vmRoutes,
+} from './host-routes.js';
 import { DiskService } from './disk-service.js';
 import type { HostConfig } from './host-config.js';
 import { RelationshipService, type RelationshipView } from './relationship-service.js';
@@ -148,6 +155,10 @@ export class HostAgent {
       ...replicaRoutes(() => this.replicas),
       ...vmRoutes(() => this.vms),
       ...failoverRoutes(() => this.failovers),
+      ...plannedFailoverRoutes(
+        () => this.vms,
+        () => this.relationships,
+      ),
     ];
   }
 
@@ -201,6 +212,9 @@ export class HostAgent {
     relationships.vmConfigOf = (vmId) => vms.templateJson(vmId);
     this.vmService.refuseStart = (vmId) => {
       const fenced = relationships.fencedOf(vmId)[0];
+      if (fenced?.state === 'prepared') {
+        return `VM ${vmId} is prepared for a planned failover to ${fenced.replica.hostId} (its last changes are in point ${fenced.preparedPoint?.pointId ?? '?'}); fail over on the replica host, or cancel with 'secondsite host replication resume ${fenced.relationshipId}'`;
+      }
       return fenced
         ? `VM ${vmId} was failed over to ${fenced.replica.hostId}, which now runs it (this host is fenced at epoch ${fenced.epoch}); set up reverse replication, resume at the new epoch after a cancelled failover ('secondsite host replication resume ${fenced.relationshipId} --epoch N'), or disable replication`
         : null;

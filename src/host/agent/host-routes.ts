@@ -22,6 +22,7 @@ import type { RelationshipService } from './relationship-service.js';
 import type { ReplicaService } from './replica-service.js';
 import type { VmService } from './vm-service.js';
 import type { FailoverService } from '../failover/failover-service.js';
+import { preparePlannedFailover } from '../failover/planned-failover.js';
 
 const param = (params: Record<string, string>, name: string): string => params[name] ?? '';
 
@@ -235,6 +236,24 @@ export function failoverRoutes(failovers: () => FailoverService): Route[] {
       method: 'POST',
       path: '/v1/replicas/:id/failover/cancel',
       handler: async ({ params }) => ({ body: await failovers().cancel(param(params, 'id')) }),
+    },
+  ];
+}
+
+export function plannedFailoverRoutes(
+  vms: () => VmService,
+  relationships: () => RelationshipService,
+): Route[] {
+  return [
+    {
+      method: 'POST',
+      path: '/v1/relationships/:id/prepare-failover',
+      handler: async ({ params, body }) => {
+        const b = parseBody(shutdownVmBodySchema, body ?? {}, 'planned failover request');
+        return {
+          body: await preparePlannedFailover(vms(), relationships(), param(params, 'id'), b.timeoutMs),
+        };
+      },
     },
   ];
 }

@@ -35,7 +35,7 @@ import type { DiskService } from './disk-service.js';
  * no cycles run and the VM may not start here until replication is resumed at the new epoch, reversed
  * or disabled (docs/design/failover.md section 6).
  */
-export type RelationshipState = 'enabled' | 'paused' | 'fenced';
+export type RelationshipState = 'enabled' | 'paused' | 'fenced' | 'prepared';
 
 export interface RelationshipDefinition {
   readonly format: 'secondsite.relationship/1';
@@ -52,6 +52,8 @@ export interface RelationshipDefinition {
   readonly epoch: number;
   readonly state: RelationshipState;
   readonly createdWallMs: number;
+  /** 'prepared' only: the final point shipped with the VM off (planned failover, zero loss). */
+  readonly preparedPoint?: { readonly pointId: string; readonly cutWallMs: number };
 }
 
 export interface RelationshipView {
@@ -180,9 +182,50 @@ export class RelationshipService {
   /** The VM's definition without disks as JSON, sent to the replica in HELLO (set by the agent). */
   vmConfigOf: (vmId: string) => string = () => '';
 
-  /** The relationships of a VM that a failover fenced (their VM must not start here). */
+  /** The relationships of a VM that a failover fenced or prepared (their VM must not start here). */
   fencedOf(vmId: string): RelationshipDefinition[] {
-    return [...this.defs.values()].filter((d) => d.vmId === vmId && d.state === 'fenced');
+    return [...this.defs.values()].filter(
+      (d) => d.vmId === vmId && (d.state === 'fenced' || d.state === 'prepared'),
+    );
+  }
+
+  /**
+   * Planned failover, primary side (the VM must be off): stops the scheduled cycles, ships one last
+   * cycle and waits for its point, and records it; the VM may not start here until replication is
+   * resumed (cancel) or the replica took over. Idempotent: prepared again returns the same point.
+   */
+  async prepareFailover(
+    relationshipId: string,
+  ): Promise<RelationshipView & { finalPoint: { pointId: string; cutWallMs: number } }> {
+    const def = this.require(relationshipId);
+    if (def.state === 'prepared' && def.preparedPoint)
+      return { ...this.view(relationshipId), finalPoint: def.preparedPoint };
+    if (def.state === 'fenced') {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_STATE',
+        `relationship ${relationshipId} is fenced: the replica already runs the VM after a failover; set up reverse replication instead`,
+        { relationshipId, state: def.state },
+      );
+    }
+    await this.stopRunner(relationshipId);
+    const stats =
+      this.stats.get(relationshipId) ?? newRelationshipStats(relationshipId, def.policy.copyFrequencySeconds);
+    this.stats.set(relationshipId, stats);
+    if (stats.state === 'stopped') stats.state = 'idle';
+    const sender = await this.newSender(def, stats);
+    let finalPoint: { pointId: string; cutWallMs: number };
+    try {
+      finalPoint = await this.shipOnce(def, sender);
+    } catch (e) {
+      // nothing changed: the relationship goes on as it was
+      if (def.state === 'enabled') await this.startRunner(def);
+      throw e;
+    } finally {
+      sender.disconnect();
+    }
+    await this.persist({ ...def, state: 'prepared', preparedPoint: finalPoint });
+    this.log.info('prepared for planned failover', { relationshipId, pointId: finalPoint.pointId });
+    return { ...this.view(relationshipId), finalPoint };
   }
 
   private async fence(relationshipId: string): Promise<void> {
@@ -224,7 +267,8 @@ export class RelationshipService {
     }
     if (def.state === 'enabled' && epoch === def.epoch) return this.view(relationshipId);
     await this.stopRunner(relationshipId);
-    const next: RelationshipDefinition = { ...def, state: 'enabled', epoch };
+    const { preparedPoint: _dropped, ...rest } = def;
+    const next: RelationshipDefinition = { ...rest, state: 'enabled', epoch };
     await this.persist(next);
     await this.startRunner(next);
     this.log.info('replication resumed', { relationshipId, epoch });
@@ -295,7 +339,31 @@ export class RelationshipService {
       stats.lastError = null;
     }
     const log = this.log.child({ relationshipId: def.relationshipId });
-    const sender = new ReplicationSender({
+    const sender = await this.newSender(def, stats);
+    const scheduler = new ReplicationScheduler({
+      clock: this.clock,
+      sleep: abortableSleep,
+      copyFrequencySeconds: def.policy.copyFrequencySeconds,
+      stats,
+      runCycle: async () => {
+        try {
+          await this.shipOnce(def, sender);
+        } catch (e) {
+          log.warn('replication cycle failed', { error: e });
+          if (isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH')) {
+            // stop trying: the next step is the operator's (after this cycle unwinds)
+            setImmediate(() => void this.fence(def.relationshipId).catch(() => undefined));
+          }
+          throw e;
+        }
+      },
+    });
+    this.runners.set(def.relationshipId, { sender, scheduler });
+    scheduler.start();
+  }
+
+  private async newSender(def: RelationshipDefinition, stats: RelationshipStats): Promise<ReplicationSender> {
+    return new ReplicationSender({
       tls: await this.identity(),
       replica: { host: def.replica.address, port: def.replica.port, hostId: def.replica.hostId },
       relationship: {
@@ -314,43 +382,28 @@ export class RelationshipService {
       rng: new Rng(randomBytes(4).readUInt32LE(0)),
       stats,
     });
-    const scheduler = new ReplicationScheduler({
-      clock: this.clock,
-      sleep: abortableSleep,
-      copyFrequencySeconds: def.policy.copyFrequencySeconds,
-      stats,
-      runCycle: async () => {
-        // Read the time before the cut: every flush acknowledged before this instant covers writes that
-        // are inside the cut, so a checker may require them (docs/design/host-agent.md).
-        const cutWallMs = this.clock.wallMs();
-        // Look the disks up at every cut: a resize reopens a disk's device (and its filter).
-        const snapshots = await cutCycle(def.diskIds.map((id) => this.disks.tracked(id)));
-        const cycleId = `${cutWallMs.toString(36)}-${(++this.cycleCounter).toString(36)}-${randomBytes(4).toString('hex')}`;
-        try {
-          const r = await sender.shipCycle({
-            cycleId,
-            cutWallMs,
-            consistency: 'crash-consistent',
-            snapshots,
-          });
-          log.info('recovery point committed', {
-            pointId: r.point.pointId,
-            logicalBytes: r.logicalBytesSent,
-            wireBytes: r.wireBytesSent,
-            attempts: r.attempts,
-          });
-        } catch (e) {
-          log.warn('replication cycle failed', { cycleId, error: e });
-          if (isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH')) {
-            // stop trying: the next step is the operator's (after this cycle unwinds)
-            setImmediate(() => void this.fence(def.relationshipId).catch(() => undefined));
-          }
-          throw e;
-        }
-      },
+  }
+
+  /** One cycle now: cut every disk of the VM together and ship it; returns the committed point. */
+  private async shipOnce(
+    def: RelationshipDefinition,
+    sender: ReplicationSender,
+  ): Promise<{ pointId: string; cutWallMs: number }> {
+    // Read the time before the cut: every flush acknowledged before this instant covers writes that
+    // are inside the cut, so a checker may require them (docs/design/host-agent.md).
+    const cutWallMs = this.clock.wallMs();
+    // Look the disks up at every cut: a resize reopens a disk's device (and its filter).
+    const snapshots = await cutCycle(def.diskIds.map((id) => this.disks.tracked(id)));
+    const cycleId = `${cutWallMs.toString(36)}-${(++this.cycleCounter).toString(36)}-${randomBytes(4).toString('hex')}`;
+    const r = await sender.shipCycle({ cycleId, cutWallMs, consistency: 'crash-consistent', snapshots });
+    this.log.info('recovery point committed', {
+      relationshipId: def.relationshipId,
+      pointId: r.point.pointId,
+      logicalBytes: r.logicalBytesSent,
+      wireBytes: r.wireBytesSent,
+      attempts: r.attempts,
     });
-    this.runners.set(def.relationshipId, { sender, scheduler });
-    scheduler.start();
+    return { pointId: r.point.pointId, cutWallMs };
   }
 
   private async stopRunner(relationshipId: string): Promise<void> {
