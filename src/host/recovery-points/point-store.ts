@@ -17,6 +17,7 @@ import { gapsOf } from './extent-map.js';
 import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
 import { PointDiskView, type PointResolver } from './point-disk-view.js';
 import { rewriteBases, type PromotionIntent } from './point-promotion.js';
+import { finishSeeding } from './point-seeding.js';
 import { adoptable, buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-log.js';
 import type { BeginCycleOptions, CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
 import { checkPlainName, StoreLayout } from './store-layout.js';
@@ -78,6 +79,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         { relationshipId: options.relationshipId },
       );
     }
+    await finishSeeding(options.storage, options.storageDir, options.relationshipId);
     return PointStore.openDir(options, layout);
   }
 

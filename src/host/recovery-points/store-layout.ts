@@ -41,6 +41,10 @@ export class StoreLayout {
   get intent(): string {
     return join(this.dir, 'staging', 'intent.meta');
   }
+  /** Present while the store is being seeded from existing images (reverse replication). */
+  get seed(): string {
+    return join(this.dir, 'seed.meta');
+  }
   /** Present while a view is being promoted to plain disks (failover commit). */
   get promote(): string {
     return join(this.dir, 'promote.meta');
