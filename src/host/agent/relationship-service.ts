@@ -228,9 +228,10 @@ export class RelationshipService {
     return { ...this.view(relationshipId), finalPoint };
   }
 
-  private async fence(relationshipId: string): Promise<void> {
+  /** Fences the relationship if it is still enabled at the epoch the replica refused. */
+  private async fence(relationshipId: string, refusedEpoch: number): Promise<void> {
     const def = this.defs.get(relationshipId);
-    if (!def || def.state !== 'enabled') return;
+    if (!def || def.state !== 'enabled' || def.epoch !== refusedEpoch) return;
     await this.stopRunner(relationshipId);
     await this.persist({ ...def, state: 'fenced' });
     this.log.warn('replication fenced: the replica runs this VM after a failover', {
@@ -352,7 +353,7 @@ export class RelationshipService {
           log.warn('replication cycle failed', { error: e });
           if (isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH')) {
             // stop trying: the next step is the operator's (after this cycle unwinds)
-            setImmediate(() => void this.fence(def.relationshipId).catch(() => undefined));
+            setImmediate(() => void this.fence(def.relationshipId, def.epoch).catch(() => undefined));
           }
           throw e;
         }
