@@ -39,9 +39,10 @@ export interface LabSnapshot {
   replica: Pick<ReplicaView, 'points' | 'latestPoint' | 'lagMs' | 'epoch'> | null;
 }
 
+/** The boot disk holds the guest's log (kept small: the guest checks a blank disk whole at first boot). */
 const DISKS = [
-  { diskId: 'vm1-d0', sizeBytes: 1024 * 1024 * 1024 },
-  { diskId: 'vm1-d1', sizeBytes: 256 * 1024 * 1024 },
+  { diskId: 'vm1-d0', sizeBytes: 64 * 1024 * 1024 },
+  { diskId: 'vm1-d1', sizeBytes: 1024 * 1024 * 1024 },
 ];
 
 export async function labUp(o: LabUpOptions): Promise<number> {
@@ -80,11 +81,17 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       replica: { hostId: 'host-b', address: '127.0.0.1', port: b.replicationPort },
       policy: { copyFrequencySeconds: o.copyFrequencySeconds },
     });
-    for (const d of DISKS)
+    // the block workload writes the data disk only: the boot disk is the guest's (its record log)
+    const dataDisks = DISKS.slice(1);
+    for (const d of dataDisks)
       clients.push(await NbdClient.connect({ socketPath: a.nbdSocket, exportName: d.diskId }));
     gen = new WorkloadGenerator({
       seed: Date.now() >>> 0,
-      disks: DISKS.map((d, i) => ({ diskId: i, sizeBytes: d.sizeBytes, target: clients[i] as NbdClient })),
+      disks: dataDisks.map((d, i) => ({
+        diskId: i,
+        sizeBytes: d.sizeBytes,
+        target: clients[i] as NbdClient,
+      })),
       opsPerSecond: o.writesPerSecond,
       signal: stopSignal.signal,
     });

@@ -1,7 +1,8 @@
 /**
  * `npm start` runs `secondsite lab up`: this runs it as a user would (a real process), for a few
  * seconds, and checks from its JSON status that the guest VM runs and writes, its recovery points advance on the
- * replica host, and the relationship is healthy; then that it stops cleanly by itself.
+ * replica host, the relationship is healthy, and a test failover boots the guest from a point on
+ * host-b (its log validates); then that it stops cleanly by itself.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,7 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import { ControlClient } from '../../src/host/agent/control-client.js';
+import type { FailoverView } from '../../src/host/failover/failover-service.js';
+import type { VmStatus } from '../../src/host/vm/vm-driver.js';
 import type { LabSnapshot } from '../../src/lab/lab-up.js';
+import { waitFor } from '../host/fixtures.js';
 
 const bin = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
 
@@ -26,7 +31,7 @@ test('lab up: the VM writes, points advance on host-b, health is Normal, then it
         '--dir',
         dir,
         '--duration',
-        '14',
+        '20',
         '--copy-frequency',
         'continuous',
         '--output',
@@ -40,7 +45,21 @@ test('lab up: the VM writes, points advance on host-b, health is Normal, then it
     );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((r) => child.once('exit', r));
+    const exited = new Promise<number | null>((r) => child.once('exit', r));
+    // while it runs: a test failover on host-b boots the guest from a point (its log validates)
+    const b = new ControlClient(join(dir, 'host-b', 'agent.sock'));
+    await waitFor('a recovery point in the lab', () =>
+      Promise.resolve(events.some((e) => e.event === 'status' && e.replica?.latestPoint)),
+    );
+    const tf = await b.post<FailoverView>('/v1/replicas/vm1/test-failover', {});
+    assert.equal(tf.state, 'test-failover');
+    const testVm = await waitFor('the test VM', async () => {
+      const s = await b.get<VmStatus>('/v1/vms/vm1-test');
+      return s.state === 'running' && s.guest ? s : null;
+    });
+    assert.ok((testVm.guest?.bootSeq ?? 0) > 0, 'the lab guest log validates in a test failover');
+    await b.delete('/v1/replicas/vm1/test-failover');
+    const code = await exited;
     assert.equal(code, 0, stderr);
     assert.equal(events[0]?.event, 'starting');
     assert.equal(events.at(-1)?.event, 'stopped');
