@@ -102,6 +102,8 @@ changes nothing.
   --no-compression         send data uncompressed
   --bandwidth-limit RATE   e.g. 50M (bytes per second); default unlimited
   --id ID                  relationship id (default VM_ID)
+  --epoch N                reverse replication: start at the failover's epoch, which the old primary's
+                           seeded replica has ('secondsite host replica seed'); default 0
 ${STATE_DIR_HELP}`;
 
 function parseFrequency(text: string | undefined): number {
@@ -145,6 +147,7 @@ const enable: Command = {
         'no-compression': { type: 'boolean' },
         'bandwidth-limit': { type: 'string' },
         id: { type: 'string' },
+        epoch: { type: 'string' },
       },
       enableHelp,
     );
@@ -170,6 +173,7 @@ const enable: Command = {
         compression: p.values['no-compression'] !== true,
         ...(limit ? { bandwidthLimitBytesPerSec: parseSizeOption(limit, 'bandwidth-limit') } : {}),
       },
+      epoch: parseIntOption(optionalString(p, 'epoch'), 'epoch', 0, 2 ** 31, 0),
     };
     const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
     const v = await client.post<RelationshipView>('/v1/relationships', body);
@@ -295,6 +299,46 @@ const replicaExport: Command = {
   },
 };
 
+const seedHelp = `usage: secondsite host replica seed ID --disks D1[,D2...] --epoch N [--storage-location NAME] [--state-dir DIR] [--output json]
+
+Reverse replication, on the OLD primary after a failover: this host's copies of the VM's disks become
+the base of a replica of ID (moved, not copied; they leave this host's disk list), with one seed point.
+Then, on the new primary, enable replication back to this host with '--epoch N' (the failover's epoch):
+its first cycle compares digests against the seed and sends only the blocks that differ.
+The VM must be off here, and this host's replication of ID must be fenced or prepared.`;
+
+const replicaSeed: Command = {
+  path: ['replica', 'seed'],
+  summary: "reverse replication: turn this host's copies of a failed-over VM's disks into its replica",
+  help: seedHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      {
+        ...STATE,
+        disks: { type: 'string' },
+        epoch: { type: 'string' },
+        'storage-location': { type: 'string' },
+      },
+      seedHelp,
+    );
+    const id = p.positionals[0];
+    if (!id) return (io.err(`error: ID is missing\n\n${seedHelp}`), 2);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.post<ReplicaView>(`${rep(id)}/seed`, {
+      diskIds: requireString(p, 'disks', seedHelp).split(','),
+      epoch: parseIntOption(requireString(p, 'epoch', seedHelp), 'epoch', 0, 2 ** 31, 0),
+      storageLocation: optionalString(p, 'storage-location') ?? 'default',
+    });
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : `this host now keeps the replica of ${id} (epoch ${r.epoch}), seeded from its own disks`,
+    );
+    return 0;
+  },
+};
+
 const replicaUnexport: Command = {
   path: ['replica', 'unexport'],
   summary: 'stop serving a recovery point',
@@ -319,4 +363,10 @@ const replicaUnexport: Command = {
 };
 
 export const replicationCommands: Command[] = [enable, list, show, pause, resume, disable];
-export const replicaCommands: Command[] = [replicaList, replicaPoints, replicaExport, replicaUnexport];
+export const replicaCommands: Command[] = [
+  replicaList,
+  replicaPoints,
+  replicaExport,
+  replicaUnexport,
+  replicaSeed,
+];

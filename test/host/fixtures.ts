@@ -106,8 +106,9 @@ export async function openPoint(
   relationshipId: string,
   pointId: string,
   diskOrder: string[],
+  replicaHostId = 'host-b',
 ): Promise<{ exported: PointExport; images: DiskImage[]; clients: NbdClient[]; close: () => Promise<void> }> {
-  const b = lab.host('host-b');
+  const b = lab.host(replicaHostId);
   const exported = await b.client.post<PointExport>(
     `/v1/replicas/${relationshipId}/points/${pointId}/export`,
   );

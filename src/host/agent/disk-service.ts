@@ -42,7 +42,15 @@ export class DiskService {
   ): Promise<DiskService> {
     const store = await DiskStore.open(storage, storageRoot, clock);
     const service = new DiskService(storage, store, nbd, nbdSocket, log);
-    for (const disk of await store.list()) await service.serve(disk.diskId);
+    for (const disk of await store.list()) {
+      try {
+        await service.serve(disk.diskId);
+      } catch (e) {
+        // one broken disk (e.g. its image left with a reverse-replication seeding a crash cut short)
+        // must not keep the agent, and every other disk, down
+        log.error('a disk could not be opened; it is not served', { diskId: disk.diskId, error: e });
+      }
+    }
     return service;
   }
 
@@ -99,6 +107,22 @@ export class DiskService {
     const device = await this.openTracked(diskId);
     this.open.set(diskId, device);
     return device;
+  }
+
+  /**
+   * Stops serving a disk and closes it (its clients are disconnected), keeping its files: reverse
+   * replication then moves the image into a replica store and `forget`s the rest.
+   */
+  async release(diskId: string): Promise<string> {
+    await this.store.get(diskId); // NOT_FOUND names the disk
+    await this.unserve(diskId);
+    return this.store.paths(diskId).image;
+  }
+
+  /** Removes what is left of a released disk whose image was moved away (metadata, tracking state). */
+  async forget(diskId: string): Promise<void> {
+    await this.unserve(diskId);
+    await this.store.delete(diskId);
   }
 
   /** The image path of a disk id on this host (where a failover commit puts a promoted image). */

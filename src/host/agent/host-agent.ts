@@ -23,6 +23,7 @@ import {
   diskRoutes,
   failoverRoutes,
   plannedFailoverRoutes,
+  reverseReplicationRoutes,
   relationshipRoutes,
   replicaRoutes,
   vmRoutes,
@@ -159,6 +160,13 @@ export class HostAgent {
         () => this.vms,
         () => this.relationships,
       ),
+      ...reverseReplicationRoutes(() => ({
+        disks: this.disks,
+        relationships: this.relationships,
+        replicas: this.replicas,
+        vms: this.vms,
+        failovers: this.failovers,
+      })),
     ];
   }
 

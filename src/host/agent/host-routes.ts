@@ -7,6 +7,7 @@ import { createDiskBodySchema, resizeDiskBodySchema } from '../../protocol/host-
 import {
   enableReplicationBodySchema,
   resumeReplicationBodySchema,
+  seedReplicaBodySchema,
 } from '../../protocol/host-api/relationships.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
 import {
@@ -23,6 +24,7 @@ import type { ReplicaService } from './replica-service.js';
 import type { VmService } from './vm-service.js';
 import type { FailoverService } from '../failover/failover-service.js';
 import { preparePlannedFailover } from '../failover/planned-failover.js';
+import { seedReplicaFromLocalDisks, type ReverseDeps } from '../failover/reverse-replication.js';
 
 const param = (params: Record<string, string>, name: string): string => params[name] ?? '';
 
@@ -253,6 +255,19 @@ export function plannedFailoverRoutes(
         return {
           body: await preparePlannedFailover(vms(), relationships(), param(params, 'id'), b.timeoutMs),
         };
+      },
+    },
+  ];
+}
+
+export function reverseReplicationRoutes(deps: () => ReverseDeps): Route[] {
+  return [
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/seed',
+      handler: async ({ params, body }) => {
+        const b = parseBody(seedReplicaBodySchema, body, 'seed request');
+        return { body: await seedReplicaFromLocalDisks(deps(), param(params, 'id'), b) };
       },
     },
   ];

@@ -163,8 +163,9 @@ export class RelationshipService {
       format: 'secondsite.relationship/1',
       relationshipId,
       ...wanted,
-      // The first generation is epoch 0 on both sides (a new replica store starts there); failover raises it.
-      epoch: 0,
+      // The first generation is epoch 0 on both sides (a new replica store starts there); failover raises
+      // it, and reverse replication starts at the failover's epoch (the replica's seeded store has it).
+      epoch: body.epoch,
       state: 'enabled',
       createdWallMs: this.clock.wallMs(),
     };

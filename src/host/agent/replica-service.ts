@@ -15,6 +15,7 @@ import type { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../observability/logger.js';
 import type { TlsIdentity } from '../pki/tls-config.js';
 import { PointStore } from '../recovery-points/point-store.js';
+import { seedStore } from '../recovery-points/point-seeding.js';
 import type { PointDiskReader } from '../recovery-points/replica-store.js';
 import { AuthorizationList } from '../replication/authorization-list.js';
 import { ReplicationReceiver } from '../replication/replication-receiver.js';
@@ -204,6 +205,42 @@ export class ReplicaService {
       Buffer.from(`${JSON.stringify(template.data, null, 2)}\n`),
     );
     this.vmConfigs.set(relationshipId, vmConfig);
+  }
+
+  /**
+   * Reverse replication, on the old primary: seeds the relationship's store in `storageLocation` from
+   * the given images (moved in, no copy) at `epoch`, and opens it for the new primary's cycles.
+   */
+  async seed(
+    relationshipId: string,
+    storageLocation: string,
+    epoch: number,
+    images: ReadonlyArray<{ diskId: string; sourcePath: string; sizeBytes: number }>,
+  ): Promise<ReplicaView> {
+    const storageDir = this.config.replication.storageLocations[storageLocation];
+    if (!storageDir) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `no storage location '${storageLocation}' on this host`,
+        {
+          storageLocation,
+        },
+      );
+    }
+    await seedStore(this.storage, storageDir, {
+      format: 'secondsite-seed-1',
+      relationshipId,
+      epoch,
+      cutWallMs: this.clock.wallMs(),
+      images,
+    });
+    await this.open(relationshipId, storageLocation);
+    this.log.info('replica seeded from local disks', {
+      relationshipId,
+      epoch,
+      disks: images.map((i) => i.diskId),
+    });
+    return this.get(relationshipId);
   }
 
   /** The store of a relationship (for failover and tests). */

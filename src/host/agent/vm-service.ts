@@ -4,7 +4,7 @@
  * into driver specs (disk ids -> NBD URIs of this agent's socket) and keeps the driver's rules: every
  * operation idempotent, refusals with the state and what to do.
  */
-import { SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { CreateVmBody, VmTemplate } from '../../protocol/host-api/vms.schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { VmDriver, VmSpec, VmStatus } from '../vm/vm-driver.js';
@@ -65,6 +65,7 @@ export class VmService {
     disks: ReadonlyArray<{ diskId: string; exportName: string }>,
     netns?: string,
   ): Promise<{ status: VmStatus; created: boolean }> {
+    this.templates.set(vmId, JSON.stringify(template));
     return this.define({
       vmId,
       name: template.name ?? vmId,
@@ -75,7 +76,17 @@ export class VmService {
   }
 
   private async define(spec: VmSpec): Promise<{ status: VmStatus; created: boolean }> {
-    const r = await this.driver.define(spec);
+    let r: { status: VmStatus; created: boolean };
+    try {
+      r = await this.driver.define(spec);
+    } catch (e) {
+      // an older definition of an off VM (e.g. the one this host ran before a failover) is replaced
+      if (!isSecondsiteError(e, 'SECONDSITE_ERR_ALREADY_EXISTS') || (await this.isRunning(spec.vmId)))
+        throw e;
+      await this.driver.remove(spec.vmId);
+      r = await this.driver.define(spec);
+      this.log.info('vm definition replaced', { vmId: spec.vmId });
+    }
     if (r.created) this.log.info('vm defined', { vmId: spec.vmId, disks: spec.disks.map((d) => d.diskId) });
     return r;
   }

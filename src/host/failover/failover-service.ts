@@ -104,6 +104,17 @@ export class FailoverService {
     }
   }
 
+  /**
+   * Forgets a committed failover: this host becomes a replica of the relationship again (reverse
+   * replication after a failback), so its receiver must accept the new primary.
+   */
+  async retire(relationshipId: string): Promise<void> {
+    await this.locked(relationshipId, async () => {
+      const rec = this.records.get(relationshipId);
+      if (rec?.state === 'failed-over') await this.forget(relationshipId);
+    });
+  }
+
   /** True when this host took over the relationship's VM (the old primary must be refused). */
   failedOver(relationshipId: string): boolean {
     const s = this.records.get(relationshipId)?.state;

@@ -222,9 +222,10 @@ export class ReplicationReceiver {
       return b;
     };
     const existing = this.bindings.get(hello.relationshipId);
-    if (existing && existing.store.state !== 'failed') return check(existing);
+    if (existing && existing.store.state === 'open') return check(existing);
     if (existing) {
-      // The store failed inside a commit: forget it; the opener reopens it, which recovers it.
+      // The store failed inside a commit (reopening recovers it) or was closed (promoted by a failover
+      // commit, or seeded anew for reverse replication): forget it; the opener decides.
       this.bindings.delete(hello.relationshipId);
       this.event('replication:receiver:store-reopen', { relationshipId: hello.relationshipId });
     }

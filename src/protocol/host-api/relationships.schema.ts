@@ -61,6 +61,24 @@ export const enableReplicationBodySchema = z
       })
       .strict(),
     policy: replicationPolicySchema.default({}),
+    /**
+     * The generation to start at (reverse replication: the epoch of the failover, which the replica's
+     * seeded store has). Default 0, a first generation.
+     */
+    epoch: z.number().int().min(0).default(0),
+  })
+  .strict();
+
+export const seedReplicaBodySchema = z
+  .object({
+    /** The local disks that become the replica's base (the VM must be off; they leave the disk store). */
+    diskIds: z.array(diskIdSchema).min(1).max(64),
+    /** The generation of the reverse relationship (the failover's epoch). */
+    epoch: z.number().int().min(0),
+    storageLocation: z
+      .string()
+      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+      .default('default'),
   })
   .strict();
 
