@@ -17,7 +17,7 @@ function describe(v: FailoverView): string {
     case 'failover-pending-commit':
       return `${v.relationshipId} failed over to point ${v.pointId ?? '-'} (epoch ${v.epoch}); VM ${v.vmId} runs here. Commit with 'secondsite host failover commit ${v.relationshipId}', or change the point, or cancel`;
     case 'failed-over':
-      return `${v.relationshipId} failed over and committed: VM ${v.vmId} runs on this host's own disks`;
+      return `${v.relationshipId} failed over and committed (epoch ${v.epoch}): VM ${v.vmId} runs on this host's own disks; reverse replication starts at epoch ${v.epoch}`;
     default:
       return `${v.relationshipId} is ${v.state}`;
   }
