@@ -2,7 +2,12 @@
  * Helpers for the host-level failover tests: a VM (a real guest process writing its record log) on host
  * A, replicated to host B, and readers of the guest's state through the agents' control APIs.
  */
+import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { slotOfSeq, slotOffsetBytes } from '../../src/guest/app/guest-log.format.js';
+import { validateGuestLog, type GuestLogReport } from '../../src/guest/app/guest-log.validator.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { VmStatus } from '../../src/host/vm/vm-driver.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
@@ -34,7 +39,7 @@ export async function protectedVm(
     vmId,
     diskIds,
     copyFrequencySeconds: options.copyFrequencySeconds ?? 0,
-    chunkBytes: 64 * 1024,
+    chunkBytes: CHUNK_BYTES,
   });
   await waitFor(`a first point of ${vmId}`, async () => (await replicaView(lab, vmId)).latestPoint, 60_000);
   return { vmId, diskIds };
@@ -67,4 +72,30 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The transfer chunk of the failover tests' relationships. */
+export const CHUNK_BYTES = 64 * 1024;
+
+export async function diskFile(lab: HostLab, hostId: string, diskId: string): Promise<Buffer> {
+  return readFile(join(lab.host(hostId).stateDir, 'storage', 'disks', `${diskId}.raw`));
+}
+
+export async function logOf(image: Buffer): Promise<GuestLogReport> {
+  const r = await validateGuestLog((o, l) => Promise.resolve(image.subarray(o, o + l)), image.length);
+  assert.ok(r.valid && r.format, `the guest log is valid: ${r.problem?.message ?? ''}`);
+  return r;
+}
+
+/** Bytes of the transfer chunks holding the records written after `fromSeq` up to `toSeq`. */
+export function chunksOfRecords(report: GuestLogReport, fromSeq: number, toSeq: number): number {
+  const f = report.format;
+  assert.ok(f);
+  const chunks = new Set<number>();
+  for (let seq = fromSeq + 1; seq <= toSeq; seq++) {
+    const at = slotOffsetBytes(f, slotOfSeq(f, seq));
+    for (let c = Math.floor(at / CHUNK_BYTES); c <= Math.floor((at + f.slotBytes - 1) / CHUNK_BYTES); c++)
+      chunks.add(c);
+  }
+  return chunks.size * CHUNK_BYTES;
 }

@@ -8,18 +8,21 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { slotOfSeq, slotOffsetBytes } from '../../src/guest/app/guest-log.format.js';
-import { validateGuestLog, type GuestLogReport } from '../../src/guest/app/guest-log.validator.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
-import { HostLab } from '../../src/lab/host-lab.js';
-import { MiB, openPoint, waitFor } from '../host/fixtures.js';
-import { guestRunning, protectedVm, vmStatus } from './failover-fixtures.js';
+import type { HostLab } from '../../src/lab/host-lab.js';
+import { MiB, openPoint, twoHostLab, waitFor } from '../host/fixtures.js';
+import {
+  CHUNK_BYTES,
+  chunksOfRecords,
+  diskFile,
+  guestRunning,
+  logOf,
+  protectedVm,
+  vmStatus,
+} from './failover-fixtures.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -28,31 +31,7 @@ after(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const DISK_BYTES = 16 * MiB;
-const CHUNK_BYTES = 64 * 1024;
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-async function diskFile(lab: HostLab, hostId: string, diskId: string): Promise<Buffer> {
-  return readFile(join(lab.host(hostId).stateDir, 'storage', 'disks', `${diskId}.raw`));
-}
-
-async function logOf(image: Buffer): Promise<GuestLogReport> {
-  const r = await validateGuestLog((o, l) => Promise.resolve(image.subarray(o, o + l)), image.length);
-  assert.ok(r.valid && r.format, `the guest log is valid: ${r.problem?.message ?? ''}`);
-  return r;
-}
-
-/** Bytes of the transfer chunks holding the records written after `fromSeq` up to `toSeq`. */
-function chunksOfRecords(report: GuestLogReport, fromSeq: number, toSeq: number): number {
-  const f = report.format;
-  assert.ok(f);
-  const chunks = new Set<number>();
-  for (let seq = fromSeq + 1; seq <= toSeq; seq++) {
-    const at = slotOffsetBytes(f, slotOfSeq(f, seq));
-    for (let c = Math.floor(at / CHUNK_BYTES); c <= Math.floor((at + f.slotBytes - 1) / CHUNK_BYTES); c++)
-      chunks.add(c);
-  }
-  return chunks.size * CHUNK_BYTES;
-}
 
 /** Planned failover of `vmId` from `from` to `to`: returns the final point and the recovered guest. */
 async function plannedFailover(
@@ -115,7 +94,7 @@ async function reverse(
       const v = await lab.host(oldPrimary).client.get<ReplicaView>(`/v1/replicas/${vmId}`);
       return v.points.length >= 2 ? v : null;
     },
-    60_000,
+    120_000,
   );
   assert.equal(view.epoch, epoch);
   const rel = await lab.host(newPrimary).client.get<RelationshipView>(`/v1/relationships/${vmId}`);
@@ -133,16 +112,8 @@ async function reverse(
 }
 
 test('reverse replication sends only what differs; failback returns the VM with equal disks and no loss', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ss-reverse-'));
-  const lab = await HostLab.create(dir, [
-    { hostId: 'host-a', authorize: ['host-b'] },
-    { hostId: 'host-b', authorize: ['host-a'] },
-  ]);
-  cleanups.push(async () => {
-    await lab.stop();
-    if (process.env['SECONDSITE_KEEP_TEST_DIRS']) console.log(`kept ${dir}`);
-    else await rm(dir, { recursive: true, force: true });
-  });
+  const { lab, cleanup } = await twoHostLab('ss-reverse-', { mutual: true });
+  cleanups.push(cleanup);
   await protectedVm(lab, 'r1', { recordsPerSec: 100, diskBytes: DISK_BYTES });
   await sleep(1000);
 

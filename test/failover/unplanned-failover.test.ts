@@ -6,6 +6,9 @@
  *   - data loss (newest record on A's disk minus newest record recovered, by the records' own
  *     timestamps) stays within the continuous mode's bound; p50 / p99 / max are printed;
  *   - the old primary, restarted, is fenced: its sender gets SECONDSITE_ERR_STALE_EPOCH;
+ *   - after a commit, reverse replication to the old primary's copy sends only what differs (the
+ *     chunks written on B since the failover plus those A wrote and never shipped, x1.1 + 1 chunk),
+ *     and its first point equals B's disk;
  * and, by trial, commit (the disk becomes an ordinary disk of B, the VM keeps writing, the replica is
  * gone), change of recovery point to an older point, or cancel (back to receiving, epoch raised, and
  * the primary resumes replication at the new epoch).
@@ -19,9 +22,18 @@ import { Rng, seedFrom } from '../../src/domain/random.js';
 import { validateGuestLog } from '../../src/guest/app/guest-log.validator.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
+import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
-import { MiB, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
-import { guestRunning, protectedVm, vmStatus } from './failover-fixtures.js';
+import { MiB, openPoint, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
+import {
+  CHUNK_BYTES,
+  chunksOfRecords,
+  diskFile,
+  guestRunning,
+  logOf,
+  protectedVm,
+  vmStatus,
+} from './failover-fixtures.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -61,7 +73,7 @@ test('unplanned failover after host A dies: the guest recovers, loss is bounded,
   const seed = seedFrom(process.env['SECONDSITE_SEED'], 6060);
   const trials = Number(process.env['SECONDSITE_FAILOVER_TRIALS'] ?? 10);
   const rng = new Rng(seed);
-  const { lab, cleanup } = await twoHostLab('ss-unplanned-');
+  const { lab, cleanup } = await twoHostLab('ss-unplanned-', { mutual: true });
   cleanups.push(cleanup);
   const b = lab.host('host-b');
   const lossesMs: number[] = [];
@@ -151,8 +163,43 @@ test('unplanned failover after host A dies: the guest recovers, loss is bounded,
         return latest !== null && latest.epoch === 1;
       });
     }
+    let reverseNote = '';
+    if (op === 'commit') {
+      // reverse replication: host A's copy (with the writes it never shipped) becomes the replica, and
+      // host B sends only what differs: the chunks written on B since the failover plus A's unshipped
+      const b0 = await logOf(await diskFile(lab, 'host-b', diskId));
+      await lab.host('host-a').client.post(`/v1/replicas/${vmId}/seed`, { diskIds: [diskId], epoch: 1 });
+      await b.client.post('/v1/relationships', {
+        vmId,
+        diskIds: [diskId],
+        replica: { hostId: 'host-a', address: '127.0.0.1', port: lab.host('host-a').replicationPort },
+        policy: { copyFrequencySeconds: 900, chunkBytes: CHUNK_BYTES },
+        epoch: 1,
+      });
+      const reversed = await waitFor(`${where}: the first reverse point on host A`, async () => {
+        const v = await lab.host('host-a').client.get<ReplicaView>(`/v1/replicas/${vmId}`);
+        return v.points.length >= 2 ? v : null;
+      });
+      const sent = (await b.client.get<RelationshipView>(`/v1/relationships/${vmId}`)).report.bytes
+        .logicalSent;
+      const differs = chunksOfRecords(b0, bootSeq, Math.max(b0.lastSeq, onA.seq));
+      const bound = 1.1 * differs + CHUNK_BYTES;
+      assert.ok(sent <= bound, `${where}: reverse sent ${sent} > ${bound} (chunks that differ: ${differs})`);
+      // B's VM is off: the reverse point is B's disk, byte for byte
+      const opened = await openPoint(lab, vmId, reversed.latestPoint?.pointId ?? '', [diskId], 'host-a');
+      try {
+        const point = await opened.clients[0]!.read(0, DISK_BYTES);
+        assert.ok(
+          point.equals(await diskFile(lab, 'host-b', diskId)),
+          `${where}: reverse point differs from B`,
+        );
+      } finally {
+        await opened.close();
+      }
+      reverseNote = `, reverse sent ${sent} bytes (${differs} bytes of chunks differ)`;
+    }
     log.push(
-      `trial ${i}: ${op}, recovered seq ${bootSeq} of ${onA.seq} (lost ${lostRecords} records, ~${lossMs} ms)`,
+      `trial ${i}: ${op}, recovered seq ${bootSeq} of ${onA.seq} (lost ${lostRecords} records, ~${lossMs} ms)${reverseNote}`,
     );
   }
   const sorted = [...lossesMs].sort((x, y) => x - y);

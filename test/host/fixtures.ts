@@ -16,9 +16,14 @@ export const MiB = 1024 * 1024;
 
 export async function twoHostLab(
   prefix: string,
+  options: { mutual?: boolean } = {},
 ): Promise<{ lab: HostLab; dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  const lab = await HostLab.create(dir, [{ hostId: 'host-a' }, { hostId: 'host-b', authorize: ['host-a'] }]);
+  // mutual: host-a also authorizes host-b (reverse replication after a failover)
+  const lab = await HostLab.create(dir, [
+    { hostId: 'host-a', ...(options.mutual ? { authorize: ['host-b'] } : {}) },
+    { hostId: 'host-b', authorize: ['host-a'] },
+  ]);
   return {
     lab,
     dir,
