@@ -102,9 +102,24 @@ changes nothing.
   --no-compression         send data uncompressed
   --bandwidth-limit RATE   e.g. 50M (bytes per second); default unlimited
   --id ID                  relationship id (default VM_ID)
+  --app-consistent-frequency D  quiesce the VM for an app-consistent point every D (e.g. 1h, 4h, 30m;
+                           default off); a guest that does not answer gives a crash-consistent point
   --epoch N                reverse replication: start at the failover's epoch, which the old primary's
                            seeded replica has ('secondsite host replica seed'); default 0
 ${STATE_DIR_HELP}`;
+
+/** '30m', '4h', '90s' or a number of seconds; undefined = 0 (off). */
+function parseDurationSeconds(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const m = /^(\d+)(s|m|h)?$/.exec(text.trim());
+  if (!m) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_ARGUMENT',
+      `--app-consistent-frequency '${text}' is not a duration; use e.g. 1h, 4h, 30m`,
+    );
+  }
+  return Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
+}
 
 function parseFrequency(text: string | undefined): number {
   if (text === undefined) return 300;
@@ -148,6 +163,7 @@ const enable: Command = {
         'bandwidth-limit': { type: 'string' },
         id: { type: 'string' },
         epoch: { type: 'string' },
+        'app-consistent-frequency': { type: 'string' },
       },
       enableHelp,
     );
@@ -172,6 +188,7 @@ const enable: Command = {
         retentionHours: parseIntOption(optionalString(p, 'retention-hours'), 'retention-hours', 0, 720, 24),
         compression: p.values['no-compression'] !== true,
         ...(limit ? { bandwidthLimitBytesPerSec: parseSizeOption(limit, 'bandwidth-limit') } : {}),
+        appConsistentFrequencySeconds: parseDurationSeconds(optionalString(p, 'app-consistent-frequency')),
       },
       epoch: parseIntOption(optionalString(p, 'epoch'), 'epoch', 0, 2 ** 31, 0),
     };

@@ -52,6 +52,7 @@ export async function enableReplication(
     copyFrequencySeconds?: number;
     chunkBytes?: number;
     bandwidthLimitBytesPerSec?: number;
+    appConsistentFrequencySeconds?: number;
   },
 ): Promise<RelationshipView> {
   const b = lab.host('host-b');
@@ -64,6 +65,9 @@ export async function enableReplication(
       chunkBytes: options.chunkBytes ?? 256 * 1024,
       ...(options.bandwidthLimitBytesPerSec !== undefined
         ? { bandwidthLimitBytesPerSec: options.bandwidthLimitBytesPerSec }
+        : {}),
+      ...(options.appConsistentFrequencySeconds !== undefined
+        ? { appConsistentFrequencySeconds: options.appConsistentFrequencySeconds }
         : {}),
     },
   });

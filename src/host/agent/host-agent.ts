@@ -218,6 +218,7 @@ export class HostAgent {
     const vms = this.vmService;
     await vms.init();
     relationships.vmConfigOf = (vmId) => vms.templateJson(vmId);
+    relationships.quiesceVm = (vmId) => vms.quiesce(vmId);
     this.vmService.refuseStart = (vmId) => {
       const fenced = relationships.fencedOf(vmId)[0];
       if (fenced?.state === 'prepared') {

@@ -386,21 +386,61 @@ export class RelationshipService {
     });
   }
 
+  /**
+   * Quiesces a VM for an app-consistent cut and returns its thaw, or throws (timeout, VM not running):
+   * then the cut is crash-consistent. Set by the agent (the VM service).
+   */
+  quiesceVm: (vmId: string) => Promise<() => Promise<void>> = () =>
+    Promise.reject(new SecondsiteError('SECONDSITE_ERR_NOT_FOUND', 'no VM runtime on this host'));
+
+  /** Wall-clock time of the last app-consistent cut per relationship (in memory: a restart takes one soon). */
+  private readonly lastAppConsistentMs = new Map<string, number>();
+
   /** One cycle now: cut every disk of the VM together and ship it; returns the committed point. */
   private async shipOnce(
     def: RelationshipDefinition,
     sender: ReplicationSender,
   ): Promise<{ pointId: string; cutWallMs: number }> {
+    const period = def.policy.appConsistentFrequencySeconds * 1000;
+    let thaw: (() => Promise<void>) | null = null;
+    if (
+      period > 0 &&
+      this.clock.wallMs() - (this.lastAppConsistentMs.get(def.relationshipId) ?? 0) >= period
+    ) {
+      try {
+        thaw = await this.quiesceVm(def.vmId);
+      } catch (e) {
+        // a guest that does not answer in time gives a crash-consistent point and a warning, never a stuck VM
+        this.log.warn('the VM could not be quiesced; this point is crash-consistent', {
+          relationshipId: def.relationshipId,
+          vmId: def.vmId,
+          error: e,
+        });
+        this.lastAppConsistentMs.set(def.relationshipId, this.clock.wallMs());
+      }
+    }
     // Read the time before the cut: every flush acknowledged before this instant covers writes that
     // are inside the cut, so a checker may require them (docs/design/host-agent.md).
     const cutWallMs = this.clock.wallMs();
-    // Look the disks up at every cut: a resize reopens a disk's device (and its filter).
-    const snapshots = await cutCycle(def.diskIds.map((id) => this.disks.tracked(id)));
+    let snapshots;
+    try {
+      // Look the disks up at every cut: a resize reopens a disk's device (and its filter).
+      snapshots = await cutCycle(def.diskIds.map((id) => this.disks.tracked(id)));
+    } finally {
+      // the cut is instantaneous (copy-on-write): the guest is frozen only around it
+      if (thaw)
+        await thaw().catch((e: unknown) =>
+          this.log.warn('thaw failed (the guest thaws itself)', { error: e }),
+        );
+    }
+    const consistency = thaw ? 'app-consistent' : 'crash-consistent';
+    if (thaw) this.lastAppConsistentMs.set(def.relationshipId, cutWallMs);
     const cycleId = `${cutWallMs.toString(36)}-${(++this.cycleCounter).toString(36)}-${randomBytes(4).toString('hex')}`;
-    const r = await sender.shipCycle({ cycleId, cutWallMs, consistency: 'crash-consistent', snapshots });
+    const r = await sender.shipCycle({ cycleId, cutWallMs, consistency, snapshots });
     this.log.info('recovery point committed', {
       relationshipId: def.relationshipId,
       pointId: r.point.pointId,
+      consistency,
       logicalBytes: r.logicalBytesSent,
       wireBytes: r.wireBytesSent,
       attempts: r.attempts,

@@ -15,6 +15,11 @@ export function nbdUriOf(exportName: string, nbdSocket: string): string {
   return `nbd+unix:///${encodeURIComponent(exportName)}?socket=${nbdSocket}`;
 }
 
+/** How long a guest may take to confirm a quiesce before the point is taken crash-consistent. */
+const QUIESCE_TIMEOUT_MS = 5_000;
+/** A quiesced guest thaws itself after this long if the host never thaws it. */
+const AUTO_THAW_MS = 30_000;
+
 export class VmService {
   constructor(
     readonly driver: VmDriver,
@@ -120,6 +125,18 @@ export class VmService {
       );
     }
     return r.status;
+  }
+
+  /**
+   * Freezes the guest's writes with its on-disk state consistent (for an app-consistent point) and
+   * returns the thaw. Throws SECONDSITE_ERR_TIMEOUT when the guest does not confirm in time (it is
+   * asked to thaw, and thaws itself after `autoThawMs` anyway).
+   */
+  async quiesce(vmId: string, timeoutMs = QUIESCE_TIMEOUT_MS): Promise<() => Promise<void>> {
+    await this.driver.quiesce(vmId, { timeoutMs, autoThawMs: AUTO_THAW_MS });
+    return async () => {
+      await this.driver.thaw(vmId, { timeoutMs });
+    };
   }
 
   powerOff(vmId: string): Promise<VmStatus> {

@@ -33,6 +33,18 @@ export const replicationPolicySchema = z
       .int()
       .min(64 * 1024)
       .optional(),
+    /**
+     * App-consistent recovery points: every this many seconds the VM is quiesced for the cut (0 = off).
+     * Site Recovery's policies allow 1-12 hours; the host accepts shorter periods for tests and labs.
+     */
+    appConsistentFrequencySeconds: z
+      .number()
+      .int()
+      .refine(
+        (n) => n === 0 || (n >= 5 && n <= 12 * 3600),
+        'app-consistent frequency is 0 (off) or 5 s to 12 h',
+      )
+      .default(0),
     /** Transfer chunk (resume granularity). */
     chunkBytes: z
       .number()
