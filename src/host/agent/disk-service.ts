@@ -125,6 +125,11 @@ export class DiskService {
     await this.store.delete(diskId);
   }
 
+  /** True when the disk's image file exists (false after it was moved into a replica store). */
+  hasImage(diskId: string): Promise<boolean> {
+    return this.storage.exists(this.store.paths(diskId).image);
+  }
+
   /** The image path of a disk id on this host (where a failover commit puts a promoted image). */
   imagePath(diskId: string): string {
     return this.store.paths(diskId).image;

@@ -28,8 +28,17 @@ export async function seedReplicaFromLocalDisks(
 ): Promise<ReplicaView> {
   if (deps.replicas.has(relationshipId)) {
     const view = await deps.replicas.get(relationshipId);
-    if (view.points.length === 1 && view.points[0]?.cycleId === 'seed' && view.epoch === request.epoch)
+    if (view.points.length === 1 && view.points[0]?.cycleId === 'seed' && view.epoch === request.epoch) {
+      // seeded already (maybe by a run a crash cut short): drop what is left of the moved disks
+      for (const diskId of request.diskIds) {
+        const left = await deps.disks.get(diskId).then(
+          () => true,
+          () => false,
+        );
+        if (left && !(await deps.disks.hasImage(diskId))) await deps.disks.forget(diskId);
+      }
       return view;
+    }
   }
   const rel = deps.relationships
     .list()
