@@ -108,6 +108,11 @@ export function relationshipRoutes(relationships: () => RelationshipService): Ro
       },
     },
     {
+      method: 'POST',
+      path: '/v1/relationships/:id/resync',
+      handler: async ({ params }) => ({ body: await relationships().resync(param(params, 'id')) }),
+    },
+    {
       method: 'DELETE',
       path: '/v1/relationships/:id',
       handler: async ({ params }) => ({

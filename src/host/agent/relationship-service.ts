@@ -396,6 +396,25 @@ export class RelationshipService {
   /** Wall-clock time of the last app-consistent cut per relationship (in memory: a restart takes one soon). */
   private readonly lastAppConsistentMs = new Map<string, number>();
 
+  /**
+   * Resync / online verify: the next cycle compares the digest of every chunk of every disk with the
+   * replica's latest point and sends only the chunks that differ (then replication goes on as before).
+   * Finds and repairs silent divergence, e.g. corruption on the replica.
+   */
+  async resync(relationshipId: string): Promise<RelationshipView> {
+    const def = this.require(relationshipId);
+    if (def.state !== 'enabled') {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_STATE',
+        `replication of ${relationshipId} is ${def.state}; resume it before a resync`,
+        { relationshipId, state: def.state },
+      );
+    }
+    for (const diskId of def.diskIds) await this.disks.tracked(diskId).requireResync();
+    this.log.info('resync requested: the next cycle compares every chunk', { relationshipId });
+    return this.view(relationshipId);
+  }
+
   /** One cycle now: cut every disk of the VM together and ship it; returns the committed point. */
   private async shipOnce(
     def: RelationshipDefinition,
@@ -441,6 +460,7 @@ export class RelationshipService {
       relationshipId: def.relationshipId,
       pointId: r.point.pointId,
       consistency,
+      chunksEqualByDigest: r.chunksSkippedByDigest,
       logicalBytes: r.logicalBytesSent,
       wireBytes: r.wireBytesSent,
       attempts: r.attempts,

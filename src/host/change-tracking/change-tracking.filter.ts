@@ -43,7 +43,9 @@ export type ResyncReason =
   /** A flush of the disk failed (fsyncgate): acknowledged data may not be what is on disk. */
   | 'flush-failed'
   /** An earlier resync cycle was not completed. */
-  | 'resync-pending';
+  | 'resync-pending'
+  /** An operator asked for a resync or an online verify (digests of every chunk compared). */
+  | 'requested';
 
 export interface ChangeTrackingOptions {
   diskId: string;
@@ -380,6 +382,17 @@ export class ChangeTrackingFilter implements BlockDevice, SnapshotOwner {
       this.drainWaiters = [];
       for (const w of waiters) w();
     }
+  }
+
+  /**
+   * Makes the next cycle a resync: every chunk's digest is compared with the replica's and only the
+   * differing chunks are sent (manual resync, online verify). Durable before it returns.
+   */
+  async requireResync(): Promise<void> {
+    this.resyncPending = true;
+    this.resyncReasonValue = 'requested';
+    this.resyncGeneration++;
+    await this.persist();
   }
 
   /** A failed flush or FUA write may mean acknowledged data is not on disk: require a resync. */
