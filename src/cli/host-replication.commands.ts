@@ -330,6 +330,20 @@ const replicaExport: Command = {
   },
 };
 
+const replicaDelete = simple(
+  ['replica', 'delete'],
+  'delete a replica and all its recovery points (disable replication on the primary first)',
+  `usage: secondsite host replica delete ID [--state-dir DIR] [--output json]
+
+Deletes this host's replica of ID with every recovery point ("disable replication and delete the
+replica"). Refused while a point is exported or a test failover or failover of ID runs here. A primary
+still replicating would start over with an initial replication: disable it there first.`,
+  (c, id) => c.delete(rep(id)),
+  (r, id) =>
+    (r as { deleted: boolean }).deleted ? `replica of ${id ?? ''} deleted` : `no replica of ${id ?? ''} here`,
+  true,
+);
+
 const seedHelp = `usage: secondsite host replica seed ID --disks D1[,D2...] --epoch N [--storage-location NAME] [--state-dir DIR] [--output json]
 
 Reverse replication, on the OLD primary after a failover: this host's copies of the VM's disks become
@@ -400,4 +414,5 @@ export const replicaCommands: Command[] = [
   replicaExport,
   replicaUnexport,
   replicaSeed,
+  replicaDelete,
 ];

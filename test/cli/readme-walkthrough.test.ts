@@ -173,6 +173,9 @@ test('README walkthrough: CA, two hosts, disks, replication, status, points, exp
     /POINT/,
     'the replica keeps its points',
   );
+  assert.match(ss('host', 'replica', 'delete', 'vm1', '--state-dir', 'b'), /replica of vm1 deleted/);
+  assert.match(ss('host', 'replica', 'list', '--state-dir', 'b'), /keeps no replicas/);
+  assert.match(ss('host', 'replica', 'delete', 'vm1', '--state-dir', 'b'), /no replica of vm1 here/);
 });
 
 /** README steps 6-8, on a second VM of the same hosts (vm1 keeps replicating for the steps after). */

@@ -155,7 +155,10 @@ export class HostAgent {
       ...relationshipRoutes(() => this.relationships),
       ...replicaRoutes(() => this.replicas),
       ...vmRoutes(() => this.vms),
-      ...failoverRoutes(() => this.failovers),
+      ...failoverRoutes(
+        () => this.failovers,
+        () => this.replicas,
+      ),
       ...plannedFailoverRoutes(
         () => this.vms,
         () => this.relationships,

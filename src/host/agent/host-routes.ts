@@ -193,7 +193,7 @@ export function vmRoutes(vms: () => VmService): Route[] {
   ];
 }
 
-export function failoverRoutes(failovers: () => FailoverService): Route[] {
+export function failoverRoutes(failovers: () => FailoverService, replicas: () => ReplicaService): Route[] {
   return [
     {
       method: 'GET',
@@ -204,6 +204,19 @@ export function failoverRoutes(failovers: () => FailoverService): Route[] {
       method: 'GET',
       path: '/v1/replicas/:id/failover',
       handler: ({ params }) => Promise.resolve({ body: failovers().get(param(params, 'id')) }),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/replicas/:id',
+      handler: async ({ params }) => {
+        const id = param(params, 'id');
+        const state = failovers().get(id).state;
+        const busy =
+          state === 'receiving'
+            ? null
+            : `${id} is in state ${state} on this host; clean up the test failover or finish the failover first`;
+        return { body: { deleted: await replicas().delete(id, busy) } };
+      },
     },
     {
       method: 'POST',

@@ -243,6 +243,37 @@ export class ReplicaService {
     return this.get(relationshipId);
   }
 
+  /**
+   * Deletes a replica and every recovery point of it (disable replication with "delete the replica").
+   * Refused while a point is exported or `busy` says why (a test failover or failover in progress).
+   * A primary still replicating would start a new initial replication: disable it there first.
+   */
+  async delete(relationshipId: string, busy: string | null): Promise<boolean> {
+    if (!this.stores.has(relationshipId)) return false;
+    if (busy !== null) throw new SecondsiteError('SECONDSITE_ERR_INVALID_STATE', busy, { relationshipId });
+    const { store, storageLocation } = await this.require(relationshipId);
+    const exported = [...this.exported.keys()].filter((k) => k.startsWith(`${relationshipId}/`));
+    if (exported.length > 0) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_STATE',
+        `points of ${relationshipId} are exported (${exported.join(', ')}); unexport them first`,
+        { relationshipId },
+      );
+    }
+    this.stores.delete(relationshipId);
+    this.opened.delete(relationshipId);
+    await store.close();
+    const dir = this.config.replication.storageLocations[storageLocation] as string;
+    await this.storage.rename(join(dir, relationshipId), join(dir, `${relationshipId}.promoted`));
+    await this.storage.syncDir(dir);
+    await this.storage.removeTree(join(dir, `${relationshipId}.promoted`));
+    if (await this.storage.exists(this.vmFile(relationshipId)))
+      await this.storage.unlink(this.vmFile(relationshipId));
+    this.vmConfigs.delete(relationshipId);
+    this.log.info('replica deleted', { relationshipId });
+    return true;
+  }
+
   /** The store of a relationship (for failover and tests). */
   async store(relationshipId: string): Promise<ReplicaStore> {
     return (await this.require(relationshipId)).store;
