@@ -4,6 +4,7 @@
  */
 import { SecondsiteError } from '../domain/errors.js';
 import { formatBytes } from '../domain/units.js';
+import type { ReplicationMeasure } from '../domain/replication/relationship-stats.js';
 import type { RelationshipView } from '../host/agent/relationship-service.js';
 import type { PointExport, ReplicaView } from '../host/agent/replica-service.js';
 import { optionalString, parseCommandArgs, parseIntOption, parseSizeOption, requireString } from './args.js';
@@ -257,6 +258,29 @@ const resume: Command = {
   },
 };
 
+const measure = simple(
+  ['replication', 'measure'],
+  'replication statistics (like Measure-VMReplication): cycle sizes, latency, errors, pending bytes',
+  `usage: secondsite host replication measure ID [--state-dir DIR] [--output json]
+
+Since the agent started: successful, failed and missed cycles, average and largest cycle (bytes of
+changed data) and its latency (cut to recovery point), errors in a row, and the changed bytes tracked
+on this host that no recovery point holds yet.`,
+  (c, id) => c.get(`${rel(id)}/measure`),
+  (r) => {
+    const m = r as ReplicationMeasure;
+    return [
+      `replication of ${m.relationshipId}`,
+      `  cycles        ${m.successfulCycles} ok, ${m.failedCycles} failed, ${m.missedCycles} missed`,
+      `  size          average ${formatBytes(m.averageSizeBytes)}, max ${formatBytes(m.maxSizeBytes)}`,
+      `  latency       average ${m.averageLatencyMs} ms, max ${m.maxLatencyMs} ms`,
+      `  pending       ${formatBytes(m.pendingBytes)}`,
+      `  errors        ${m.consecutivePermanentErrors} in a row${m.lastError ? `; last: ${m.lastError.code} ${m.lastError.message}` : ''}`,
+    ].join('\n');
+  },
+  true,
+);
+
 const resync = simple(
   ['replication', 'resync'],
   'resync / online verify: compare every chunk with the replica, send only what differs',
@@ -407,7 +431,7 @@ const replicaUnexport: Command = {
   },
 };
 
-export const replicationCommands: Command[] = [enable, list, show, pause, resume, resync, disable];
+export const replicationCommands: Command[] = [enable, list, show, measure, pause, resume, resync, disable];
 export const replicaCommands: Command[] = [
   replicaList,
   replicaPoints,

@@ -130,6 +130,16 @@ test('README walkthrough: CA, two hosts, disks, replication, status, points, exp
   const rel = json<{ relationships: RelationshipView[] }>('host', 'replication', 'list', '--state-dir', 'a');
   assert.equal(rel.relationships[0]?.definition.policy.retentionHours, 72);
   assert.match(ss('host', 'replica', 'list', '--state-dir', 'b'), /vm1\s+default\s+0/);
+  const measured = json<{ successfulCycles: number; maxSizeBytes: number; pendingBytes: number }>(
+    'host',
+    'replication',
+    'measure',
+    'vm1',
+    '--state-dir',
+    'a',
+  );
+  assert.ok(measured.successfulCycles > 0 && measured.maxSizeBytes > 0 && measured.pendingBytes >= 0);
+  assert.match(ss('host', 'replication', 'measure', 'vm1', '--state-dir', 'a'), /latency\s+average \d+ ms/);
 
   const exp = json<PointExport>('host', 'replica', 'export', 'vm1', 'latest', '--state-dir', 'b');
   const replicaD1 = exp.disks.find((d) => d.diskId === 'vm1-d1');

@@ -45,6 +45,61 @@ export interface RelationshipStats {
   resyncRequired: boolean;
   currentCycle: { cycleId: string; plannedBytes: number; doneBytes: number } | null;
   lastError: LastError | null;
+  /** Sums and maxima over the successful cycles since the agent started (for `measure`). */
+  measured: CycleMeasures;
+}
+
+export interface CycleMeasures {
+  cycles: number;
+  logicalBytesSum: number;
+  logicalBytesMax: number;
+  /** Cycle duration: cut to point committed. */
+  durationMsSum: number;
+  durationMsMax: number;
+}
+
+/** Adds one successful cycle to the measures. */
+export function recordCycle(stats: RelationshipStats, logicalBytes: number, durationMs: number): void {
+  const m = stats.measured;
+  m.cycles++;
+  m.logicalBytesSum += logicalBytes;
+  m.logicalBytesMax = Math.max(m.logicalBytesMax, logicalBytes);
+  m.durationMsSum += durationMs;
+  m.durationMsMax = Math.max(m.durationMsMax, durationMs);
+}
+
+/** `Measure-VMReplication`'s statistics: what replication of one VM has been doing. */
+export interface ReplicationMeasure {
+  relationshipId: string;
+  successfulCycles: number;
+  failedCycles: number;
+  missedCycles: number;
+  /** Errors in a row that were permanent (0 when the last attempt worked). */
+  consecutivePermanentErrors: number;
+  averageSizeBytes: number;
+  maxSizeBytes: number;
+  averageLatencyMs: number;
+  maxLatencyMs: number;
+  /** Changed bytes tracked on the primary and not yet in a recovery point. */
+  pendingBytes: number;
+  lastError: LastError | null;
+}
+
+export function measureReplication(stats: RelationshipStats, pendingBytes: number): ReplicationMeasure {
+  const m = stats.measured;
+  return {
+    relationshipId: stats.relationshipId,
+    successfulCycles: stats.cyclesOk,
+    failedCycles: stats.cyclesFailed,
+    missedCycles: stats.cyclesMissed,
+    consecutivePermanentErrors: stats.consecutivePermanentErrors,
+    averageSizeBytes: m.cycles === 0 ? 0 : Math.round(m.logicalBytesSum / m.cycles),
+    maxSizeBytes: m.logicalBytesMax,
+    averageLatencyMs: m.cycles === 0 ? 0 : Math.round(m.durationMsSum / m.cycles),
+    maxLatencyMs: m.durationMsMax,
+    pendingBytes,
+    lastError: stats.lastError,
+  };
 }
 
 export function newRelationshipStats(
@@ -71,6 +126,7 @@ export function newRelationshipStats(
     resyncRequired: false,
     currentCycle: null,
     lastError: null,
+    measured: { cycles: 0, logicalBytesSum: 0, logicalBytesMax: 0, durationMsSum: 0, durationMsMax: 0 },
   };
 }
 

@@ -108,6 +108,11 @@ export function relationshipRoutes(relationships: () => RelationshipService): Ro
       },
     },
     {
+      method: 'GET',
+      path: '/v1/relationships/:id/measure',
+      handler: ({ params }) => Promise.resolve({ body: relationships().measure(param(params, 'id')) }),
+    },
+    {
       method: 'POST',
       path: '/v1/relationships/:id/resync',
       handler: async ({ params }) => ({ body: await relationships().resync(param(params, 'id')) }),

@@ -15,7 +15,12 @@ import { join } from 'node:path';
 import type { Clock } from '../../domain/clock.js';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import { Rng } from '../../domain/random.js';
-import { newRelationshipStats, type RelationshipStats } from '../../domain/replication/relationship-stats.js';
+import {
+  measureReplication,
+  newRelationshipStats,
+  type RelationshipStats,
+  type ReplicationMeasure,
+} from '../../domain/replication/relationship-stats.js';
 import { buildReport, type ReplicationReport } from '../../domain/replication/replication-report.js';
 import type {
   EnableReplicationBody,
@@ -395,6 +400,25 @@ export class RelationshipService {
 
   /** Wall-clock time of the last app-consistent cut per relationship (in memory: a restart takes one soon). */
   private readonly lastAppConsistentMs = new Map<string, number>();
+
+  /** `Measure-VMReplication`: cycle sizes and latencies, errors, and the changes not yet shipped. */
+  measure(relationshipId: string): ReplicationMeasure {
+    const def = this.require(relationshipId);
+    const stats =
+      this.stats.get(relationshipId) ?? newRelationshipStats(relationshipId, def.policy.copyFrequencySeconds);
+    let pendingBytes = 0;
+    for (const diskId of def.diskIds) {
+      try {
+        const t = this.disks.tracked(diskId);
+        const s = t.stats();
+        // a block dirty in both bitmaps counts twice: an upper bound
+        pendingBytes += (s.activeBlocks + s.shippingBlocks) * t.trackingBlockBytes;
+      } catch {
+        // a disk that is not served has nothing pending here
+      }
+    }
+    return measureReplication(stats, pendingBytes);
+  }
 
   /**
    * Resync / online verify: the next cycle compares the digest of every chunk of every disk with the

@@ -216,7 +216,7 @@ test('small writes land synchronously, large ones go through the thread pool; FU
   const base = await storage.open(path, 'create');
   await base.truncate(4 * MiB);
   const r = recorded(base);
-  const dev = await FileBlockDevice.open(r.file);
+  const dev = await FileBlockDevice.open(r.file, { syncWriteMaxBytes: SYNC_WRITE_MAX_BYTES });
 
   const small = dev.write(8 * KiB, Buffer.alloc(SYNC_WRITE_MAX_BYTES, 0x11), { fua: false });
   // On the file before the call returned: no thread-pool round trip.
@@ -228,6 +228,10 @@ test('small writes land synchronously, large ones go through the thread pool; FU
   await small;
   await dev.write(MiB, Buffer.alloc(SYNC_WRITE_MAX_BYTES + 1, 0x22), { fua: false });
   assert.deepEqual(r.events, ['writeNow', 'write']);
+  r.events.length = 0;
+  const byDefault = await FileBlockDevice.open(r.file); // the synchronous path is opt-in
+  await byDefault.write(0, Buffer.alloc(4 * KiB, 0x44), { fua: false });
+  assert.deepEqual(r.events, ['write']);
 
   r.events.length = 0;
   const release = r.holdSync();
@@ -244,14 +248,14 @@ test('a slow synchronous write sends small writes to the thread pool for the bac
   const base = await storage.open(join(dir, 't.raw'), 'create');
   await base.truncate(MiB);
   const r = recorded(base);
-  const dev = await FileBlockDevice.open(r.file);
+  const dev = await FileBlockDevice.open(r.file, { syncWriteMaxBytes: SYNC_WRITE_MAX_BYTES });
   r.slowNext(SYNC_WRITE_SLOW_MS + 2);
   await dev.write(0, Buffer.alloc(4 * KiB, 1), { fua: false });
   await dev.write(4 * KiB, Buffer.alloc(4 * KiB, 2), { fua: false });
   assert.deepEqual(r.events, ['writeNow', 'write']);
   assert.equal(dev.slowSyncWriteCount, 1);
 
-  const fresh = await FileBlockDevice.open(r.file);
+  const fresh = await FileBlockDevice.open(r.file, { syncWriteMaxBytes: SYNC_WRITE_MAX_BYTES });
   r.failNext();
   let returned = false;
   const p = fresh.write(0, Buffer.alloc(512), { fua: false });

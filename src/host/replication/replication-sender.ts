@@ -25,7 +25,7 @@ import { DEFAULT_BACKOFF, backoffDelayMs } from '../../domain/replication/backof
 import type { BackoffPolicy } from '../../domain/replication/backoff.js';
 import { coalesce, coarsen, covers, splitAligned, subtract } from '../../domain/replication/extent-set.js';
 import type { ByteRange } from '../../domain/replication/extent-set.js';
-import { newRelationshipStats } from '../../domain/replication/relationship-stats.js';
+import { newRelationshipStats, recordCycle } from '../../domain/replication/relationship-stats.js';
 import { senderTransition } from '../../domain/replication/sender-state.machine.js';
 import type { SenderState } from '../../domain/replication/sender-state.machine.js';
 import type { RelationshipStats } from '../../domain/replication/relationship-stats.js';
@@ -265,6 +265,7 @@ export class ReplicationSender {
         this.stats.lastSuccessWallMs = this.config.clock.wallMs();
         this.stats.lastCycleLogicalBytes = st.logical;
         this.stats.lastCycleDurationMs = durationMs;
+        recordCycle(this.stats, st.logical, durationMs);
         this.stats.consecutivePermanentErrors = 0;
         this.stats.resyncRequired = false;
         this.stats.currentCycle = null;
