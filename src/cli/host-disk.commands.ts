@@ -1,4 +1,5 @@
 /** `secondsite host disk ...`: a host's VM disks (sparse raw images served over NBD). */
+import { resolve } from 'node:path';
 import { formatBytes } from '../domain/units.js';
 import type { DiskView } from '../protocol/host-api/disks.schema.js';
 import { optionalString, parseCommandArgs, parseSizeOption, requireString } from './args.js';
@@ -127,4 +128,33 @@ function usageError(io: { err(t: string): void }, what: string, help: string): n
   return 2;
 }
 
-export const diskCommands: Command[] = [create, list, resize, del];
+const exportHelp = `usage: secondsite host disk export DISK_ID --to DIR [--state-dir DIR] [--output json]
+
+Offline initial replication, step 1: writes a sparse copy of the disk to DIR/DISK_ID.raw (only
+allocated data is copied). The disk may be in use. Carry DIR to the replica host and import it there
+('secondsite host replica import'), then enable replication with '--initial existing-copy': the first
+cycle compares digests and sends only what changed since the export.`;
+
+const exportDisk: Command = {
+  path: ['disk', 'export'],
+  summary: 'offline initial replication: write a sparse copy of a disk to a folder',
+  help: exportHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { 'state-dir': { type: 'string' }, to: { type: 'string' } }, exportHelp);
+    const diskId = p.positionals[0];
+    if (!diskId) return usageError(io, 'DISK_ID is missing', exportHelp);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.post<{ path: string; sizeBytes: number; copiedBytes: number }>(
+      `/v1/disks/${encodeURIComponent(diskId)}/export`,
+      { toDir: resolve(requireString(p, 'to', exportHelp)) },
+    );
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : `${diskId} exported to ${r.path} (${formatBytes(r.copiedBytes)} of data, ${formatBytes(r.sizeBytes)} disk)`,
+    );
+    return 0;
+  },
+};
+
+export const diskCommands: Command[] = [create, list, resize, del, exportDisk];

@@ -2,6 +2,7 @@
  * `secondsite host replication ...` (primary side: replicate a VM's disks to a replica host) and
  * `secondsite host replica ...` (replica side: the replicas this host keeps and their recovery points).
  */
+import { resolve } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
 import { formatBytes } from '../domain/units.js';
 import type { ReplicationMeasure } from '../domain/replication/relationship-stats.js';
@@ -105,6 +106,9 @@ changes nothing.
   --id ID                  relationship id (default VM_ID)
   --app-consistent-frequency D  quiesce the VM for an app-consistent point every D (e.g. 1h, 4h, 30m;
                            default off); a guest that does not answer gives a crash-consistent point
+  --initial MODE           'network' (default: copy every allocated block) or 'existing-copy' (the
+                           replica holds a copy: 'replica import' or 'replica seed'; compare digests
+                           and send only what differs)
   --epoch N                reverse replication: start at the failover's epoch, which the old primary's
                            seeded replica has ('secondsite host replica seed'); default 0
 ${STATE_DIR_HELP}`;
@@ -165,6 +169,7 @@ const enable: Command = {
         id: { type: 'string' },
         epoch: { type: 'string' },
         'app-consistent-frequency': { type: 'string' },
+        initial: { type: 'string' },
       },
       enableHelp,
     );
@@ -192,6 +197,7 @@ const enable: Command = {
         appConsistentFrequencySeconds: parseDurationSeconds(optionalString(p, 'app-consistent-frequency')),
       },
       epoch: parseIntOption(optionalString(p, 'epoch'), 'epoch', 0, 2 ** 31, 0),
+      initialReplication: optionalString(p, 'initial') ?? 'network',
     };
     const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
     const v = await client.post<RelationshipView>('/v1/relationships', body);
@@ -354,6 +360,43 @@ const replicaExport: Command = {
   },
 };
 
+const importHelp = `usage: secondsite host replica import ID --from DIR --disks D1[,D2...] [--storage-location NAME] [--state-dir DIR] [--output json]
+
+Offline initial replication, step 2, on the REPLICA host: the images 'secondsite host disk export'
+wrote (DIR/<disk>.raw, carried here) become the replica of ID with one seed point. They are moved,
+not copied: DIR must be on the same file system as the storage location. Then, on the primary:
+'secondsite host replication enable ID ... --initial existing-copy'.`;
+
+const replicaImport: Command = {
+  path: ['replica', 'import'],
+  summary: 'offline initial replication: make exported images the replica of a VM',
+  help: importHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      {
+        ...STATE,
+        from: { type: 'string' },
+        disks: { type: 'string' },
+        'storage-location': { type: 'string' },
+      },
+      importHelp,
+    );
+    const id = p.positionals[0];
+    if (!id) return (io.err(`error: ID is missing\n\n${importHelp}`), 2);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.post<ReplicaView>(`${rep(id)}/import`, {
+      fromDir: resolve(requireString(p, 'from', importHelp)),
+      diskIds: requireString(p, 'disks', importHelp).split(','),
+      storageLocation: optionalString(p, 'storage-location') ?? 'default',
+    });
+    io.out(
+      p.json ? JSON.stringify(r) : `replica of ${id} imported (seed point ${r.points[0]?.pointId ?? '-'})`,
+    );
+    return 0;
+  },
+};
+
 const replicaDelete = simple(
   ['replica', 'delete'],
   'delete a replica and all its recovery points (disable replication on the primary first)',
@@ -438,5 +481,6 @@ export const replicaCommands: Command[] = [
   replicaExport,
   replicaUnexport,
   replicaSeed,
+  replicaImport,
   replicaDelete,
 ];

@@ -21,6 +21,8 @@ import type { Storage } from '../storage/storage.js';
  */
 export const TRACKING_BLOCK_BYTES = 16 * 1024;
 
+const EXPORT_PIECE_BYTES = 1024 * 1024;
+
 export class DiskService {
   private readonly open = new Map<string, ChangeTrackingFilter>();
 
@@ -123,6 +125,45 @@ export class DiskService {
   async forget(diskId: string): Promise<void> {
     await this.unserve(diskId);
     await this.store.delete(diskId);
+  }
+
+  /**
+   * Offline initial replication, step 1: writes a sparse copy of the disk's image to `<toDir>/<diskId>.raw`
+   * (only allocated extents are read and written). The disk may be in use: the copy need not be
+   * consistent, because replication enabled with an existing copy starts with a digest resync.
+   */
+  async exportImage(
+    diskId: string,
+    toDir: string,
+  ): Promise<{ path: string; sizeBytes: number; copiedBytes: number }> {
+    const device = this.tracked(diskId);
+    const path = `${toDir}/${diskId}.raw`;
+    await this.storage.mkdir(toDir);
+    const out = await this.storage.open(path, 'create');
+    let copiedBytes = 0;
+    try {
+      await out.truncate(0);
+      await out.truncate(device.sizeBytes);
+      for (let at = 0; at < device.sizeBytes;) {
+        const extents = await device.extents(at, device.sizeBytes - at);
+        for (const e of extents) {
+          if (!e.hole && !e.zero) {
+            for (let o = e.offsetBytes; o < e.offsetBytes + e.lengthBytes; o += EXPORT_PIECE_BYTES) {
+              const len = Math.min(EXPORT_PIECE_BYTES, e.offsetBytes + e.lengthBytes - o);
+              await out.write(await device.read(o, len), 0, len, o);
+              copiedBytes += len;
+            }
+          }
+          at = e.offsetBytes + e.lengthBytes;
+        }
+        if (extents.length === 0) break;
+      }
+      await out.datasync();
+    } finally {
+      await out.close();
+    }
+    await this.storage.syncDir(toDir);
+    return { path, sizeBytes: device.sizeBytes, copiedBytes };
   }
 
   /** True when the disk's image file exists (false after it was moved into a replica store). */

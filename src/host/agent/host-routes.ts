@@ -7,6 +7,8 @@ import { createDiskBodySchema, resizeDiskBodySchema } from '../../protocol/host-
 import {
   enableReplicationBodySchema,
   resumeReplicationBodySchema,
+  exportDiskBodySchema,
+  importReplicaBodySchema,
   seedReplicaBodySchema,
 } from '../../protocol/host-api/relationships.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
@@ -51,6 +53,14 @@ export function diskRoutes(disks: () => DiskService, relationships: () => Relati
       handler: async ({ params, body }) => {
         const b = parseBody(resizeDiskBodySchema, body, 'resize request');
         return { body: await disks().resize(param(params, 'diskId'), b.sizeBytes, b.force) };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/disks/:diskId/export',
+      handler: async ({ params, body }) => {
+        const b = parseBody(exportDiskBodySchema, body, 'export request');
+        return { body: await disks().exportImage(param(params, 'diskId'), b.toDir) };
       },
     },
     {
@@ -138,6 +148,14 @@ export function replicaRoutes(replicas: () => ReplicaService): Route[] {
       method: 'GET',
       path: '/v1/replicas/:id',
       handler: async ({ params }) => ({ body: await replicas().get(param(params, 'id')) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/replicas/:id/import',
+      handler: async ({ params, body }) => {
+        const b = parseBody(importReplicaBodySchema, body, 'import request');
+        return { body: await replicas().importImages(param(params, 'id'), b) };
+      },
     },
     {
       method: 'POST',

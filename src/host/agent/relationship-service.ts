@@ -174,6 +174,9 @@ export class RelationshipService {
       state: 'enabled',
       createdWallMs: this.clock.wallMs(),
     };
+    // the replica already holds a copy: the first cycle compares digests instead of copying
+    if (body.initialReplication === 'existing-copy')
+      for (const diskId of def.diskIds) await this.disks.tracked(diskId).requireResync();
     await this.persist(def);
     this.stats.set(relationshipId, newRelationshipStats(relationshipId, def.policy.copyFrequencySeconds));
     await this.startRunner(def);

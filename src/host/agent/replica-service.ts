@@ -274,6 +274,32 @@ export class ReplicaService {
     return true;
   }
 
+  /**
+   * Offline initial replication, step 2 (on the replica host): the images a 'disk export' wrote into
+   * `fromDir` become the replica's seed (moved in: same file system). Then enable replication on the
+   * primary with an existing copy: its first cycle sends only what differs.
+   */
+  async importImages(
+    relationshipId: string,
+    request: { fromDir: string; diskIds: readonly string[]; storageLocation: string },
+  ): Promise<ReplicaView> {
+    const images: Array<{ diskId: string; sourcePath: string; sizeBytes: number }> = [];
+    for (const diskId of request.diskIds) {
+      const sourcePath = join(request.fromDir, `${diskId}.raw`);
+      if (!(await this.storage.exists(sourcePath))) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_NOT_FOUND',
+          `no image ${sourcePath}; copy the files written by 'secondsite host disk export' there`,
+          { diskId, path: sourcePath },
+        );
+      }
+      const f = await this.storage.open(sourcePath, 'read');
+      const sizeBytes = await f.sizeBytes().finally(() => f.close());
+      images.push({ diskId, sourcePath, sizeBytes });
+    }
+    return this.seed(relationshipId, request.storageLocation, 0, images);
+  }
+
   /** The store of a relationship (for failover and tests). */
   async store(relationshipId: string): Promise<ReplicaStore> {
     return (await this.require(relationshipId)).store;

@@ -78,6 +78,31 @@ export const enableReplicationBodySchema = z
      * seeded store has). Default 0, a first generation.
      */
     epoch: z.number().int().min(0).default(0),
+    /**
+     * 'network' (default): the first cycle copies every allocated block. 'existing-copy': the replica
+     * already holds a copy (seeded: offline import, or reverse replication), so the first cycle is a
+     * resync that compares digests and sends only what differs.
+     */
+    initialReplication: z.enum(['network', 'existing-copy']).default('network'),
+  })
+  .strict();
+
+export const exportDiskBodySchema = z
+  .object({
+    /** An absolute folder path on this host; the image is written there as <diskId>.raw (sparse). */
+    toDir: z.string().min(1).max(4096),
+  })
+  .strict();
+
+export const importReplicaBodySchema = z
+  .object({
+    /** The folder holding <diskId>.raw images written by 'disk export' (moved in, on the same file system). */
+    fromDir: z.string().min(1).max(4096),
+    diskIds: z.array(diskIdSchema).min(1).max(64),
+    storageLocation: z
+      .string()
+      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+      .default('default'),
   })
   .strict();
 
