@@ -93,7 +93,7 @@ test('offline initial replication: export, import, enable with an existing copy;
     sent > 0 && sent <= 2 * CHUNK_BYTES,
     `sent ${sent} bytes: only the two chunks changed after the export`,
   );
-  const opened = await openPoint(lab, 'o', point!.pointId, ['o-d0']);
+  const opened = await openPoint(lab, 'o', point.pointId, ['o-d0']);
   try {
     assert.ok((await opened.clients[0]!.read(0, DISK_BYTES)).equals(content), `seed ${seed}`);
   } finally {
