@@ -105,9 +105,11 @@ export class HostLab {
       log = createWriteStream(h.logPath, { flags: 'a' });
       this.logs.set(hostId, log);
     }
+    // A larger initial heap spares the agent most full GCs under streaming writes (its 64 KiB socket
+    // reads fill a small old generation quickly); run `secondsite host serve` the same way in services.
     const child = spawn(
       process.execPath,
-      [BIN, 'host', 'serve', '--state-dir', h.stateDir, '--log-level', logLevel],
+      ['--initial-heap-size=64', BIN, 'host', 'serve', '--state-dir', h.stateDir, '--log-level', logLevel],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
