@@ -153,6 +153,9 @@ test('kill -9 of the replica agent at random moments of every failover operation
       diskIds: [`${vmId}-d0`],
       copyFrequencySeconds: 0,
       chunkBytes: 64 * 1024,
+      // retention keeps the latest point and the newest (app-consistent) point of each hour: with an
+      // app-consistent point every 5 s there are two points to change between
+      appConsistentFrequencySeconds: 5,
     });
     await waitFor(
       `${vmId}: two points`,

@@ -92,7 +92,7 @@ async function reverse(
     `${newPrimary} -> ${oldPrimary}: the first reverse point`,
     async () => {
       const v = await lab.host(oldPrimary).client.get<ReplicaView>(`/v1/replicas/${vmId}`);
-      return v.points.length >= 2 ? v : null;
+      return v.latestPoint !== null && v.latestPoint.cycleId !== 'seed' ? v : null;
     },
     120_000,
   );
