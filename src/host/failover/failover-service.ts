@@ -181,10 +181,13 @@ export class FailoverService {
       await this.vms.remove(testVmIdOf(vmId), { powerOff: true });
       const exports = rec ? rec.disks.map((d) => testExportOf(relationshipId, d.diskId)) : [];
       for (const name of exports) await this.nbd.disconnectExport(name);
+      // Forget the record before the view goes: a crash in between leaves an orphan view (discarded at
+      // the next start), never a record naming a point that retention may drop once it is unpinned.
+      if (rec) await this.forget(relationshipId);
       const store = await this.replicas.pointStore(relationshipId);
       await this.discardView(store, testViewIdOf(vmId));
-      if (rec?.template.nics.length) await deleteNetns(netnsOf(vmId));
-      if (rec) await this.forget(relationshipId);
+      if (rec === undefined || rec.template.nics.length > 0)
+        await deleteNetns(netnsOf(vmId)).catch(() => false);
       this.log.info('test failover cleaned up', { relationshipId });
       return { cleaned: rec !== undefined, view: this.get(relationshipId) };
     });
@@ -269,9 +272,15 @@ export class FailoverService {
         };
       }
       protectionTransition(relationshipId, rec.state, 'cancel');
-      await this.tearDownRecovery(rec, store);
+      // VM and exports first, then the record, then the view: a crash in between leaves an orphan
+      // view (discarded at the next start), never a record naming a point that is no longer pinned
       await this.vms.remove(rec.vmId, { powerOff: true });
+      for (const d of rec.disks) {
+        await this.nbd.disconnectExport(d.diskId);
+        this.switchables.delete(d.diskId);
+      }
       await this.forget(relationshipId);
+      await this.discardView(store, recoveryViewIdOf(rec.vmId));
       this.log.info('failover cancelled', { relationshipId, epoch: store.epoch() });
       return {
         ...this.get(relationshipId),
@@ -328,7 +337,21 @@ export class FailoverService {
 
   private async recover(rec: ProtectionRecord): Promise<void> {
     if (rec.state === 'test-failover') {
-      await this.bringUpTest(rec, await this.replicas.pointStore(rec.relationshipId));
+      const store = await this.replicas.pointStore(rec.relationshipId);
+      if (!store.points().some((p) => p.pointId === rec.pointId)) {
+        // cannot happen with the orders above, but a test failover whose point is gone cannot come
+        // back: finish its cleanup instead (back to receiving)
+        this.log.warn('the point of a test failover is gone; cleaning it up', {
+          relationshipId: rec.relationshipId,
+          pointId: rec.pointId,
+        });
+        await this.vms.remove(testVmIdOf(rec.vmId), { powerOff: true });
+        await this.forget(rec.relationshipId);
+        await this.discardView(store, testViewIdOf(rec.vmId));
+        await deleteNetns(netnsOf(rec.vmId)).catch(() => false);
+        return;
+      }
+      await this.bringUpTest(rec, store);
       if (rec.step !== null) await this.save({ ...rec, step: null });
       return;
     }
@@ -379,6 +402,9 @@ export class FailoverService {
         });
         await this.discardView(store, viewId);
       }
+      // and the isolated network of a test failover whose cleanup a crash cut short
+      if (rec?.state !== 'test-failover')
+        await deleteNetns(netnsOf(rec?.vmId ?? replica.relationshipId)).catch(() => false);
     }
   }
 
