@@ -5,8 +5,8 @@
  *   runVmDriverContract('process', async () => ({ driver, newSpec, reopen, cleanup }));
  *
  * The fixture gives a driver, a way to make a fresh VM spec (its own blank disks, a unique vmId, NICs
- * on addresses the guest can bind), optionally a way to reopen the driver over the same state (a host
- * agent restart), and a cleanup. The suite checks: define/remove idempotency and conflicts, errors for
+ * on addresses the guest can bind), a way to reopen the driver over the same state (a host agent
+ * restart: every driver must keep its definitions across one), and a cleanup. The suite checks: define/remove idempotency and conflicts, errors for
  * unknown VMs and refused transitions, the full power cycle (start, quiesce holds writes, thaw,
  * graceful shutdown, restart continues the guest's log, power off), and that definitions and running
  * VMs survive a reopen.
@@ -21,7 +21,7 @@ export interface VmDriverFixture {
   /** A fresh spec: unique vmId, its own blank disk(s). */
   newSpec(guest?: VmGuestSettings): Promise<VmSpec>;
   /** Closes the driver and opens a new one over the same state (a host agent restart). */
-  reopen?(): Promise<VmDriver>;
+  reopen(): Promise<VmDriver>;
   cleanup(): Promise<void>;
 }
 
@@ -170,8 +170,7 @@ export function runVmDriverContract(name: string, makeDriver: () => Promise<VmDr
       await rejectsWith(driver.status(spec.vmId), 'SECONDSITE_ERR_NOT_FOUND');
     });
 
-    test('definitions and running VMs survive a reopen of the driver (host agent restart)', async (t) => {
-      if (!fx.reopen) return t.skip('the fixture cannot reopen this driver');
+    test('definitions and running VMs survive a reopen of the driver (host agent restart)', async () => {
       const running = await fx.newSpec();
       const idle = await fx.newSpec();
       await driver.define(running);

@@ -45,14 +45,14 @@ test('every (state, input) pair: allowed ones move as listed, the others are ref
 test('every state is reachable from not-protected, and every state can reach a protected state again', () => {
   const reach = (from: ProtectionState): Set<ProtectionState> => {
     const seen = new Set<ProtectionState>([from]);
-    const todo = [from];
-    while (todo.length > 0) {
-      const s = todo.pop() as ProtectionState;
+    const queue = [from];
+    while (queue.length > 0) {
+      const s = queue.pop() as ProtectionState;
       for (const i of allowedInputs(s)) {
         const n = protectionTransition('vm', s, i);
         if (!seen.has(n)) {
           seen.add(n);
-          todo.push(n);
+          queue.push(n);
         }
       }
     }
