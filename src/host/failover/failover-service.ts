@@ -240,7 +240,8 @@ export class FailoverService {
       const store = await this.replicas.pointStore(relationshipId);
       const point = resolvePoint(store, relationshipId, pointId);
       if (point.pointId === rec.pointId) return this.view(rec);
-      await this.tearDownRecovery(rec, store);
+      await this.stopRecovery(rec, { removeVm: false });
+      await this.discardView(store, recoveryViewIdOf(rec.vmId));
       await this.openView(store, recoveryViewIdOf(rec.vmId), point.pointId);
       const next = await this.save({
         ...rec,
@@ -274,11 +275,7 @@ export class FailoverService {
       protectionTransition(relationshipId, rec.state, 'cancel');
       // VM and exports first, then the record, then the view: a crash in between leaves an orphan
       // view (discarded at the next start), never a record naming a point that is no longer pinned
-      await this.vms.remove(rec.vmId, { powerOff: true });
-      for (const d of rec.disks) {
-        await this.nbd.disconnectExport(d.diskId);
-        this.switchables.delete(d.diskId);
-      }
+      await this.stopRecovery(rec, { removeVm: true });
       await this.forget(relationshipId);
       await this.discardView(store, recoveryViewIdOf(rec.vmId));
       this.log.info('failover cancelled', { relationshipId, epoch: store.epoch() });
@@ -443,15 +440,17 @@ export class FailoverService {
     await this.startVm(rec.vmId);
   }
 
-  private async tearDownRecovery(rec: ProtectionRecord, store: PointStore): Promise<void> {
-    await this.vms.powerOff(rec.vmId).catch((e: unknown) => {
-      if (!(e instanceof SecondsiteError && e.code === 'SECONDSITE_ERR_NOT_FOUND')) throw e;
-    });
+  /** Stops the recovery VM (and removes its definition when asked) and its exports; the view stays. */
+  private async stopRecovery(rec: ProtectionRecord, options: { removeVm: boolean }): Promise<void> {
+    if (options.removeVm) await this.vms.remove(rec.vmId, { powerOff: true });
+    else
+      await this.vms.powerOff(rec.vmId).catch((e: unknown) => {
+        if (!(e instanceof SecondsiteError && e.code === 'SECONDSITE_ERR_NOT_FOUND')) throw e;
+      });
     for (const d of rec.disks) {
       await this.nbd.disconnectExport(d.diskId);
       this.switchables.delete(d.diskId);
     }
-    await this.discardView(store, recoveryViewIdOf(rec.vmId));
   }
 
   private async startVm(vmId: string): Promise<void> {
