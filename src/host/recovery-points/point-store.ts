@@ -13,7 +13,7 @@ import type { Storage, StorageFile } from '../storage/storage.js';
 import { AsyncMutex, ReadWriteLock } from './async-lock.js';
 import { checkCatalogue, emptyCatalogue, type CatalogueBody, type StoredPoint } from './catalogue.js';
 import { CycleStaging, type StagingHost } from './cycle-staging.js';
-import { gapsOf } from './extent-map.js';
+import { gapsOf, type Extent, type SourceRef } from './extent-map.js';
 import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
 import { PointDiskView, type PointResolver } from './point-disk-view.js';
 import { rewriteBases, type PromotionIntent } from './point-promotion.js';
@@ -527,6 +527,34 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     });
   }
 
+  /**
+   * Walks a point's undo chain (oldest undo first) over a range: `visit` gets every piece an undo file
+   * holds, each byte once, from the first undo that covers it. Returns what no undo covers: at the
+   * point those bytes are the base's.
+   */
+  private async walkChain(
+    pointId: string,
+    diskId: string,
+    offsetBytes: number,
+    lengthBytes: number,
+    visit: (undo: LoadedUndo, piece: Extent<SourceRef>) => Promise<void> | void,
+  ): Promise<Array<{ offsetBytes: number; lengthBytes: number }>> {
+    let unresolved = [{ offsetBytes, lengthBytes }];
+    for (const undo of this.chainFor(pointId)) {
+      const map = undo.disks.get(diskId);
+      if (map === undefined) continue;
+      const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+      for (const range of unresolved) {
+        const pieces = map.covered(range.offsetBytes, range.lengthBytes);
+        for (const p of pieces) await visit(undo, p);
+        next.push(...gapsOf(range, pieces));
+      }
+      unresolved = next;
+      if (unresolved.length === 0) break;
+    }
+    return unresolved;
+  }
+
   /** readPoint without the chain lock (the caller holds it). */
   private async readPointNow(
     pointId: string,
@@ -535,23 +563,11 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     lengthBytes: number,
   ): Promise<Buffer> {
     const buf = Buffer.alloc(lengthBytes);
-    let unresolved = [{ offsetBytes, lengthBytes }];
-    for (const undo of this.chainFor(pointId)) {
-      const map = undo.disks.get(diskId);
-      if (map === undefined) continue;
-      const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
-      for (const range of unresolved) {
-        const pieces = map.covered(range.offsetBytes, range.lengthBytes);
-        for (const p of pieces) {
-          const at = p.offsetBytes - offsetBytes;
-          if (p.value.kind === 'data') await readFully(undo.file, buf, at, p.lengthBytes, p.value.posBytes);
-          else buf.fill(0, at, at + p.lengthBytes);
-        }
-        next.push(...gapsOf(range, pieces));
-      }
-      unresolved = next;
-      if (unresolved.length === 0) break;
-    }
+    const unresolved = await this.walkChain(pointId, diskId, offsetBytes, lengthBytes, async (undo, p) => {
+      const at = p.offsetBytes - offsetBytes;
+      if (p.value.kind === 'data') await readFully(undo.file, buf, at, p.lengthBytes, p.value.posBytes);
+      else buf.fill(0, at, at + p.lengthBytes);
+    });
     // The rest comes from the base; its holes are already zeros in `buf`.
     const base = this.baseFile(diskId);
     for (const r of unresolved) {
@@ -571,24 +587,9 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     return this.chainLock.read(async () => {
       this.checkUsable();
       const out: Array<{ offsetBytes: number; lengthBytes: number; data: boolean }> = [];
-      let unresolved = [{ offsetBytes, lengthBytes }];
-      for (const undo of this.chainFor(pointId)) {
-        const map = undo.disks.get(diskId);
-        if (map === undefined) continue;
-        const next: Array<{ offsetBytes: number; lengthBytes: number }> = [];
-        for (const range of unresolved) {
-          const pieces = map.covered(range.offsetBytes, range.lengthBytes);
-          for (const p of pieces) {
-            out.push({
-              offsetBytes: p.offsetBytes,
-              lengthBytes: p.lengthBytes,
-              data: p.value.kind === 'data',
-            });
-          }
-          next.push(...gapsOf(range, pieces));
-        }
-        unresolved = next;
-      }
+      const unresolved = await this.walkChain(pointId, diskId, offsetBytes, lengthBytes, (_undo, p) => {
+        out.push({ offsetBytes: p.offsetBytes, lengthBytes: p.lengthBytes, data: p.value.kind === 'data' });
+      });
       const base = this.baseFile(diskId);
       for (const r of unresolved) {
         for (const e of await base.allocation(r.offsetBytes, r.lengthBytes)) out.push({ ...e });
