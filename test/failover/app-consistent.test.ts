@@ -5,13 +5,14 @@
  * crash-consistent point and a warning, and is not left frozen: it writes again once it runs.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { validateGuestLog } from '../../src/guest/app/guest-log.validator.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import {
-  MiB,
+  cleanupsAfterAll,
   createDisks,
   enableReplication,
+  MiB,
   openPoint,
   replicaView,
   twoHostLab,
@@ -19,10 +20,7 @@ import {
 } from '../host/fixtures.js';
 import { vmStatus } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 test('app-consistent points are taken on schedule; a guest that does not answer gives a crash-consistent point', async () => {
   const { lab, cleanup } = await twoHostLab('ss-app-consistent-');

@@ -9,18 +9,23 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { VmStatus } from '../../src/host/vm/vm-driver.js';
 import { freePort, type HostLab } from '../../src/lab/host-lab.js';
-import { MiB, createDisks, enableReplication, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
+import {
+  cleanupsAfterAll,
+  createDisks,
+  enableReplication,
+  MiB,
+  replicaView,
+  twoHostLab,
+  waitFor,
+} from '../host/fixtures.js';
 import { failoverView } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -10,17 +10,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import { validateGuestLog } from '../../src/guest/app/guest-log.validator.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
-import { MiB, openPoint, twoHostLab } from '../host/fixtures.js';
+import { cleanupsAfterAll, MiB, openPoint, twoHostLab } from '../host/fixtures.js';
 import { guestRunning, protectedVm } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const DISK_BYTES = 8 * MiB;

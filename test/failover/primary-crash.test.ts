@@ -8,18 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import type { DiskView } from '../../src/protocol/host-api/disks.schema.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
-import { MiB, openPoint, replicaView, twoHostLab } from '../host/fixtures.js';
+import { cleanupsAfterAll, MiB, openPoint, replicaView, twoHostLab } from '../host/fixtures.js';
 import { diskFile, protectedVm } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const DISK_BYTES = 8 * MiB;

@@ -8,12 +8,12 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
-import { MiB, openPoint, twoHostLab, waitFor } from '../host/fixtures.js';
+import { cleanupsAfterAll, MiB, openPoint, twoHostLab, waitFor } from '../host/fixtures.js';
 import {
   CHUNK_BYTES,
   chunksOfRecords,
@@ -24,10 +24,7 @@ import {
   vmStatus,
 } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const DISK_BYTES = 16 * MiB;

@@ -7,16 +7,13 @@
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { VmStatus } from '../../src/host/vm/vm-driver.js';
-import { replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
+import { cleanupsAfterAll, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
 import { failoverView, guestRunning, processAlive, protectedVm, vmStatus } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 test('test failover boots a test VM from a point while replication continues; cleanup leaves nothing', async () => {
   const { lab, cleanup } = await twoHostLab('ss-test-failover-');

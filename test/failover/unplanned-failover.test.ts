@@ -17,14 +17,14 @@
 import assert from 'node:assert/strict';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import { validateGuestLog } from '../../src/guest/app/guest-log.validator.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
-import { MiB, openPoint, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
+import { cleanupsAfterAll, MiB, openPoint, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
 import {
   CHUNK_BYTES,
   chunksOfRecords,
@@ -35,10 +35,7 @@ import {
   vmStatus,
 } from './failover-fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** Continuous mode's lag target (issue: p99 <= 5 s), plus the guest's flush interval. */

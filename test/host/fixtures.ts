@@ -5,6 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { PointExport, ReplicaView } from '../../src/host/agent/replica-service.js';
@@ -13,6 +14,15 @@ import type { DiskImage } from '../../src/testing/checker/disk-image.js';
 import { monotonicNowMs } from '../../src/testing/workload/write-history.js';
 
 export const MiB = 1024 * 1024;
+
+/** A list of cleanups run (newest first) after every test of the file: labs, clients, workloads. */
+export function cleanupsAfterAll(): Array<() => Promise<void>> {
+  const cleanups: Array<() => Promise<void>> = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+  return cleanups;
+}
 
 export async function twoHostLab(
   prefix: string,

@@ -7,17 +7,22 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
-import { MiB, createDisks, openPoint, replicaView, twoHostLab, waitFor } from './fixtures.js';
+import {
+  cleanupsAfterAll,
+  createDisks,
+  MiB,
+  openPoint,
+  replicaView,
+  twoHostLab,
+  waitFor,
+} from './fixtures.js';
 
 const bin = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 function ss(...args: string[]): string {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });

@@ -6,24 +6,22 @@
 import assert from 'node:assert/strict';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import {
-  MiB,
+  cleanupsAfterAll,
   createDisks,
   enableReplication,
+  MiB,
   openPoint,
   replicaView,
   twoHostLab,
   waitFor,
 } from './fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const DISK_BYTES = 16 * MiB;
 const CHUNK_BYTES = 256 * 1024;

@@ -10,7 +10,7 @@
  * SECONDSITE_CRASH_CASES sets the number of cases (default 16), SECONDSITE_SEED the seed.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import { compareImages } from '../../src/testing/checker/disk-image.js';
@@ -19,21 +19,19 @@ import { BLOCK_SIZE_BYTES } from '../../src/testing/workload/block-format.js';
 import { WorkloadGenerator } from '../../src/testing/workload/workload-generator.js';
 import type { HistoryOp } from '../../src/testing/workload/write-history.js';
 import {
-  MiB,
-  ReconnectingTarget,
+  cleanupsAfterAll,
   createDisks,
   enableReplication,
+  MiB,
   openPoint,
+  ReconnectingTarget,
   replicaView,
   twoHostLab,
   waitFor,
   wallToMonotonicMs,
 } from './fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const CHUNK_BYTES = 64 * 1024;

@@ -6,7 +6,7 @@
  * After the workload stops, the next point equals the primary's disks byte for byte.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
 import { seedFrom } from '../../src/domain/random.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
@@ -14,9 +14,10 @@ import { compareImages } from '../../src/testing/checker/disk-image.js';
 import { checkRecoveryPoint, formatReport } from '../../src/testing/checker/recovery-point-checker.js';
 import { WorkloadGenerator } from '../../src/testing/workload/workload-generator.js';
 import {
-  MiB,
+  cleanupsAfterAll,
   createDisks,
   enableReplication,
+  MiB,
   openPoint,
   replicaView,
   twoHostLab,
@@ -24,10 +25,7 @@ import {
   wallToMonotonicMs,
 } from './fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 test('continuous replication of a 2-disk VM under write load: every point passes the checker', async () => {
   const seed = seedFrom(process.env['SECONDSITE_SEED'], 1122);

@@ -4,14 +4,19 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
-import { MiB, createDisks, enableReplication, replicaView, twoHostLab, waitFor } from './fixtures.js';
+import {
+  cleanupsAfterAll,
+  createDisks,
+  enableReplication,
+  MiB,
+  replicaView,
+  twoHostLab,
+  waitFor,
+} from './fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 test('a disk grown while replicating keeps replicating, and the replica grows with it', async () => {
   const { lab, cleanup } = await twoHostLab('ss-repl-resize-');

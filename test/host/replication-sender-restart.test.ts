@@ -7,24 +7,22 @@
  * SECONDSITE_SEED sets the seed of the disk content and of the kill moment.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import {
-  MiB,
+  cleanupsAfterAll,
   createDisks,
   enableReplication,
+  MiB,
   openPoint,
   replicaView,
   twoHostLab,
   waitFor,
 } from './fixtures.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
+const cleanups = cleanupsAfterAll();
 
 const DISK_BYTES = 48 * MiB;
 const CHUNK_BYTES = 256 * 1024;
