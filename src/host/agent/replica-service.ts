@@ -227,6 +227,13 @@ export class ReplicaService {
         },
       );
     }
+    const open = this.opened.get(relationshipId);
+    if (open && open.store.points().length === 0) {
+      // an empty store left by an interrupted seeding: close it, the seeding replaces its catalogue
+      this.stores.delete(relationshipId);
+      this.opened.delete(relationshipId);
+      await open.store.close();
+    }
     await seedStore(this.storage, storageDir, {
       format: 'secondsite-seed-1',
       relationshipId,

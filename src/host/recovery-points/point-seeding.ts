@@ -35,7 +35,9 @@ export async function seedStore(storage: Storage, storageDir: string, intent: Se
   for (const i of intent.images) checkPlainName('disk id', i.diskId);
   const layout = new StoreLayout(`${storageDir}/${intent.relationshipId}`);
   const existing = (await readMetadataFile(storage, layout.catalogue)) as CatalogueBody | null;
-  if (existing !== null && !(await storage.exists(layout.seed))) {
+  // an empty store (opened, e.g. at a restart, after a crash cut an earlier seeding short before its
+  // intent) may be seeded; one holding points may not
+  if (existing !== null && existing.points.length > 0 && !(await storage.exists(layout.seed))) {
     const seed = existing.points[0];
     if (existing.points.length === 1 && seed?.cycleId === 'seed' && existing.epoch === intent.epoch) return;
     throw new SecondsiteError(
