@@ -3,6 +3,8 @@
 //   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto, zod
 //   host, vault, manager (process roles): domain, protocol, native, their own folder, node:*, packages
 //   guest    guest-side code (the NBD client): domain, protocol, guest, node:*, packages
+//   persistence  PostgreSQL (embedded server, migrations, work queue): domain, protocol, persistence,
+//            node:*, packages; used by the vault and management server roles, never by host
 //   testing  the test kit: anything but cli and lab
 //   cli, lab on top: anything
 // and no import cycles anywhere under src/.
@@ -32,6 +34,7 @@ const allowed = {
   host: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'native', 'host'].includes(layer),
   native: (spec, layer) => spec.isExternal || layer === 'native',
   guest: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'guest'].includes(layer),
+  persistence: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'persistence'].includes(layer),
   testing: (spec, layer) => spec.isExternal || !['cli', 'lab'].includes(layer),
   cli: () => true,
   lab: (spec, layer) => spec.isExternal || layer !== 'cli',

@@ -19,6 +19,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# PostgreSQL refuses to run as root: when secondsite runs as root, its embedded PostgreSQL runs as
+# this unprivileged system user (src/persistence/embedded/postgres-user.ts).
+pg_user="${SECONDSITE_POSTGRES_USER:-secondsite-pg}"
+if [ "$(id -u)" -eq 0 ] && ! getent passwd "$pg_user" >/dev/null; then
+  echo "setup: creating system user $pg_user (runs the embedded PostgreSQL)"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$pg_user"
+fi
+
 # npm packages: reinstall only when the lock file changed since the last install.
 stamp=node_modules/.secondsite-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -116,6 +116,30 @@ export const ERROR_REGISTRY = {
     summary:
       'A metadata file (catalogue, intent, index) fails its checksum or is malformed; it is not trusted, and the replica needs a resync from the primary.',
   },
+  SECONDSITE_ERR_DATABASE_UNAVAILABLE: {
+    httpStatus: 503,
+    retry: 'transient',
+    summary:
+      'The PostgreSQL database cannot be reached, or the embedded PostgreSQL did not start; the message says why and where its log is.',
+  },
+  SECONDSITE_ERR_SCHEMA_TOO_NEW: {
+    httpStatus: 503,
+    retry: 'permanent',
+    summary:
+      'The database schema is newer than this version of secondsite knows (a newer version migrated it); run that newer version, or restore a backup taken before the upgrade.',
+  },
+  SECONDSITE_ERR_SCHEMA_MISMATCH: {
+    httpStatus: 503,
+    retry: 'permanent',
+    summary:
+      'An applied database migration differs from the one this version ships (checksum or name), or the database belongs to another component; the schema is not trusted.',
+  },
+  SECONDSITE_ERR_LEASE_LOST: {
+    httpStatus: 409,
+    retry: 'permanent',
+    summary:
+      'The lease on a job or lock expired and another process may hold it now; the holder must stop working on it.',
+  },
   SECONDSITE_ERR_INTERNAL: {
     httpStatus: 500,
     retry: 'permanent',

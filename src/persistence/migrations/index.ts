@@ -1,0 +1,12 @@
+/**
+ * Every migration of every component, in order. Add a new migration file to its folder and to its
+ * list here; migrations.test.ts fails when the two disagree.
+ */
+import type { Component, Migration } from './migration.js';
+import { migration as manager0001 } from './manager/0001-jobs-and-leases.migration.js';
+import { migration as vault0001 } from './vault/0001-jobs-and-leases.migration.js';
+
+export const MIGRATIONS: Readonly<Record<Component, readonly Migration[]>> = {
+  vault: [vault0001],
+  manager: [manager0001],
+};

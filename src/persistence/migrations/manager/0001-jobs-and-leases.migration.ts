@@ -1,0 +1,5 @@
+// The management server's first migration: a work queue for its own jobs and named leases.
+import { JOBS_AND_LEASES_SQL } from '../jobs-and-leases.sql.js';
+import type { Migration } from '../migration.js';
+
+export const migration: Migration = { version: 1, name: 'jobs-and-leases', sql: JOBS_AND_LEASES_SQL };
