@@ -63,8 +63,12 @@ export async function seedReplicaFromLocalDisks(
     const disk = await deps.disks.get(diskId);
     images.push({ diskId, sourcePath: deps.disks.imagePath(diskId), sizeBytes: disk.sizeBytes });
   }
-  if (rel) await deps.relationships.disable(relationshipId);
+  // Retire the committed failover BEFORE the relationship goes: at a restart the failover service
+  // starts the VM of a 'failed-over' record, and only a prepared or fenced relationship refuses it. The
+  // other order let a kill between the two steps (failback: the VM already runs on the other host)
+  // restart the VM here too: two writable primaries.
   await deps.failovers.retire(relationshipId);
+  if (rel) await deps.relationships.disable(relationshipId);
   for (const i of images) await deps.disks.release(i.diskId);
   const view = await deps.replicas.seed(relationshipId, request.storageLocation, request.epoch, images);
   for (const i of images) await deps.disks.forget(i.diskId);
