@@ -6,7 +6,10 @@
  * After reopening, the visible points must be the old set or the new set, each exact against the model,
  * and the store must keep working (one more cycle commits and reads back exactly). Half of the staging
  * cases first stage part of the changes (some of them stale) in an earlier cycle that the final cycle
- * adopts, as after a sender restart; the cut may hit the adoption itself.
+ * adopts, as after a sender restart; the cut may hit the adoption itself. A third of the commit and
+ * staging cases are a store's first cycle, which is staged in place (straight into the bases,
+ * docs/design/recovery-points.md section 4.1): no point before, so after the cut either no point or
+ * the complete first point, and a resumed or adopting staging over bases holding unrecorded writes.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -29,6 +32,8 @@ interface Outcome {
   disk: PowerCutStorage;
   model: DiskModel;
   kind: Kind;
+  /** The final operation is the store's first cycle (staged in place). */
+  first: boolean;
   before: string[];
   after: string[] | null;
   finalMutations: number;
@@ -73,7 +78,17 @@ function senderChunks(ops: readonly CycleOp[], model: DiskModel): CycleOp[] {
   return out;
 }
 
-async function scenario(seed: number, crashAt: number | null, kindOverride?: Kind): Promise<Outcome> {
+/** A third of the commit and staging cases (by seed) are the store's first cycle. */
+function firstCycleCase(seed: number): boolean {
+  return Math.floor(seed / 6) % 3 === 0;
+}
+
+async function scenario(
+  seed: number,
+  crashAt: number | null,
+  kindOverride?: Kind,
+  firstOverride?: boolean,
+): Promise<Outcome> {
   const rng = new Rng(seed);
   const disk = new PowerCutStorage({ seed });
   // The replica's storage location exists (durably) before the store is created in it.
@@ -90,7 +105,8 @@ async function scenario(seed: number, crashAt: number | null, kindOverride?: Kin
     model.resize(id, size);
   }
   const kind: Kind = kindOverride ?? ((['commit', 'retention', 'stage'] as const)[seed % 3] as Kind);
-  const cycles = 2 + rng.int(5);
+  const first = kind !== 'retention' && (firstOverride ?? firstCycleCase(seed));
+  const cycles = first ? 0 : 2 + rng.int(5);
   for (let i = 1; i <= cycles; i++) {
     const w = await store.beginCycle(`c${i}`, 1);
     await stage(w, randomCycle(rng, model, 8), rng);
@@ -98,7 +114,7 @@ async function scenario(seed: number, crashAt: number | null, kindOverride?: Kin
     model.snapshot(info.pointId);
   }
   const before = store.points().map((p) => p.pointId);
-  const outcome: Outcome = { storage, disk, model, kind, before, after: null, finalMutations: 0 };
+  const outcome: Outcome = { storage, disk, model, kind, first, before, after: null, finalMutations: 0 };
   const start = storage.mutations;
   try {
     if (kind === 'commit') {
@@ -181,15 +197,18 @@ async function sendLikeSender(
   afterEach: () => Promise<void> = async () => {},
 ): Promise<void> {
   const last = store.points().at(-1);
-  assert.ok(last, 'the scenario always has a point');
   const adopted: StagedProgress = { cycleId: w.cycleId, staged: w.adopted() };
   for (const op of ops) {
     const len = op.kind === 'data' ? op.data.length : op.lengthBytes;
     if (covers(w.progress(), op.diskId, op.offsetBytes, len)) continue;
     if (covers(adopted, op.diskId, op.offsetBytes, len)) {
-      const view = await store.openPointDisk(last.pointId, op.diskId);
-      const content = await view.read(op.offsetBytes, len);
-      await view.close();
+      // the latest point's content; zeros before the first point (fresh replica images are sparse)
+      let content = Buffer.alloc(len);
+      if (last !== undefined) {
+        const view = await store.openPointDisk(last.pointId, op.diskId);
+        content = await view.read(op.offsetBytes, len);
+        await view.close();
+      }
       await w.overlayStaged(op.diskId, op.offsetBytes, content);
       if (content.equals(op.kind === 'data' ? op.data : Buffer.alloc(len))) continue;
     }
@@ -206,8 +225,8 @@ async function checkCase(
   mode: PowerCutMode,
   tear: boolean,
 ): Promise<'old' | 'new'> {
-  const label = `seed=${seed} kind=${clean.kind} crashAt=${crashAt}/${clean.finalMutations} mode=${mode} tear=${tear}`;
-  const run = await scenario(seed, crashAt, clean.kind);
+  const label = `seed=${seed} kind=${clean.kind}${clean.first ? ' (first cycle)' : ''} crashAt=${crashAt}/${clean.finalMutations} mode=${mode} tear=${tear}`;
+  const run = await scenario(seed, crashAt, clean.kind, clean.first);
   run.disk.powerCut({ mode, tear });
   const store = await open(new StopAtStorage(run.disk));
   const visible = store.points().map((p) => p.pointId);
@@ -221,10 +240,17 @@ async function checkCase(
     if (isOld && !isNew) outcome = 'old';
   }
   await verifyPoints(store, run.model, label);
-  // The model continues from the latest visible point (the interrupted cycle may not have landed).
-  const latest = run.model.snapshots.get(visible[visible.length - 1] as string);
-  assert.ok(latest, label);
-  for (const [diskId, content] of latest) run.model.disks.set(diskId, Buffer.from(content));
+  // The model continues from the latest visible point (the interrupted cycle may not have landed);
+  // before the first point, from empty disks.
+  if (visible.length === 0) {
+    assert.ok(run.first, `${label}: only a first cycle may leave no point`);
+    for (const [diskId, content] of run.model.disks)
+      run.model.disks.set(diskId, Buffer.alloc(content.length));
+  } else {
+    const latest = run.model.snapshots.get(visible[visible.length - 1] as string);
+    assert.ok(latest, label);
+    for (const [diskId, content] of latest) run.model.disks.set(diskId, Buffer.from(content));
+  }
 
   if (run.kind === 'stage') {
     // Resume: what was durably synced is still staged; send the rest, commit, and check. After an
@@ -272,15 +298,33 @@ test('power cut at every mutating call of a retention run with middle merges and
   for (const kind of ['retention', 'commit'] as const) {
     // A seed whose retention drops a point between two kept ones (so an undo merge is written).
     let seed = BASE_SEED + 10_000;
-    let clean = await scenario(seed, null, kind);
+    let clean = await scenario(seed, null, kind, false);
     const mergesMiddle = (o: Outcome): boolean =>
       o.before.some((id, i) => i > o.before.indexOf(o.after?.[0] ?? '') && !(o.after ?? []).includes(id));
-    while (kind === 'retention' && !mergesMiddle(clean)) clean = await scenario(++seed, null, kind);
+    while (kind === 'retention' && !mergesMiddle(clean)) clean = await scenario(++seed, null, kind, false);
     const seen = { old: 0, new: 0 };
     for (let crashAt = 0; crashAt <= clean.finalMutations; crashAt++) {
       const mode: PowerCutMode = crashAt % 2 === 0 ? 'none' : 'prefix';
       seen[await checkCase(seed, clean, crashAt, mode, crashAt % 3 === 0)]++;
     }
     assert.ok(seen.old > 0 && seen.new > 0, `seed=${seed} ${kind}: old=${seen.old} new=${seen.new}`);
+  }
+});
+
+test('power cut at every mutating call of a first cycle staged in place: its adopting staging and its commit', async () => {
+  for (const kind of ['stage', 'commit'] as const) {
+    // a staging seed that adopts an earlier cycle's staging (a sender restart before the first point)
+    let seed = BASE_SEED + 20_000;
+    while (kind === 'stage' && !adoptsEarlierStaging(seed)) seed++;
+    const clean = await scenario(seed, null, kind, true);
+    assert.ok(clean.after, `seed=${seed} ${kind}: the scenario must complete without a cut`);
+    assert.deepEqual(clean.before, [], `seed=${seed}: a first cycle has no point before it`);
+    const seen = { old: 0, new: 0 };
+    for (let crashAt = 0; crashAt <= clean.finalMutations; crashAt++) {
+      const mode: PowerCutMode = (['none', 'prefix', 'random-subset'] as const)[crashAt % 3] as PowerCutMode;
+      seen[await checkCase(seed, clean, crashAt, mode, crashAt % 2 === 0)]++;
+    }
+    if (kind === 'commit')
+      assert.ok(seen.old > 0 && seen.new > 0, `seed=${seed} ${kind}: old=${seen.old} new=${seen.new}`);
   }
 });

@@ -8,11 +8,16 @@
  * staging while the previous sync's datasync is in flight and still report only durable progress.
  * Records staged by earlier cycles and adopted by this one (recovery-points.md section 4) are applied
  * at commit like the others but reported by `adopted()`, not `progress()`.
+ *
+ * In place (a store's first cycle, recovery-points.md section 4.1): chunks are written straight into
+ * the bases and zero ranges punched there; a `sync()` waits for the writes it covers, datasyncs their
+ * bases and only then appends their metadata-only records to the log and datasyncs it, so a durable
+ * record always means durable bytes. Overlapping writes are issued one after the other.
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import type { StorageFile } from '../storage/storage.js';
-import { coalescedRanges, ExtentMap, sliceSourceRef, type SourceRef } from './extent-map.js';
-import { encodeRedoRecordParts, type RedoEntry } from './redo-log.js';
+import { coalescedRanges, ExtentMap, sliceRedoSource, type RedoSource } from './extent-map.js';
+import { encodeRedoRecord, encodeRedoRecordParts, type RedoEntry } from './redo-log.js';
 import type { CycleWriter, RecoveryPointInfo, StagedProgress } from './replica-store.js';
 
 export interface StagingHost {
@@ -20,6 +25,10 @@ export interface StagingHost {
   diskSizeBytes(diskId: string): number | undefined;
   commitStaged(writer: CycleStaging, meta: Parameters<CycleWriter['commit']>[0]): Promise<RecoveryPointInfo>;
   discardStaged(writer: CycleStaging): Promise<void>;
+  /** The base image of a disk (an in-place staging writes and reads it). */
+  baseFile(diskId: string): StorageFile;
+  /** A base datasync of an in-place staging failed: that log must not be resumed or adopted. */
+  inPlaceSyncFailed(writer: CycleStaging): void;
 }
 
 export class CycleStaging implements CycleWriter {
@@ -27,17 +36,29 @@ export class CycleStaging implements CycleWriter {
   private readonly entriesSynced: RedoEntry[];
   /** Completed but unsynced appends, with their log positions (writes may complete out of order). */
   private entriesPending: Array<{ posBytes: number; entry: RedoEntry }> = [];
-  /** Writes not yet completed, with their log positions. */
+  /** Writes not yet completed, with their log positions (in place: their start sequence numbers). */
   private readonly inFlight = new Map<Promise<void>, number>();
+  /** In place: completed writes whose records are not yet in the log, with their start sequence. */
+  private inPlacePending: Array<{ seq: number; entry: RedoEntry }> = [];
+  /** In place: writes not yet completed, with their ranges (an overlapping write waits for them). */
+  private readonly inPlaceWrites = new Set<{
+    diskId: string;
+    from: number;
+    to: number;
+    done: Promise<void>;
+  }>();
+  private nextSeq = 0;
   /** The last sync asked for (syncs run one after the other, in call order). */
   private syncQueue: Promise<unknown> = Promise.resolve();
   /** Per disk, where the durable staged content of every range is (adopted or own, later wins). */
-  private readonly syncedContent = new Map<string, ExtentMap<SourceRef>>();
+  private readonly syncedContent = new Map<string, ExtentMap<RedoSource>>();
   /** Per disk, ranges durably staged by this cycle. */
   private readonly ownRanges = new Map<string, ExtentMap<null>>();
   /** Per disk, ranges staged by earlier cycles and adopted by this one. */
   private readonly adoptedRanges = new Map<string, ExtentMap<null>>();
   private state: 'open' | 'broken' | 'closed' = 'open';
+  /** Staged in place: the bytes go into the bases, the log holds metadata only. */
+  readonly inPlace: boolean;
   /** Records (header included) covered by the last completed sync. */
   recordsSynced: number;
   /** Bytes of the log covered by the last completed sync. */
@@ -48,8 +69,15 @@ export class CycleStaging implements CycleWriter {
     readonly file: StorageFile,
     readonly cycleId: string,
     readonly epoch: number,
-    existing: { entries: RedoEntry[]; adoptedEntries: number; validBytes: number; records: number },
+    existing: {
+      entries: RedoEntry[];
+      adoptedEntries: number;
+      validBytes: number;
+      records: number;
+      inPlace: boolean;
+    },
   ) {
+    this.inPlace = existing.inPlace;
     this.appendPosBytes = existing.validBytes;
     this.entriesSynced = [...existing.entries];
     this.recordsSynced = existing.records;
@@ -64,6 +92,12 @@ export class CycleStaging implements CycleWriter {
   async writeChunk(diskId: string, offsetBytes: number, data: Buffer): Promise<void> {
     this.checkRange(diskId, offsetBytes, data.length);
     if (data.length === 0) return;
+    if (this.inPlace) {
+      await this.stageInPlace(diskId, offsetBytes, data.length, { kind: 'base' }, (base) =>
+        base.write(data, 0, data.length, offsetBytes),
+      );
+      return;
+    }
     const record = encodeRedoRecordParts({ k: 'data', d: diskId, o: offsetBytes }, data);
     const pos = this.appendPosBytes;
     await this.append(record, {
@@ -77,6 +111,12 @@ export class CycleStaging implements CycleWriter {
   async zeroRange(diskId: string, offsetBytes: number, lengthBytes: number): Promise<void> {
     this.checkRange(diskId, offsetBytes, lengthBytes);
     if (lengthBytes === 0) return;
+    if (this.inPlace) {
+      await this.stageInPlace(diskId, offsetBytes, lengthBytes, { kind: 'zero' }, (base) =>
+        base.punchHole(offsetBytes, lengthBytes),
+      );
+      return;
+    }
     await this.append(encodeRedoRecordParts({ k: 'zero', d: diskId, o: offsetBytes, l: lengthBytes }), {
       diskId,
       offsetBytes,
@@ -87,6 +127,14 @@ export class CycleStaging implements CycleWriter {
 
   async sync(): Promise<StagedProgress> {
     this.checkOpen();
+    if (this.inPlace) {
+      // This sync covers every write started before now.
+      const uptoSeq = this.nextSeq;
+      const writes = [...this.inFlight].filter(([, seq]) => seq < uptoSeq).map(([p]) => p);
+      const run = this.syncQueue.then(() => this.syncInPlaceUpTo(uptoSeq, writes));
+      this.syncQueue = run.catch(() => undefined);
+      return await run;
+    }
     // This sync covers every record started before now: [0, uptoBytes) of the log.
     const uptoBytes = this.appendPosBytes;
     const writes = [...this.inFlight].filter(([, pos]) => pos < uptoBytes).map(([p]) => p);
@@ -117,6 +165,42 @@ export class CycleStaging implements CycleWriter {
     return this.progress();
   }
 
+  /** In place: datasync the covered writes' bases, then append their records and datasync the log. */
+  private async syncInPlaceUpTo(uptoSeq: number, writes: Array<Promise<void>>): Promise<StagedProgress> {
+    this.checkOpen();
+    await Promise.allSettled(writes);
+    this.checkOpen(); // a failed write broke the writer
+    const covered = this.inPlacePending.filter((p) => p.seq < uptoSeq).sort((a, b) => a.seq - b.seq);
+    this.inPlacePending = this.inPlacePending.filter((p) => p.seq >= uptoSeq);
+    try {
+      for (const diskId of new Set(covered.map((c) => c.entry.diskId)))
+        await this.host.baseFile(diskId).datasync();
+    } catch (e) {
+      this.state = 'broken';
+      this.host.inPlaceSyncFailed(this);
+      throw ioError('sync of a base image failed; the first cycle must be sent again', this.cycleId, e);
+    }
+    if (covered.length > 0) {
+      const records = Buffer.concat(covered.map((c) => encodeRedoRecord(inPlaceMeta(c.entry))));
+      const pos = this.appendPosBytes;
+      this.appendPosBytes += records.length;
+      try {
+        await this.file.write(records, 0, records.length, pos);
+        await this.file.datasync();
+      } catch (e) {
+        this.state = 'broken';
+        throw ioError('sync of the staged cycle failed; reopen the cycle to resume', this.cycleId, e);
+      }
+    }
+    for (const { entry } of covered) {
+      this.entriesSynced.push(entry);
+      this.markSynced(entry, false);
+    }
+    this.recordsSynced += covered.length;
+    this.syncedBytes = this.appendPosBytes;
+    return this.progress();
+  }
+
   progress(): StagedProgress {
     return { cycleId: this.cycleId, staged: rangesByDisk(this.ownRanges) };
   }
@@ -130,11 +214,15 @@ export class CycleStaging implements CycleWriter {
     if (map === undefined) return;
     for (const piece of map.covered(offsetBytes, target.length)) {
       const at = piece.offsetBytes - offsetBytes;
-      if (piece.value.kind === 'zero') {
+      const source = piece.value;
+      if (source.kind === 'zero') {
         target.fill(0, at, at + piece.lengthBytes);
         continue;
       }
-      const n = await this.file.read(target, at, piece.lengthBytes, piece.value.posBytes);
+      const n =
+        source.kind === 'base'
+          ? await this.host.baseFile(diskId).read(target, at, piece.lengthBytes, piece.offsetBytes)
+          : await this.file.read(target, at, piece.lengthBytes, source.posBytes);
       if (n !== piece.lengthBytes) {
         throw ioError(
           'the staging log is shorter than its records say; reopen the cycle',
@@ -160,8 +248,13 @@ export class CycleStaging implements CycleWriter {
     return this.entriesSynced;
   }
 
-  /** Closes the writer (after commit or discard, or when another cycle replaces it). */
+  /**
+   * Closes the writer (after commit or discard, or when another cycle replaces it). In place, the
+   * records of completed writes are first made durable (a sync), as a log keeps them in the page cache.
+   */
   async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.inPlace && this.state === 'open') await this.sync().catch(() => undefined);
     if (this.state === 'closed') return;
     this.state = 'closed';
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.keys()]);
@@ -197,10 +290,49 @@ export class CycleStaging implements CycleWriter {
     }
   }
 
+  /** Writes (or punches) one range into its base, after any overlapping write still in flight. */
+  private async stageInPlace(
+    diskId: string,
+    offsetBytes: number,
+    lengthBytes: number,
+    source: RedoSource,
+    io: (base: StorageFile) => Promise<void>,
+  ): Promise<void> {
+    const seq = this.nextSeq++;
+    const from = offsetBytes;
+    const to = offsetBytes + lengthBytes;
+    const before = [...this.inPlaceWrites]
+      .filter((w) => w.diskId === diskId && w.from < to && from < w.to)
+      .map((w) => w.done);
+    const entry: RedoEntry = { diskId, offsetBytes, lengthBytes, source };
+    const p = (async (): Promise<void> => {
+      if (before.length > 0) await Promise.allSettled(before);
+      this.checkOpen();
+      await io(this.host.baseFile(diskId));
+    })().then(
+      () => {
+        this.inPlacePending.push({ seq, entry });
+      },
+      (e: unknown) => {
+        if (this.state === 'open') this.state = 'broken';
+        throw ioError('writing a staged chunk failed; reopen the cycle to resume', this.cycleId, e);
+      },
+    );
+    const write = { diskId, from, to, done: p.catch(() => undefined) };
+    this.inPlaceWrites.add(write);
+    this.inFlight.set(p, seq);
+    try {
+      await p;
+    } finally {
+      this.inFlight.delete(p);
+      this.inPlaceWrites.delete(write);
+    }
+  }
+
   private markSynced(e: RedoEntry, adopted: boolean): void {
     let content = this.syncedContent.get(e.diskId);
     if (content === undefined) {
-      content = new ExtentMap<SourceRef>(sliceSourceRef);
+      content = new ExtentMap<RedoSource>(sliceRedoSource);
       this.syncedContent.set(e.diskId, content);
     }
     content.set(e.offsetBytes, e.lengthBytes, e.source);
@@ -246,6 +378,13 @@ export class CycleStaging implements CycleWriter {
       );
     }
   }
+}
+
+/** The metadata-only record of an in-place write: `base` for data, `zero` for a punched range. */
+function inPlaceMeta(e: RedoEntry): Parameters<typeof encodeRedoRecord>[0] {
+  return e.source.kind === 'zero'
+    ? { k: 'zero', d: e.diskId, o: e.offsetBytes, l: e.lengthBytes }
+    : { k: 'base', d: e.diskId, o: e.offsetBytes, l: e.lengthBytes };
 }
 
 function rangesByDisk(maps: Map<string, ExtentMap<null>>): StagedProgress['staged'] {

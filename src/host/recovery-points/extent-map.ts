@@ -130,3 +130,13 @@ export type SourceRef = { readonly kind: 'data'; readonly posBytes: number } | {
 export function sliceSourceRef(value: SourceRef, deltaBytes: number): SourceRef {
   return value.kind === 'data' ? { kind: 'data', posBytes: value.posBytes + deltaBytes } : value;
 }
+
+/**
+ * Where a staged (redo) range's content is: a `SourceRef` into the redo log, or `base`: already in the
+ * disk's base at the same offset (a first cycle staged in place, recovery-points.md section 4.1).
+ */
+export type RedoSource = SourceRef | { readonly kind: 'base' };
+
+export function sliceRedoSource(value: RedoSource, deltaBytes: number): RedoSource {
+  return value.kind === 'data' ? { kind: 'data', posBytes: value.posBytes + deltaBytes } : value;
+}

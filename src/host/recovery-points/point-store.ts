@@ -4,6 +4,8 @@
  * base holding the latest point; per older point an undo file; a cycle is staged in a redo log and
  * committed in five phases (sync redo; capture undo + intent; apply; publish catalogue; clean) so that
  * after a crash `open()` shows the old set of points or the new one, never a partly applied cycle.
+ * A store's first cycle is staged in place (straight into the bases, section 4.1): nothing reads a
+ * base before the first point exists, so the commit has nothing to copy.
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import { coalesce } from '../../domain/replication/extent-set.js';
@@ -14,6 +16,7 @@ import { AsyncMutex, ReadWriteLock } from './async-lock.js';
 import { checkCatalogue, emptyCatalogue, type CatalogueBody, type StoredPoint } from './catalogue.js';
 import { CycleStaging, type StagingHost } from './cycle-staging.js';
 import { gapsOf, type Extent, type SourceRef } from './extent-map.js';
+import type { RedoEntry } from './redo-log.js';
 import { readMetadataFile, writeMetadataFile } from './metadata-file.js';
 import { PointDiskView, type PointResolver } from './point-disk-view.js';
 import { rewriteBases, type PromotionIntent } from './point-promotion.js';
@@ -57,6 +60,8 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private readonly chainLock = new ReadWriteLock();
   private storeState: 'open' | 'failed' | 'closed' = 'open';
   private failure: unknown = null;
+  /** A base sync of an in-place staging failed in this process: never resume or adopt that log. */
+  private inPlaceUntrusted = false;
 
   private constructor(
     private readonly storage: Storage,
@@ -241,35 +246,56 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         this.staging = null;
       }
       const path = this.layout.redo;
+      // A store without a point stages its first cycle in place (recovery-points.md section 4.1).
+      const firstCycle = this.cat.points.length === 0;
       if (await this.storage.exists(path)) {
         const file = await this.storage.open(path, 'readwrite');
         const scan = await scanRedoLog(file);
-        if (scan.head !== null && scan.head.cycleId === cycleId && scan.head.epoch === epoch) {
+        // an in-place log is usable only while the store has no point (IP1) and its bases are trusted
+        const usable = !scan.inPlace || (firstCycle && !this.inPlaceUntrusted);
+        if (usable && scan.head !== null && scan.head.cycleId === cycleId && scan.head.epoch === epoch) {
           await file.truncate(scan.validBytes);
           await file.datasync();
+          if (scan.inPlace) await this.zeroBasesOutside(scan.entries);
           this.staging = new CycleStaging(this, file, cycleId, epoch, scan);
           return this.staging;
         }
-        if (scan.head !== null && scan.head.epoch === epoch && adoptable(scan.entries, options.adoptWithin)) {
+        if (
+          usable &&
+          scan.head !== null &&
+          scan.head.epoch === epoch &&
+          adoptable(scan.entries, options.adoptWithin)
+        ) {
           // keep the earlier cycle's records (adopted) and re-head the log to this cycle
           await file.truncate(scan.validBytes);
-          const head = encodeRedoRecord({ k: 'head', cycleId, epoch });
+          const head = encodeRedoRecord({
+            k: 'head',
+            cycleId,
+            epoch,
+            ...(scan.inPlace ? { place: 'base' } : {}),
+          });
           await file.write(head, 0, head.length, scan.validBytes);
           await file.datasync();
+          if (scan.inPlace) await this.zeroBasesOutside(scan.entries);
           this.staging = new CycleStaging(this, file, cycleId, epoch, {
             entries: scan.entries,
             adoptedEntries: scan.entries.length,
             validBytes: scan.validBytes + head.length,
             records: scan.records + 1,
+            inPlace: scan.inPlace,
           });
           return this.staging;
         }
         await file.close();
         await this.storage.unlink(path);
+        // durable before the bases are reset below: no record of the old log may outlive the reset
+        await this.storage.syncDir(this.layout.stagingDir);
       }
+      if (firstCycle) await this.resetBases();
+      this.inPlaceUntrusted = false;
       const file = await this.storage.open(path, 'create');
       await file.truncate(0);
-      const head = encodeRedoRecord({ k: 'head', cycleId, epoch });
+      const head = encodeRedoRecord({ k: 'head', cycleId, epoch, ...(firstCycle ? { place: 'base' } : {}) });
       await file.write(head, 0, head.length, 0);
       await file.datasync();
       await this.storage.syncDir(this.layout.stagingDir);
@@ -278,6 +304,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         adoptedEntries: 0,
         validBytes: head.length,
         records: 1,
+        inPlace: firstCycle,
       });
       return this.staging;
     });
@@ -285,6 +312,35 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   diskSizeBytes(diskId: string): number | undefined {
     return this.cat.disks.find((d) => d.diskId === diskId)?.sizeBytes;
+  }
+
+  inPlaceSyncFailed(writer: CycleStaging): void {
+    if (this.staging === writer) this.inPlaceUntrusted = true;
+  }
+
+  /** Before a first cycle is staged in place: every base becomes all holes (IP3). */
+  private async resetBases(): Promise<void> {
+    for (const d of this.cat.disks) {
+      const base = this.baseFile(d.diskId);
+      await base.truncate(0);
+      await base.truncate(d.sizeBytes);
+      await base.datasync();
+    }
+  }
+
+  /** Resuming or adopting an in-place log: punch every base outside the recorded ranges (IP3). */
+  private async zeroBasesOutside(entries: readonly RedoEntry[]): Promise<void> {
+    for (const d of this.cat.disks) {
+      const recorded = coalesce(
+        entries
+          .filter((e) => e.diskId === d.diskId)
+          .map((e) => ({ offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes })),
+      );
+      const base = this.baseFile(d.diskId);
+      for (const gap of gapsOf({ offsetBytes: 0, lengthBytes: d.sizeBytes }, recorded))
+        await base.punchHole(gap.offsetBytes, gap.lengthBytes);
+      await base.datasync();
+    }
   }
 
   discardStaged(writer: CycleStaging): Promise<void> {
@@ -849,7 +905,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     return undo;
   }
 
-  private baseFile(diskId: string): StorageFile {
+  baseFile(diskId: string): StorageFile {
     const base = this.bases.get(diskId);
     if (base === undefined) {
       throw new SecondsiteError(

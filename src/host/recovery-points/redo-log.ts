@@ -3,6 +3,8 @@
  * `magic u32 | metaLen u32 | payloadLen u32 | sha256(meta ‖ payload) | meta JSON | payload`.
  * The first record is the header (cycleId, epoch); then `data` and `zero` records. A later header
  * re-heads the log to another cycle that adopted the records before it (recovery-points.md section 4).
+ * An in-place log (first header with `place: 'base'`, a store's first cycle, section 4.1) holds `base`
+ * records instead of `data`: metadata only, the bytes are already (durably) in the base.
  * A reader trusts the longest prefix of valid records, so unsynced or torn tails after a power cut are
  * cut off, never used.
  */
@@ -10,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { SecondsiteError } from '../../domain/errors.js';
 import { coalesce, covers, type ByteRange } from '../../domain/replication/extent-set.js';
 import type { StorageFile } from '../storage/storage.js';
-import { ExtentMap, sliceSourceRef, type SourceRef } from './extent-map.js';
+import { ExtentMap, sliceRedoSource, type RedoSource } from './extent-map.js';
 
 const MAGIC = 0x53535231; // "SSR1"
 const HEADER_BYTES = 44;
@@ -19,16 +21,17 @@ const MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
 const HASH_CHUNK_BYTES = 1024 * 1024;
 
 export type RedoMeta =
-  | { readonly k: 'head'; readonly cycleId: string; readonly epoch: number }
+  | { readonly k: 'head'; readonly cycleId: string; readonly epoch: number; readonly place?: 'base' }
   | { readonly k: 'data'; readonly d: string; readonly o: number }
+  | { readonly k: 'base'; readonly d: string; readonly o: number; readonly l: number }
   | { readonly k: 'zero'; readonly d: string; readonly o: number; readonly l: number };
 
-/** A staged range as found in the log. For `data`, the bytes are at `payloadPosBytes`. */
+/** A staged range as found in the log: its bytes are in the log (`data`), zero, or in the base. */
 export interface RedoEntry {
   readonly diskId: string;
   readonly offsetBytes: number;
   readonly lengthBytes: number;
-  readonly source: SourceRef;
+  readonly source: RedoSource;
 }
 
 /** Encodes one record; `payload` only for `data`. */
@@ -61,6 +64,8 @@ export function payloadOffsetInRecord(record: Buffer): number {
 export interface RedoScan {
   /** The last header: the cycle being staged. */
   readonly head: { cycleId: string; epoch: number } | null;
+  /** The log stages in place (its first header says so): its bytes are in the bases. */
+  readonly inPlace: boolean;
   readonly entries: RedoEntry[];
   /** How many of `entries` come before the last header (staged by earlier cycles, adopted). */
   readonly adoptedEntries: number;
@@ -76,6 +81,7 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
   const entries: RedoEntry[] = [];
   let head: RedoScan['head'] = null;
   let adoptedEntries = 0;
+  let inPlace = false;
   let pos = 0;
   let records = 0;
   const header = Buffer.alloc(HEADER_BYTES);
@@ -112,10 +118,11 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
     if (records === 0) {
       if (meta.k !== 'head') break;
       head = { cycleId: meta.cycleId, epoch: meta.epoch };
+      inPlace = meta.place === 'base';
     } else if (meta.k === 'head') {
       head = { cycleId: meta.cycleId, epoch: meta.epoch };
       adoptedEntries = entries.length;
-    } else if (meta.k === 'data') {
+    } else if (meta.k === 'data' && !inPlace) {
       entries.push({
         diskId: meta.d,
         offsetBytes: meta.o,
@@ -124,13 +131,15 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
       });
     } else if (meta.k === 'zero') {
       entries.push({ diskId: meta.d, offsetBytes: meta.o, lengthBytes: meta.l, source: { kind: 'zero' } });
+    } else if (meta.k === 'base' && inPlace && payloadLen === 0) {
+      entries.push({ diskId: meta.d, offsetBytes: meta.o, lengthBytes: meta.l, source: { kind: 'base' } });
     } else {
       break;
     }
     records++;
     pos = end;
   }
-  return { head, entries, adoptedEntries, records, validBytes: pos };
+  return { head, inPlace, entries, adoptedEntries, records, validBytes: pos };
 }
 
 /**
@@ -148,12 +157,12 @@ export function adoptable(
 }
 
 /** Per disk, the final content map of a cycle: later records win where they overlap. */
-export function buildRedoMap(entries: readonly RedoEntry[]): Map<string, ExtentMap<SourceRef>> {
-  const maps = new Map<string, ExtentMap<SourceRef>>();
+export function buildRedoMap(entries: readonly RedoEntry[]): Map<string, ExtentMap<RedoSource>> {
+  const maps = new Map<string, ExtentMap<RedoSource>>();
   for (const e of entries) {
     let m = maps.get(e.diskId);
     if (m === undefined) {
-      m = new ExtentMap<SourceRef>(sliceSourceRef);
+      m = new ExtentMap<RedoSource>(sliceRedoSource);
       maps.set(e.diskId, m);
     }
     m.set(e.offsetBytes, e.lengthBytes, e.source);

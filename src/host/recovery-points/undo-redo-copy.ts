@@ -5,25 +5,30 @@
  * of at most 1 MiB and keeps holes and all-zero data as zero extents, so undo files stay sparse.
  */
 import type { Storage, StorageFile } from '../storage/storage.js';
-import { ExtentMap, type SourceRef } from './extent-map.js';
+import { ExtentMap, type RedoSource, type SourceRef } from './extent-map.js';
 import { COPY_CHUNK, readFully, UndoWriter, type LoadedUndo } from './undo-file.js';
 
-export type RedoMap = ReadonlyMap<string, ExtentMap<SourceRef>>;
+export type RedoMap = ReadonlyMap<string, ExtentMap<RedoSource>>;
 type BaseOf = (diskId: string) => StorageFile;
 
-/** Writes every redo extent into its disk's base (zero extents punch holes), then datasyncs each base. */
+/**
+ * Writes every redo extent into its disk's base (zero extents punch holes; `base` extents, staged in
+ * place, are already there), then datasyncs each base.
+ */
 export async function applyRedo(redoFile: StorageFile, redo: RedoMap, baseOf: BaseOf): Promise<void> {
   const buf = Buffer.alloc(COPY_CHUNK);
   for (const [diskId, map] of redo) {
     const base = baseOf(diskId);
     for (const e of map.entries()) {
-      if (e.value.kind === 'zero') {
+      const source = e.value;
+      if (source.kind === 'base') continue;
+      if (source.kind === 'zero') {
         await base.punchHole(e.offsetBytes, e.lengthBytes);
         continue;
       }
       for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
         const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
-        await readFully(redoFile, buf, 0, n, e.value.posBytes + done);
+        await readFully(redoFile, buf, 0, n, source.posBytes + done);
         await base.write(buf, 0, n, e.offsetBytes + done);
       }
     }
