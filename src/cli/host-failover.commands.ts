@@ -2,6 +2,7 @@
  * `secondsite host failover ...`: host-level failover run on the replica host (docs/design/failover.md):
  * test failover and its cleanup, failover to a recovery point, change of point, commit, cancel.
  */
+import type { PlannedFailoverResult } from '../host/failover/peer-failover.js';
 import type { FailoverView } from '../host/failover/failover-service.js';
 import { optionalString, parseCommandArgs, parseIntOption } from './args.js';
 import type { Command } from './command.js';
@@ -194,7 +195,72 @@ const prepare: Command = {
   },
 };
 
+const plannedHelp = `usage: secondsite host failover planned ID [--reverse] [--reverse-address ADDR]
+                                      [--reverse-storage-location NAME] [--timeout-ms N]
+                                      [--state-dir DIR] [--output json]
+
+Planned failover in one command, run on the PRIMARY host (zero data loss):
+  1. shuts the VM down gracefully (waits up to --timeout-ms, default 30000; a VM that does not stop
+     keeps running and nothing changes) and ships its last changes as the final point;
+  2. asks the replica host (over the hosts' mutual TLS, on its replication port) to fail over to
+     exactly that point and commit: the VM runs there now;
+  3. with --reverse: this host's disks become the replica of the new direction (no copy) and the new
+     primary replicates back at once, sending only what differs.
+If it is interrupted (a crash, a lost connection), run it again: it finishes what is left.
+
+  --reverse                      replicate back right away (this host becomes the replica)
+  --reverse-address ADDR         the address the new primary dials to reach this host (default:
+                                 this host's replication listen address)
+  --reverse-storage-location N   where this host keeps the reverse replica (default 'default')
+${STATE_DIR_HELP}`;
+
+const planned: Command = {
+  path: ['failover', 'planned'],
+  summary: 'planned failover in one command (on the primary): shut down, ship, fail over, commit[, reverse]',
+  help: plannedHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      {
+        ...STATE,
+        'timeout-ms': { type: 'string' },
+        reverse: { type: 'boolean' },
+        'reverse-address': { type: 'string' },
+        'reverse-storage-location': { type: 'string' },
+      },
+      plannedHelp,
+    );
+    const id = p.positionals[0];
+    if (!id) return (io.err(`error: the relationship id is missing\n\n${plannedHelp}`), 2);
+    const address = optionalString(p, 'reverse-address');
+    const body = {
+      timeoutMs: parseIntOption(optionalString(p, 'timeout-ms'), 'timeout-ms', 100, 600_000, 30_000),
+      reverse: p.values['reverse'] === true,
+      ...(address ? { reverseAddress: address } : {}),
+      reverseStorageLocation: optionalString(p, 'reverse-storage-location') ?? 'default',
+    };
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    if (!p.json) io.out(`${id}: shutting the VM down, shipping its last changes, failing over ...`);
+    const r = await client.post<PlannedFailoverResult>(
+      `/v1/relationships/${encodeURIComponent(id)}/planned-failover`,
+      body,
+    );
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : [
+            `${id} failed over to ${r.replica.vmId} on the replica host at point ${r.finalPoint.pointId} (epoch ${r.replica.epoch}); nothing was lost`,
+            r.reverse
+              ? `reverse replication runs: this host is now the replica (seeded from its own disks; only what differs is sent)`
+              : `this host is fenced for ${id} (the VM may not start here); to replicate back later, run this command again with --reverse`,
+          ].join('\n'),
+    );
+    return 0;
+  },
+};
+
 export const failoverCommands: Command[] = [
+  planned,
   prepare,
   test,
   testCleanup,

@@ -28,13 +28,16 @@ export function renderRelationships(views: RelationshipView[]): string {
   const rows = [
     ['REPLICATING', 'DISKS', 'TO', 'EVERY', 'STATE', 'LAST POINT', 'LAG', 'SENT', 'THROUGHPUT', 'HEALTH'],
   ];
-  for (const { definition: d, report: r } of views) {
+  for (const v of views) {
+    const { definition: d, report: r } = v;
     rows.push([
       d.relationshipId,
       d.diskIds.join(','),
       `${d.replica.hostId}:${d.replica.port}`,
       frequency(d.policy.copyFrequencySeconds),
-      d.state === 'enabled' ? r.state : d.state,
+      v.protectionState === 'replicating' || v.protectionState === 'initial-replication'
+        ? `${v.protectionState} (${r.state})`
+        : v.protectionState,
       r.lastPoint ? `#${r.lastPoint.sequence}` : '-',
       age(r.lagMs),
       formatBytes(r.bytes.wireSent),
@@ -111,6 +114,12 @@ changes nothing.
                            and send only what differs)
   --epoch N                reverse replication: start at the failover's epoch, which the old primary's
                            seeded replica has ('secondsite host replica seed'); default 0
+  --start-at TIME          scheduled initial replication: start at this time (ISO 8601, e.g.
+                           2026-11-23T01:00:00Z); default now
+  --resync MODE            when a resync change tracking needs (after an unclean stop) runs:
+                           'automatic' (default), 'manual' (only after 'replication resync'), or
+                           'window' (inside --resync-window)
+  --resync-window HH:MM-HH:MM  daily UTC window for --resync window, e.g. 22:00-06:00
 ${STATE_DIR_HELP}`;
 
 /** '30m', '4h', '90s' or a number of seconds; undefined = 0 (off). */
@@ -124,6 +133,18 @@ function parseDurationSeconds(text: string | undefined): number {
     );
   }
   return Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
+}
+
+/** An ISO 8601 time with a zone; a bare local time is refused (a schedule must not depend on TZ). */
+function parseStartAt(text: string): string {
+  const ms = Date.parse(text);
+  if (!/(Z|[+-]\d{2}:?\d{2})$/i.test(text.trim()) || Number.isNaN(ms)) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_ARGUMENT',
+      `--start-at '${text}' is not an ISO 8601 time with a zone; use e.g. 2026-11-23T01:00:00Z`,
+    );
+  }
+  return new Date(ms).toISOString();
 }
 
 function parseFrequency(text: string | undefined): number {
@@ -170,12 +191,17 @@ const enable: Command = {
         epoch: { type: 'string' },
         'app-consistent-frequency': { type: 'string' },
         initial: { type: 'string' },
+        'start-at': { type: 'string' },
+        resync: { type: 'string' },
+        'resync-window': { type: 'string' },
       },
       enableHelp,
     );
     const vmId = idArg(io, p.positionals, 'VM_ID', enableHelp);
     if (!vmId) return 2;
     const limit = optionalString(p, 'bandwidth-limit');
+    const startAt = optionalString(p, 'start-at');
+    const resyncWindow = optionalString(p, 'resync-window');
     const body = {
       relationshipId: optionalString(p, 'id') ?? vmId,
       vmId,
@@ -195,16 +221,19 @@ const enable: Command = {
         compression: p.values['no-compression'] !== true,
         ...(limit ? { bandwidthLimitBytesPerSec: parseSizeOption(limit, 'bandwidth-limit') } : {}),
         appConsistentFrequencySeconds: parseDurationSeconds(optionalString(p, 'app-consistent-frequency')),
+        resyncMode: optionalString(p, 'resync') ?? (resyncWindow ? 'window' : 'automatic'),
+        ...(resyncWindow ? { resyncWindow } : {}),
       },
       epoch: parseIntOption(optionalString(p, 'epoch'), 'epoch', 0, 2 ** 31, 0),
       initialReplication: optionalString(p, 'initial') ?? 'network',
+      ...(startAt ? { initialReplicationStartAt: parseStartAt(startAt) } : {}),
     };
     const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
     const v = await client.post<RelationshipView>('/v1/relationships', body);
     io.out(
       p.json
         ? JSON.stringify(v)
-        : `replicating ${v.definition.relationshipId} (${v.definition.diskIds.join(', ')}) to ${v.definition.replica.hostId} every ${frequency(v.definition.policy.copyFrequencySeconds)}`,
+        : `replicating ${v.definition.relationshipId} (${v.definition.diskIds.join(', ')}) to ${v.definition.replica.hostId} every ${frequency(v.definition.policy.copyFrequencySeconds)}${v.waitingFor ? `; ${v.waitingFor}` : ''}`,
     );
     return 0;
   },
@@ -295,7 +324,9 @@ const resync = simple(
 The next cycle compares the SHA-256 of every chunk of every disk with the replica's latest point and
 sends only the chunks that differ (it reads the disks on both hosts; the wire carries digests). It
 finds and repairs silent divergence such as corruption on the replica. Replication then goes on as
-before. An unclean stop of this host triggers the same resync by itself.`,
+before. An unclean stop of this host triggers the same resync by itself, at once or as the policy's
+--resync mode says (manual: this command runs it; window: it waits for the window, or this command
+runs it now).`,
   (c, id) => c.post(`${rel(id)}/resync`),
   (_r, id) => `resync of ${id ?? ''} requested: the next cycle compares every chunk`,
   true,

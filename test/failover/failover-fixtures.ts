@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { slotOfSeq, slotOffsetBytes } from '../../src/guest/app/guest-log.format.js';
 import { validateGuestLog, type GuestLogReport } from '../../src/guest/app/guest-log.validator.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
+import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { VmStatus } from '../../src/host/vm/vm-driver.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
 import { MiB, createDisks, enableReplication, replicaView, waitFor } from '../host/fixtures.js';
@@ -42,6 +43,12 @@ export async function protectedVm(
     chunkBytes: CHUNK_BYTES,
   });
   await waitFor(`a first point of ${vmId}`, async () => (await replicaView(lab, vmId)).latestPoint, 60_000);
+  // the primary records the initial replication as done once it hears of the point (a moment later)
+  await waitFor(
+    `${vmId} replicating`,
+    async () =>
+      (await a.client.get<RelationshipView>(`/v1/relationships/${vmId}`)).protectionState === 'replicating',
+  );
   return { vmId, diskIds };
 }
 

@@ -47,6 +47,11 @@ test('online verify finds a corrupted chunk on the replica and repairs only it',
     async () => (await replicaView(lab, 'v')).latestPoint,
     60_000,
   );
+  await waitFor(
+    'the primary to record the initial replication as done',
+    async () =>
+      (await a.client.get<RelationshipView>('/v1/relationships/v')).protectionState === 'replicating',
+  );
 
   // silent corruption of the replica's base image (the latest point reads it)
   const corruptAt = 5 * MiB + 12_345;

@@ -10,6 +10,7 @@ import { SecondsiteError } from '../errors.js';
 
 export const PRIMARY_STATES = [
   'not-protected',
+  'ready-for-initial-replication',
   'initial-replication',
   'replicating',
   'paused',
@@ -30,6 +31,7 @@ export type ProtectionRole = 'primary' | 'replica';
 
 export const PROTECTION_OPERATIONS = [
   'enable',
+  'enable-scheduled',
   'pause',
   'resume',
   'disable',
@@ -46,6 +48,7 @@ export const PROTECTION_OPERATIONS = [
 ] as const;
 
 export const PROTECTION_EVENTS = [
+  'start-time-reached',
   'initial-replication-done',
   'resync-needed',
   'resync-done',
@@ -61,7 +64,13 @@ type Table = Partial<Record<ProtectionInput, ProtectionState>>;
 
 /** Next state per (state, input); anything absent is refused. */
 const TRANSITIONS: Readonly<Record<ProtectionState, Table>> = {
-  'not-protected': { enable: 'initial-replication' },
+  'not-protected': { enable: 'initial-replication', 'enable-scheduled': 'ready-for-initial-replication' },
+  'ready-for-initial-replication': {
+    'start-time-reached': 'initial-replication',
+    pause: 'paused',
+    disable: 'not-protected',
+    fenced: 'failed-over-away',
+  },
   'initial-replication': {
     'initial-replication-done': 'replicating',
     pause: 'paused',
@@ -89,7 +98,12 @@ const TRANSITIONS: Readonly<Record<ProtectionState, Table>> = {
     cancel: 'replicating',
     'cancelled-by-replica': 'replicating',
   },
-  'failed-over-away': { reverse: 'receiving', disable: 'not-protected' },
+  // the replica cancelled its failover and kept the raised epoch: resume at that epoch
+  'failed-over-away': {
+    reverse: 'receiving',
+    disable: 'not-protected',
+    'cancelled-by-replica': 'replicating',
+  },
   receiving: {
     'test-failover': 'test-failover',
     failover: 'failover-pending-commit',
@@ -107,6 +121,8 @@ const TRANSITIONS: Readonly<Record<ProtectionState, Table>> = {
 /** What to do instead, per state (used in refusals). */
 const ADVICE: Readonly<Record<ProtectionState, string>> = {
   'not-protected': 'enable replication first',
+  'ready-for-initial-replication':
+    'the initial replication waits for its scheduled start; pause or disable it, or wait',
   'initial-replication': 'wait for the initial replication to finish, or pause or disable it',
   replicating: 'the VM is protected; fail over from its replica host, or pause or disable replication',
   paused: 'resume replication first',
@@ -132,6 +148,7 @@ export function allowedInputs(state: ProtectionState): ProtectionInput[] {
 export function runsWritableVm(state: ProtectionState): boolean {
   return (
     state === 'not-protected' ||
+    state === 'ready-for-initial-replication' ||
     state === 'initial-replication' ||
     state === 'replicating' ||
     state === 'paused' ||

@@ -1,12 +1,37 @@
 /**
- * Client for the host agent's control API over its Unix socket. Turns error bodies back into
- * SecondsiteError so the CLI reports the agent's code and message unchanged.
+ * Client for the host agent's control API over its Unix socket, and for another host's peer API over
+ * mutual TLS (`over`). Turns error bodies back into SecondsiteError so the CLI reports the agent's
+ * code and message unchanged.
  */
-import { request } from 'node:http';
+import { request, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
 import { type ErrorCode, ERROR_REGISTRY, SecondsiteError } from '../../domain/errors.js';
 
+/** Another host's peer API: its replication address and port, with the TLS options to reach it. */
+export interface PeerEndpoint {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: HttpsRequestOptions;
+  /** Names the peer in errors. */
+  readonly hostId: string;
+}
+
 export class ControlClient {
-  constructor(private readonly socketPath: string) {}
+  constructor(
+    private readonly socketPath: string,
+    private readonly over?: PeerEndpoint,
+  ) {}
+
+  /** A client for another host's peer API (docs/design/failover.md section 8). */
+  static peer(endpoint: PeerEndpoint): ControlClient {
+    return new ControlClient('', endpoint);
+  }
+
+  private send(options: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
+    if (!this.over) return request({ ...options, socketPath: this.socketPath }, onResponse);
+    const { host, port, tls } = this.over;
+    return httpsRequest({ ...tls, ...options, host, port, agent: false }, onResponse);
+  }
 
   get<T>(path: string): Promise<T> {
     return this.call<T>('GET', path);
@@ -41,9 +66,8 @@ export class ControlClient {
   private raw(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
-      const req = request(
+      const req = this.send(
         {
-          socketPath: this.socketPath,
           path,
           method,
           headers: payload
@@ -60,7 +84,15 @@ export class ControlClient {
         },
       );
       req.on('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+        if (this.over && (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET' || e.code === 'ETIMEDOUT')) {
+          reject(
+            new SecondsiteError(
+              'SECONDSITE_ERR_CONNECTION_LOST',
+              `host ${this.over.hostId} does not answer at ${this.over.host}:${this.over.port} (${e.code}); check that its agent runs and the address`,
+              { hostId: this.over.hostId, code: e.code },
+            ),
+          );
+        } else if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
           reject(
             new SecondsiteError(
               'SECONDSITE_ERR_CONNECTION_LOST',

@@ -16,6 +16,8 @@ export interface RouteRequest {
   params: Record<string, string>;
   query: URLSearchParams;
   body: unknown;
+  /** Peer API only: the calling host, authenticated by its mutual-TLS certificate. */
+  callerHostId?: string;
 }
 
 export interface RouteResult {
@@ -52,43 +54,30 @@ function compile(route: Route): CompiledRoute {
   return { ...route, regex: new RegExp(`^${pattern}$`), names };
 }
 
-export class ControlServer {
+/**
+ * Dispatches HTTP requests to a route table (the control API on its Unix socket, the peer API on the
+ * replication port). `callerOf` names the authenticated caller, when the transport has one.
+ */
+export class RouteDispatcher {
   private readonly routes: CompiledRoute[];
-  private server: Server | null = null;
-  private socketPath: string | null = null;
 
   constructor(
     routes: Route[],
     private readonly log: Logger,
+    private readonly callerOf: (req: IncomingMessage) => string | undefined = () => undefined,
   ) {
     this.routes = routes.map(compile);
   }
 
-  async listen(socketPath: string): Promise<void> {
-    await unlink(socketPath).catch(() => undefined);
-    const server = createServer((req, res) => {
+  /** A `node:http` request listener. */
+  listener(): (req: IncomingMessage, res: ServerResponse) => void {
+    return (req, res) => {
       this.handle(req, res).catch((e: unknown) => {
         this.log.error('control request failed', { error: e });
         if (!res.headersSent)
           send(res, 500, { error: { code: 'SECONDSITE_ERR_INTERNAL', message: String(e) } });
       });
-    });
-    this.server = server;
-    this.socketPath = socketPath;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => resolve());
-    });
-    await chmod(socketPath, 0o600);
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = null;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
+    };
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -113,7 +102,13 @@ export class ControlServer {
       const body = await readJsonBody(req);
       const params: Record<string, string> = {};
       hit.r.names.forEach((name, i) => (params[name] = decodeURIComponent(hit.m[i + 1] ?? '')));
-      const result = await hit.r.handler({ params, query: url.searchParams, body });
+      const callerHostId = this.callerOf(req);
+      const result = await hit.r.handler({
+        params,
+        query: url.searchParams,
+        body,
+        ...(callerHostId === undefined ? {} : { callerHostId }),
+      });
       if (result.contentType) {
         res.writeHead(result.status ?? 200, { 'content-type': result.contentType });
         res.end(String(result.body));
@@ -126,6 +121,38 @@ export class ControlServer {
         send(res, 500, errorBody('SECONDSITE_ERR_INTERNAL', e instanceof Error ? e.message : String(e)));
       }
     }
+  }
+}
+
+/** The host agent's control API on its Unix socket (mode 0600: the socket's owner is the caller). */
+export class ControlServer {
+  private readonly dispatcher: RouteDispatcher;
+  private server: Server | null = null;
+  private socketPath: string | null = null;
+
+  constructor(routes: Route[], log: Logger) {
+    this.dispatcher = new RouteDispatcher(routes, log);
+  }
+
+  async listen(socketPath: string): Promise<void> {
+    await unlink(socketPath).catch(() => undefined);
+    const server = createServer(this.dispatcher.listener());
+    this.server = server;
+    this.socketPath = socketPath;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+    await chmod(socketPath, 0o600);
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }
 }
 

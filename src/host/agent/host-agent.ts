@@ -7,6 +7,8 @@
  * the next start). Components register their control routes and metrics here.
  */
 import { mkdir } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import type { Clock } from '../../domain/clock.js';
 import type { DiskView } from '../../protocol/host-api/disks.schema.js';
@@ -17,8 +19,11 @@ import { registerReplicationMetrics } from './host-metrics.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { isSecondsiteError } from '../../domain/errors.js';
-import { loadTlsIdentity, type TlsIdentity } from '../pki/tls-config.js';
-import { ControlServer, type Route } from './control-server.js';
+import { loadTlsIdentity, peerHostId, type TlsIdentity } from '../pki/tls-config.js';
+import { PEER_ALPN, plannedFailoverBodySchema } from '../../protocol/host-api/peer.schema.js';
+import { parseBody } from '../../protocol/host-api/schema.js';
+import { peerFailoverRoutes, plannedFailover, type PeerFailoverDeps } from '../failover/peer-failover.js';
+import { ControlServer, RouteDispatcher, type Route } from './control-server.js';
 import {
   diskRoutes,
   failoverRoutes,
@@ -71,6 +76,8 @@ export class HostAgent {
   private replicaService: ReplicaService | null = null;
   private vmService: VmService | null = null;
   private failoverService: FailoverService | null = null;
+  /** The peer API (fed TLS connections from the replication port; never listens itself). */
+  private peerHttp: HttpServer | null = null;
 
   constructor(
     readonly config: HostConfig,
@@ -170,7 +177,45 @@ export class HostAgent {
         vms: this.vms,
         failovers: this.failovers,
       })),
+      {
+        method: 'POST',
+        path: '/v1/relationships/:id/planned-failover',
+        handler: async ({ params, body }) => ({
+          body: await plannedFailover(
+            this.peerFailoverDeps(),
+            params['id'] ?? '',
+            parseBody(plannedFailoverBodySchema, body ?? {}, 'planned failover request'),
+          ),
+        }),
+      },
     ];
+  }
+
+  private peerFailoverDeps(): PeerFailoverDeps {
+    return {
+      disks: this.disks,
+      relationships: this.relationships,
+      replicas: this.replicas,
+      vms: this.vms,
+      failovers: this.failovers,
+      storage: this.storage,
+      stateDir: this.config.stateDir,
+      identity: () => this.identity(),
+      replicationListen: () => ({
+        host: this.config.replication.listenHost,
+        port: this.replicas.listeningPort,
+      }),
+      log: this.log.child({ component: 'failover' }),
+    };
+  }
+
+  /** Routes other hosts call over mutual TLS on the replication port (docs/design/failover.md 8). */
+  private peerRoutes(): Route[] {
+    return peerFailoverRoutes(() => ({
+      replicas: this.replicas,
+      failovers: this.failovers,
+      relationships: this.relationships,
+    }));
   }
 
   async start(): Promise<void> {
@@ -195,6 +240,17 @@ export class HostAgent {
       this.clock,
       this.log.child({ component: 'replica' }),
     );
+    const peer = new RouteDispatcher(this.peerRoutes(), this.log.child({ component: 'peer' }), (req) =>
+      req.socket && 'alpnProtocol' in req.socket
+        ? (peerHostId(req.socket as TLSSocket) ?? undefined)
+        : undefined,
+    );
+    const peerHttp = createHttpServer(peer.listener());
+    this.peerHttp = peerHttp;
+    this.replicaService.peer = {
+      alpn: PEER_ALPN,
+      onConnection: (socket) => peerHttp.emit('connection', socket),
+    };
     await this.replicaService.start(identity);
     this.relationshipService = new RelationshipService(
       this.storage,
@@ -227,8 +283,12 @@ export class HostAgent {
       if (fenced?.state === 'prepared') {
         return `VM ${vmId} is prepared for a planned failover to ${fenced.replica.hostId} (its last changes are in point ${fenced.preparedPoint?.pointId ?? '?'}); fail over on the replica host, or cancel with 'secondsite host replication resume ${fenced.relationshipId}'`;
       }
-      return fenced
-        ? `VM ${vmId} was failed over to ${fenced.replica.hostId}, which now runs it (this host is fenced at epoch ${fenced.epoch}); set up reverse replication, resume at the new epoch after a cancelled failover ('secondsite host replication resume ${fenced.relationshipId} --epoch N'), or disable replication`
+      if (fenced) {
+        return `VM ${vmId} was failed over to ${fenced.replica.hostId}, which now runs it (this host is fenced at epoch ${fenced.epoch}); set up reverse replication, resume at the new epoch after a cancelled failover ('secondsite host replication resume ${fenced.relationshipId} --epoch N'), or disable replication`;
+      }
+      // reverse replication moved the VM's disks into a replica store (relationship id = VM id)
+      return this.replicaService?.has(vmId) && this.failoverService?.get(vmId).state === 'receiving'
+        ? `VM ${vmId} is a replica on this host now (its disks hold the recovery points of reverse replication); fail it over to run it here ('secondsite host failover planned ${vmId}' on its primary, or 'secondsite host failover start ${vmId}' here)`
         : null;
     };
     this.failoverService = new FailoverService(
@@ -266,6 +326,8 @@ export class HostAgent {
     this.relationshipService = null;
     await this.replicaService?.close();
     this.replicaService = null;
+    this.peerHttp?.closeAllConnections();
+    this.peerHttp = null;
     await this.nbd.close();
     await this.diskService?.close();
     this.diskService = null;

@@ -14,6 +14,15 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Clock } from '../../domain/clock.js';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
+import {
+  primaryProtectionState,
+  type PersistedRelationshipState,
+} from '../../domain/failover/primary-state.js';
+import {
+  protectionTransition,
+  type ProtectionInput,
+  type ProtectionState,
+} from '../../domain/failover/protection.machine.js';
 import { Rng } from '../../domain/random.js';
 import {
   measureReplication,
@@ -22,6 +31,7 @@ import {
   type ReplicationMeasure,
 } from '../../domain/replication/relationship-stats.js';
 import { buildReport, type ReplicationReport } from '../../domain/replication/replication-report.js';
+import { parseResyncWindow, resyncHeldBack } from '../../domain/replication/resync-policy.js';
 import type {
   EnableReplicationBody,
   ReplicationPolicy,
@@ -38,9 +48,10 @@ import type { DiskService } from './disk-service.js';
 /**
  * 'fenced': the replica refused this primary's epoch (a failover made the replica the VM's new home):
  * no cycles run and the VM may not start here until replication is resumed at the new epoch, reversed
- * or disabled (docs/design/failover.md section 6).
+ * or disabled (docs/design/failover.md section 6). The protection state shown to people is derived
+ * from this and a few facts (primary-state.ts).
  */
-export type RelationshipState = 'enabled' | 'paused' | 'fenced' | 'prepared';
+export type RelationshipState = PersistedRelationshipState;
 
 export interface RelationshipDefinition {
   readonly format: 'secondsite.relationship/1';
@@ -59,22 +70,36 @@ export interface RelationshipDefinition {
   readonly createdWallMs: number;
   /** 'prepared' only: the final point shipped with the VM off (planned failover, zero loss). */
   readonly preparedPoint?: { readonly pointId: string; readonly cutWallMs: number };
+  /** Scheduled initial replication: no cycle before this instant. */
+  readonly startAtWallMs?: number;
+  /** When the first point committed at the replica (the initial replication is done). */
+  readonly initialDoneWallMs?: number;
+  /** An operator asked for a resync: it runs even if the policy would hold it back; cleared after it. */
+  readonly resyncRequested?: boolean;
 }
 
 export interface RelationshipView {
   definition: RelationshipDefinition;
+  /** Hyper-V Replica's words: initial-replication, replicating, resync-required, paused ... */
+  protectionState: ProtectionState;
+  /** Why the relationship waits, when it does (scheduled start, a resync held back by the policy). */
+  waitingFor: string | null;
   report: ReplicationReport;
 }
 
 interface Runner {
   sender: ReplicationSender;
   scheduler: ReplicationScheduler;
+  /** Scheduled initial replication: the timer that starts the scheduler. */
+  startTimer?: NodeJS.Timeout;
 }
 
 export class RelationshipService {
   private readonly defs = new Map<string, RelationshipDefinition>();
   private readonly stats = new Map<string, RelationshipStats>();
   private readonly runners = new Map<string, Runner>();
+  /** Relationships whose resync the policy holds back, with the reason (in memory: re-derived each cycle). */
+  private readonly heldResync = new Map<string, string>();
   private readonly dir: string;
   private cycleCounter = 0;
 
@@ -164,6 +189,10 @@ export class RelationshipService {
       }
     }
     await this.identity(); // refuse early, with the fix, when this host has no certificate
+    const startAtWallMs =
+      body.initialReplicationStartAt === undefined ? undefined : Date.parse(body.initialReplicationStartAt);
+    const scheduled = startAtWallMs !== undefined && startAtWallMs > this.clock.wallMs();
+    protectionTransition(body.vmId, 'not-protected', scheduled ? 'enable-scheduled' : 'enable');
     const def: RelationshipDefinition = {
       format: 'secondsite.relationship/1',
       relationshipId,
@@ -173,6 +202,7 @@ export class RelationshipService {
       epoch: body.epoch,
       state: 'enabled',
       createdWallMs: this.clock.wallMs(),
+      ...(scheduled ? { startAtWallMs } : {}),
     };
     // the replica already holds a copy: the first cycle compares digests instead of copying
     if (body.initialReplication === 'existing-copy')
@@ -184,6 +214,7 @@ export class RelationshipService {
       relationshipId,
       diskIds: def.diskIds,
       replica: def.replica.hostId,
+      ...(scheduled ? { initialReplicationStartAt: new Date(startAtWallMs).toISOString() } : {}),
     });
     return { view: this.view(relationshipId), created: true };
   }
@@ -209,13 +240,7 @@ export class RelationshipService {
     const def = this.require(relationshipId);
     if (def.state === 'prepared' && def.preparedPoint)
       return { ...this.view(relationshipId), finalPoint: def.preparedPoint };
-    if (def.state === 'fenced') {
-      throw new SecondsiteError(
-        'SECONDSITE_ERR_INVALID_STATE',
-        `relationship ${relationshipId} is fenced: the replica already runs the VM after a failover; set up reverse replication instead`,
-        { relationshipId, state: def.state },
-      );
-    }
+    this.check(relationshipId, 'planned-failover');
     await this.stopRunner(relationshipId);
     const stats =
       this.stats.get(relationshipId) ?? newRelationshipStats(relationshipId, def.policy.copyFrequencySeconds);
@@ -237,6 +262,20 @@ export class RelationshipService {
     return { ...this.view(relationshipId), finalPoint };
   }
 
+  /**
+   * The replica took the VM over (planned failover completed there, or the operator seeds this host's
+   * disks as the reverse replica): the relationship stays, fenced, until it is disabled or resumed.
+   */
+  async failedOverAway(relationshipId: string): Promise<RelationshipView> {
+    const def = this.require(relationshipId);
+    if (def.state === 'fenced') return this.view(relationshipId);
+    this.check(relationshipId, 'fenced');
+    await this.stopRunner(relationshipId);
+    await this.persist({ ...def, state: 'fenced' });
+    this.log.info('the replica runs this VM now: replication fenced', { relationshipId });
+    return this.view(relationshipId);
+  }
+
   /** Fences the relationship if it is still enabled at the epoch the replica refused. */
   private async fence(relationshipId: string, refusedEpoch: number): Promise<void> {
     const def = this.defs.get(relationshipId);
@@ -252,6 +291,7 @@ export class RelationshipService {
   async pause(relationshipId: string): Promise<RelationshipView> {
     const def = this.require(relationshipId);
     if (def.state === 'paused') return this.view(relationshipId);
+    this.check(relationshipId, 'pause');
     await this.stopRunner(relationshipId);
     await this.persist({ ...def, state: 'paused' });
     this.log.info('replication paused', { relationshipId });
@@ -276,6 +316,16 @@ export class RelationshipService {
       );
     }
     if (def.state === 'enabled' && epoch === def.epoch) return this.view(relationshipId);
+    if (def.state !== 'enabled') {
+      // a fenced primary resumes only at the raised epoch of a replica that cancelled its failover
+      const input: ProtectionInput =
+        def.state === 'prepared'
+          ? 'cancel'
+          : def.state === 'fenced' && epoch > def.epoch
+            ? 'cancelled-by-replica'
+            : 'resume';
+      this.check(relationshipId, input);
+    }
     await this.stopRunner(relationshipId);
     const { preparedPoint: _dropped, ...rest } = def;
     const next: RelationshipDefinition = { ...rest, state: 'enabled', epoch };
@@ -288,6 +338,7 @@ export class RelationshipService {
   /** Stops replicating and forgets the relationship on this host (the replica keeps its points). */
   async disable(relationshipId: string): Promise<boolean> {
     if (!this.defs.has(relationshipId)) return false;
+    this.check(relationshipId, 'disable');
     await this.stopRunner(relationshipId);
     await this.storage.unlink(this.file(relationshipId));
     await this.storage.syncDir(this.dir);
@@ -306,9 +357,35 @@ export class RelationshipService {
     const stats =
       this.stats.get(relationshipId) ??
       newRelationshipStats(relationshipId, definition.policy.copyFrequencySeconds);
-    const report = buildReport(stats, this.clock.wallMs());
+    const now = this.clock.wallMs();
+    const report = buildReport(stats, now);
     if (definition.state !== 'enabled') report.state = 'stopped';
-    return { definition, report };
+    const protectionState = this.protectionStateOf(definition);
+    const held = this.heldResync.get(relationshipId) ?? null;
+    const waitingFor =
+      protectionState === 'ready-for-initial-replication' && definition.startAtWallMs !== undefined
+        ? `scheduled initial replication at ${new Date(definition.startAtWallMs).toISOString()}`
+        : protectionState === 'resync-required'
+          ? held
+          : null;
+    return { definition, protectionState, waitingFor, report };
+  }
+
+  private protectionStateOf(def: RelationshipDefinition): ProtectionState {
+    return primaryProtectionState(
+      {
+        state: def.state,
+        initialDoneWallMs: def.initialDoneWallMs,
+        startAtWallMs: def.startAtWallMs,
+        resyncHeldBack: this.heldResync.has(def.relationshipId),
+      },
+      this.clock.wallMs(),
+    );
+  }
+
+  /** Asks the protection machine; a refusal names the state and what to do. */
+  private check(relationshipId: string, input: ProtectionInput): void {
+    protectionTransition(relationshipId, this.protectionStateOf(this.require(relationshipId)), input);
   }
 
   private require(relationshipId: string): RelationshipDefinition {
@@ -356,8 +433,18 @@ export class RelationshipService {
       copyFrequencySeconds: def.policy.copyFrequencySeconds,
       stats,
       runCycle: async () => {
+        const held = this.resyncHeldBackReason(def.relationshipId);
+        if (held !== null) {
+          if (!this.heldResync.has(def.relationshipId))
+            log.warn('resync held back by the policy', { reason: held });
+          this.heldResync.set(def.relationshipId, held);
+          stats.resyncRequired = true;
+          return 'held';
+        }
+        this.heldResync.delete(def.relationshipId);
         try {
           await this.shipOnce(def, sender);
+          await this.afterCycle(def.relationshipId);
         } catch (e) {
           log.warn('replication cycle failed', { error: e });
           if (isSecondsiteError(e, 'SECONDSITE_ERR_STALE_EPOCH')) {
@@ -368,8 +455,70 @@ export class RelationshipService {
         }
       },
     });
-    this.runners.set(def.relationshipId, { sender, scheduler });
-    scheduler.start();
+    const runner: Runner = { sender, scheduler };
+    this.runners.set(def.relationshipId, runner);
+    const delayMs =
+      def.initialDoneWallMs === undefined && def.startAtWallMs !== undefined
+        ? def.startAtWallMs - this.clock.wallMs()
+        : 0;
+    if (delayMs <= 0) {
+      scheduler.start();
+      return;
+    }
+    log.info('initial replication scheduled', {
+      startAt: new Date(def.startAtWallMs ?? 0).toISOString(),
+    });
+    // setTimeout holds at most ~24.8 days; a later start re-arms (the relationship's state says why it waits)
+    const arm = (ms: number): void => {
+      runner.startTimer = setTimeout(
+        () => {
+          const left = (def.startAtWallMs ?? 0) - this.clock.wallMs();
+          if (left > 0) return arm(left);
+          delete runner.startTimer;
+          scheduler.start();
+        },
+        Math.min(ms, 2 ** 31 - 1),
+      );
+    };
+    arm(delayMs);
+  }
+
+  /**
+   * Why this relationship's next cycle must wait, or null: a resync change tracking needs (unclean
+   * stop, unreadable state, failed flush) that the policy holds back. The initial replication and a
+   * resync an operator asked for never wait.
+   */
+  private resyncHeldBackReason(relationshipId: string): string | null {
+    const def = this.defs.get(relationshipId);
+    if (!def || def.initialDoneWallMs === undefined) return null;
+    const needed = def.diskIds.some((diskId) => {
+      const reason = this.trackedOrUndefined(diskId)?.resyncReason;
+      return reason !== undefined && reason !== 'requested' && reason !== 'first-enable';
+    });
+    if (!needed) return null;
+    return resyncHeldBack({
+      mode: def.policy.resyncMode,
+      window: def.policy.resyncWindow === undefined ? undefined : parseResyncWindow(def.policy.resyncWindow),
+      requestedByOperator: def.resyncRequested === true,
+      wallMs: this.clock.wallMs(),
+    });
+  }
+
+  private trackedOrUndefined(diskId: string): ReturnType<DiskService['tracked']> | undefined {
+    try {
+      return this.disks.tracked(diskId);
+    } catch {
+      return undefined; // a disk that is not served: the cycle itself reports it
+    }
+  }
+
+  /** Records the facts a committed point establishes: the initial replication is done, a resync ran. */
+  private async afterCycle(relationshipId: string): Promise<void> {
+    const def = this.defs.get(relationshipId);
+    if (!def || def.state !== 'enabled') return;
+    if (def.initialDoneWallMs !== undefined && !def.resyncRequested) return;
+    const { resyncRequested: _done, ...rest } = def;
+    await this.persist({ ...rest, initialDoneWallMs: def.initialDoneWallMs ?? this.clock.wallMs() });
   }
 
   private async newSender(def: RelationshipDefinition, stats: RelationshipStats): Promise<ReplicationSender> {
@@ -430,14 +579,11 @@ export class RelationshipService {
    */
   async resync(relationshipId: string): Promise<RelationshipView> {
     const def = this.require(relationshipId);
-    if (def.state !== 'enabled') {
-      throw new SecondsiteError(
-        'SECONDSITE_ERR_INVALID_STATE',
-        `replication of ${relationshipId} is ${def.state}; resume it before a resync`,
-        { relationshipId, state: def.state },
-      );
-    }
+    this.check(relationshipId, 'resync');
+    // persisted first: a resync asked for runs even where the policy would hold it back (window, manual)
+    if (!def.resyncRequested) await this.persist({ ...def, resyncRequested: true });
     for (const diskId of def.diskIds) await this.disks.tracked(diskId).requireResync();
+    this.heldResync.delete(relationshipId);
     this.log.info('resync requested: the next cycle compares every chunk', { relationshipId });
     return this.view(relationshipId);
   }
@@ -499,6 +645,7 @@ export class RelationshipService {
     const runner = this.runners.get(relationshipId);
     if (!runner) return;
     this.runners.delete(relationshipId);
+    if (runner.startTimer) clearTimeout(runner.startTimer);
     runner.sender.stop();
     await runner.scheduler.stop();
   }

@@ -13,6 +13,7 @@ import type { RecoveryPointInfo, ReplicaStore } from '../recovery-points/replica
 import type { BlockDevice, BlockExtent } from '../block-device/block-device.js';
 import type { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../observability/logger.js';
+import type { TLSSocket } from 'node:tls';
 import type { TlsIdentity } from '../pki/tls-config.js';
 import { PointStore } from '../recovery-points/point-store.js';
 import { seedStore } from '../recovery-points/point-seeding.js';
@@ -77,6 +78,9 @@ export class ReplicaService {
    */
   refuseOpen: (relationshipId: string) => string | null = () => null;
 
+  /** The host peer API, served on the replication port to clients that ask for `alpn` (set by the agent). */
+  peer: { alpn: string; onConnection: (socket: TLSSocket) => void } | null = null;
+
   async start(identity: TlsIdentity | null): Promise<void> {
     for (const [location, dir] of Object.entries(this.config.replication.storageLocations)) {
       await this.storage.mkdir(dir);
@@ -116,7 +120,11 @@ export class ReplicaService {
         return (await this.open(req.relationshipId, req.storageLocation)).store;
       },
       onEvent: (event, fields) => this.log.info(event, fields),
-      onHello: (hello) => this.rememberVm(hello.relationshipId, hello.vmConfig),
+      onHello: async (hello, peerHostId) => {
+        await this.rememberPrimary(hello.relationshipId, peerHostId);
+        await this.rememberVm(hello.relationshipId, hello.vmConfig);
+      },
+      ...(this.peer ? { peer: this.peer } : {}),
       onPointCommitted: async ({ store, retentionHours }) => {
         const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
         if (dropped.length > 0)
@@ -181,6 +189,26 @@ export class ReplicaService {
 
   private vmFile(relationshipId: string): string {
     return join(this.config.stateDir, 'replica-vms', `${relationshipId}.json`);
+  }
+
+  private primaryFile(relationshipId: string): string {
+    return join(this.config.stateDir, 'replica-vms', `${relationshipId}.primary`);
+  }
+
+  /**
+   * The host that replicates into this relationship (authenticated by its certificate at its last
+   * HELLO), or null when none ever did (a seeded or imported replica with no cycle yet). The peer API
+   * lets only this host act on the relationship.
+   */
+  async primaryOf(relationshipId: string): Promise<string | null> {
+    const raw = await readWholeFile(this.storage, this.primaryFile(relationshipId));
+    return raw ? raw.toString('utf8').trim() || null : null;
+  }
+
+  private async rememberPrimary(relationshipId: string, hostId: string): Promise<void> {
+    if ((await this.primaryOf(relationshipId)) === hostId) return;
+    await this.storage.mkdir(join(this.config.stateDir, 'replica-vms'));
+    await replaceFileAtomically(this.storage, this.primaryFile(relationshipId), Buffer.from(`${hostId}\n`));
   }
 
   private async rememberVm(relationshipId: string, vmConfig: string): Promise<void> {
@@ -274,8 +302,8 @@ export class ReplicaService {
     await this.storage.rename(join(dir, relationshipId), join(dir, `${relationshipId}.promoted`));
     await this.storage.syncDir(dir);
     await this.storage.removeTree(join(dir, `${relationshipId}.promoted`));
-    if (await this.storage.exists(this.vmFile(relationshipId)))
-      await this.storage.unlink(this.vmFile(relationshipId));
+    for (const file of [this.vmFile(relationshipId), this.primaryFile(relationshipId)])
+      if (await this.storage.exists(file)) await this.storage.unlink(file);
     this.vmConfigs.delete(relationshipId);
     this.log.info('replica deleted', { relationshipId });
     return true;

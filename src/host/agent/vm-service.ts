@@ -7,7 +7,7 @@
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { CreateVmBody, VmTemplate } from '../../protocol/host-api/vms.schema.js';
 import type { Logger } from '../observability/logger.js';
-import type { VmDriver, VmSpec, VmStatus } from '../vm/vm-driver.js';
+import type { ShutdownReport, VmDriver, VmSpec, VmStatus } from '../vm/vm-driver.js';
 import type { DiskService } from './disk-service.js';
 
 /** The NBD URI of an export of this agent's socket. */
@@ -116,6 +116,11 @@ export class VmService {
   }
 
   async shutdown(vmId: string, timeoutMs: number): Promise<VmStatus> {
+    return (await this.shutdownWithReport(vmId, timeoutMs)).status;
+  }
+
+  /** Like `shutdown`, with the guest's report at its final flush (what a planned failover keeps). */
+  async shutdownWithReport(vmId: string, timeoutMs: number): Promise<ShutdownReport> {
     const r = await this.driver.shutdown(vmId, { timeoutMs });
     if (!r.stopped) {
       throw new SecondsiteError(
@@ -124,7 +129,7 @@ export class VmService {
         { vmId, timeoutMs, state: r.status.state },
       );
     }
-    return r.status;
+    return r;
   }
 
   /**

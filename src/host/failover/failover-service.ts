@@ -53,6 +53,8 @@ export interface FailoverView {
   /** The VM this host runs for it (test VM or recovery VM), null when none. */
   runningVmId: string | null;
   exports: string[];
+  /** The VM's disks at the point (boot disk first); after commit, ordinary disks of this host. */
+  diskIds: string[];
 }
 
 const DEFAULT_TEMPLATE: VmTemplate = { nics: [], guest: {} };
@@ -136,6 +138,7 @@ export class FailoverService {
       epoch: 0,
       runningVmId: null,
       exports: [],
+      diskIds: [],
     };
   }
 
@@ -357,10 +360,12 @@ export class FailoverService {
       rec.step === 'committing' &&
       !this.replicas.has(rec.relationshipId)
     ) {
-      // the promotion finished (the replica service completed its intent at start): adopt the images
+      // the promotion finished (the replica service completed its intent at start): adopt the images.
+      // A disk adopted before the crash is in the disk store, so the disk service already serves it.
       for (const d of rec.disks) {
         const dev = await this.disks.adoptImage(d.diskId, d.diskId, d.sizeBytes);
-        this.nbd.addExport(d.diskId, dev, { description: `secondsite disk ${d.diskId}` });
+        if (!this.nbd.lookup(d.diskId))
+          this.nbd.addExport(d.diskId, dev, { description: `secondsite disk ${d.diskId}` });
       }
       await this.startVm(rec.vmId);
       await this.save({ ...rec, state: 'failed-over', step: null, updatedWallMs: this.clock.wallMs() });
@@ -551,6 +556,7 @@ export class FailoverService {
       epoch: rec.epoch,
       runningVmId: testing ? testVmIdOf(rec.vmId) : rec.vmId,
       exports: rec.disks.map((d) => (testing ? testExportOf(rec.relationshipId, d.diskId) : d.diskId)),
+      diskIds: rec.disks.map((d) => d.diskId),
     };
   }
 

@@ -6,14 +6,23 @@
  */
 import type { RelationshipService, RelationshipView } from '../agent/relationship-service.js';
 import type { VmService } from '../agent/vm-service.js';
+import type { GuestAppView } from '../vm/vm-driver.js';
 
 export async function preparePlannedFailover(
   vms: VmService,
   relationships: RelationshipService,
   relationshipId: string,
   timeoutMs: number,
-): Promise<RelationshipView & { finalPoint: { pointId: string; cutWallMs: number } }> {
+): Promise<
+  RelationshipView & {
+    finalPoint: { pointId: string; cutWallMs: number };
+    /** The guest's report at its final flush: every record up to `lastDurableSeq` is in the final point. */
+    guestAtShutdown: GuestAppView | null;
+  }
+> {
   const vmId = relationships.get(relationshipId).definition.vmId;
-  if (await vms.isRunning(vmId)) await vms.shutdown(vmId, timeoutMs);
-  return relationships.prepareFailover(relationshipId);
+  const guestAtShutdown = (await vms.isRunning(vmId))
+    ? (await vms.shutdownWithReport(vmId, timeoutMs)).guestAtShutdown
+    : null;
+  return { ...(await relationships.prepareFailover(relationshipId)), guestAtShutdown };
 }

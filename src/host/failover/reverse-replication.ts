@@ -68,7 +68,10 @@ export async function seedReplicaFromLocalDisks(
   // other order let a kill between the two steps (failback: the VM already runs on the other host)
   // restart the VM here too: two writable primaries.
   await deps.failovers.retire(relationshipId);
-  if (rel) await deps.relationships.disable(relationshipId);
+  if (rel) {
+    await deps.relationships.failedOverAway(relationshipId); // a prepared one: the replica took over
+    await deps.relationships.disable(relationshipId);
+  }
   for (const i of images) await deps.disks.release(i.diskId);
   const view = await deps.replicas.seed(relationshipId, request.storageLocation, request.epoch, images);
   for (const i of images) await deps.disks.forget(i.diskId);

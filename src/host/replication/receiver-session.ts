@@ -45,7 +45,8 @@ export interface ReceiverSessionDeps {
   /** True once this session was replaced or the receiver stops. */
   aborted(): boolean;
   /** Called once the HELLO is authorized and the store open (the replica keeps the VM definition). */
-  onHello?(hello: MessageOf<'hello'>): Promise<void>;
+  /** After the store opened for a HELLO; `peerHostId` is the authenticated primary. */
+  onHello?(hello: MessageOf<'hello'>, peerHostId: string): Promise<void>;
   /** Called after each commit, before POINT_COMMITTED is sent (the replica applies retention here). */
   onPointCommitted?(e: {
     store: ReplicaStore;
@@ -122,7 +123,7 @@ export class ReceiverSession {
     this.retentionHours = hello.retentionHours;
     const store = await this.deps.openStore(hello, this.peerHostId);
     this.store = store;
-    await this.deps.onHello?.(hello);
+    await this.deps.onHello?.(hello, this.peerHostId);
     checkEpoch(frame.header.epoch, store.epoch(), 'sender');
     for (const d of hello.disks) await store.ensureDisk(d.diskId, d.sizeBytes);
     this.disks = hello.disks;

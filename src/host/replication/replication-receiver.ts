@@ -51,6 +51,11 @@ export interface ReceiverConfig {
   readonly onHello?: ReceiverSessionDeps['onHello'];
   /** Structured events (refusals, sessions, commits) for the host agent's log. */
   readonly onEvent?: (event: string, fields: Record<string, unknown>) => void;
+  /**
+   * The host peer API shares the port: a client that negotiates ALPN `alpn` (over the same mutual TLS)
+   * is handed to `onConnection` instead of the replication protocol (docs/design/failover.md section 8).
+   */
+  readonly peer?: { readonly alpn: string; readonly onConnection: (socket: TLSSocket) => void };
 }
 
 interface Binding {
@@ -87,8 +92,16 @@ export class ReplicationReceiver {
 
   /** Listens; resolves with the bound port. */
   async start(): Promise<{ port: number }> {
-    const server = createServer(replicationServerOptions(this.config.tls), (socket) =>
-      this.onSecureConnection(socket),
+    const peer = this.config.peer;
+    const server = createServer(
+      { ...replicationServerOptions(this.config.tls), ...(peer ? { ALPNProtocols: [peer.alpn] } : {}) },
+      (socket) => {
+        if (peer && socket.alpnProtocol === peer.alpn) {
+          this.sockets.add(socket);
+          socket.on('close', () => this.sockets.delete(socket));
+          peer.onConnection(socket);
+        } else this.onSecureConnection(socket);
+      },
     );
     server.maxConnections = this.config.maxConnections ?? 64;
     server.on('tlsClientError', (e) => {

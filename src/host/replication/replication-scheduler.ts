@@ -19,8 +19,11 @@ export interface SchedulerConfig {
   readonly copyFrequencySeconds: number;
   /** Continuous mode: least time between two cycle starts (default 1000). */
   readonly minGapMs?: number;
-  /** Takes the cut and ships it (ReplicationSender.shipCycle); throws when the cycle failed. */
-  readonly runCycle: () => Promise<void>;
+  /**
+   * Takes the cut and ships it (ReplicationSender.shipCycle); throws when the cycle failed. Returns
+   * 'held' when the cycle was deliberately not run (a resync the policy holds back): no outcome counts.
+   */
+  readonly runCycle: () => Promise<void | 'held'>;
   readonly stats: RelationshipStats;
 }
 
@@ -69,8 +72,7 @@ export class ReplicationScheduler {
       const startedMs = clock.monotonicMs();
       this.cyclesStarted++;
       try {
-        await this.config.runCycle();
-        recordOutcome(stats, 'ok');
+        if ((await this.config.runCycle()) !== 'held') recordOutcome(stats, 'ok');
       } catch {
         recordOutcome(stats, 'failed');
       }

@@ -4,6 +4,7 @@
  * with a replication policy.
  */
 import { z } from 'zod';
+import { RESYNC_MODES, parseResyncWindow } from '../../domain/replication/resync-policy.js';
 import { diskIdSchema } from './disks.schema.js';
 
 export const plainIdSchema = z
@@ -45,6 +46,23 @@ export const replicationPolicySchema = z
         'app-consistent frequency is 0 (off) or 5 s to 12 h',
       )
       .default(0),
+    /**
+     * When a resync that change tracking needs (unclean stop, failed flush) runs: at once, only when an
+     * operator asks, or inside `resyncWindow` (docs/design/failover.md section 8.1).
+     */
+    resyncMode: z.enum(RESYNC_MODES).default('automatic'),
+    /** 'HH:MM-HH:MM' in UTC (may wrap midnight); required with resyncMode 'window'. */
+    resyncWindow: z
+      .string()
+      .refine((t) => {
+        try {
+          parseResyncWindow(t);
+          return true;
+        } catch {
+          return false;
+        }
+      }, "the resync window is 'HH:MM-HH:MM' in UTC with start != end, e.g. '22:00-06:00'")
+      .optional(),
     /** Transfer chunk (resume granularity). */
     chunkBytes: z
       .number()
@@ -53,7 +71,11 @@ export const replicationPolicySchema = z
       .max(16 * 1024 * 1024)
       .default(1024 * 1024),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.resyncMode !== 'window' || p.resyncWindow !== undefined, {
+    message: "resyncMode 'window' needs resyncWindow, e.g. '22:00-06:00' (UTC)",
+    path: ['resyncWindow'],
+  });
 
 export const enableReplicationBodySchema = z
   .object({
@@ -84,6 +106,11 @@ export const enableReplicationBodySchema = z
      * resync that compares digests and sends only what differs.
      */
     initialReplication: z.enum(['network', 'existing-copy']).default('network'),
+    /**
+     * Scheduled initial replication: no cycle runs before this instant (ISO 8601 with an offset, e.g.
+     * '2026-11-23T01:00:00Z'). Absent or in the past: start now.
+     */
+    initialReplicationStartAt: z.string().datetime({ offset: true }).optional(),
   })
   .strict();
 
