@@ -49,9 +49,8 @@ export interface EmbeddedPostgresOptions {
   /** The folder that holds the cluster, its password file and its log (created if missing). */
   readonly dataDir: string;
   /**
-   * Trade durability for speed (fsync, synchronous_commit and full_page_writes off): for test
-   * clusters only. A crash of the process keeps committed data (the OS still has it); a crash of the
-   * machine may not.
+   * Trade durability for speed (fsync and full_page_writes off, initdb --no-sync): for test clusters
+   * only. A kill of any process keeps committed data (the OS has it); a crash of the machine may not.
    */
   readonly unsafeFastForTests?: boolean;
   /** Extra server settings (`-c name=value`), e.g. `{ max_connections: '200' }`. */
@@ -256,9 +255,8 @@ function spawnPostgres(
   const settings: Record<string, string> = {
     listen_addresses: '127.0.0.1',
     unix_socket_directories: '',
-    ...(options.unsafeFastForTests
-      ? { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' }
-      : {}),
+    // Not synchronous_commit=off: that loses commits when the server process dies, not just the machine.
+    ...(options.unsafeFastForTests ? { fsync: 'off', full_page_writes: 'off' } : {}),
     ...options.settings,
   };
   const args = [bins.postgres, '-D', clusterDir, '-p', String(port)];

@@ -1,8 +1,9 @@
 /**
  * Runs jobs of one queue with handlers, in this process, next to any number of workers elsewhere.
  *
- * Loop: claim up to `concurrency - running` jobs; for each, call the handler of its kind with an
- * AbortSignal, and heartbeat every `leaseMs / 3` while it runs. Outcome:
+ * Loop: claim up to `concurrency - running` jobs of the kinds it has handlers for (other kinds stay
+ * queued for other workers); for each, call the handler of its kind with an AbortSignal, and
+ * heartbeat every `leaseMs / 3` while it runs. Outcome:
  *   - handler resolves               -> complete(result) (unless it completed itself with `ctx.complete`);
  *   - handler throws a SecondsiteError whose retry class is 'permanent', or no handler for the kind
  *                                     -> fail, permanent;
