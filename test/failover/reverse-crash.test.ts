@@ -188,272 +188,282 @@ test('kill -9 of either agent during reverse replication and failback: completes
   const outcomes = { before: 0, after: 0 };
   let cases = 0;
 
-  for (let c = 0; c < chains; c++) {
-    const vmId = `w${c}`;
-    const diskId = `${vmId}-d0`;
-    await protectedVm(lab, vmId, { recordsPerSec: 100, diskBytes: DISK_BYTES });
-    const monitor = new TwoPrimariesMonitor(lab, vmId);
-    cleanups.push(() => monitor.stop());
-    await sleep(500);
+  try {
+    for (let c = 0; c < chains; c++) {
+      const vmId = `w${c}`;
+      const diskId = `${vmId}-d0`;
+      await protectedVm(lab, vmId, { recordsPerSec: 100, diskBytes: DISK_BYTES });
+      const monitor = new TwoPrimariesMonitor(lab, vmId);
+      cleanups.push(() => monitor.stop());
+      await sleep(500);
 
-    /**
-     * Runs `op`, kills a random one of `victims` after a random delay below `maxDelayMs`, restarts it,
-     * and returns what the interrupted call answered.
-     */
-    const crash = async (
-      name: string,
-      victims: HostId[],
-      maxDelayMs: number,
-      op: () => Promise<unknown>,
-      /** Asked while the victim is down: did the operation complete before the kill? */
-      probe?: (victim: HostId) => Promise<'before' | 'after'>,
-    ): Promise<{ where: string; victim: HostId; outcome: (found: 'before' | 'after') => void }> => {
-      const victim = rng.pick(victims);
-      const delayMs = rng.int(maxDelayMs);
-      const startedMs = Date.now();
-      const call = op().then(
-        () => `answered after ${Date.now() - startedMs} ms`,
-        (e: unknown) => `failed: ${(e as Error).message.slice(0, 100)}`,
-      );
-      await sleep(delayMs);
-      await lab.kill(victim);
-      const answered = await call;
-      const probed = probe ? await probe(victim) : null;
-      await lab.start(victim);
-      cases++;
-      const where = `seed ${seed} chain ${c} ${name} (${victim} killed after ${delayMs} ms; call ${answered})`;
-      const line = log.push(where) - 1;
-      await monitor.check(where);
-      const outcome = (found: 'before' | 'after'): void => {
-        outcomes[found]++;
-        log[line] = `${where}: found ${found}`;
+      /**
+       * Runs `op`, kills a random one of `victims` after a random delay below `maxDelayMs`, restarts it,
+       * and returns what the interrupted call answered.
+       */
+      const crash = async (
+        name: string,
+        victims: HostId[],
+        maxDelayMs: number,
+        op: () => Promise<unknown>,
+        /** Asked while the victim is down: did the operation complete before the kill? */
+        probe?: (victim: HostId) => Promise<'before' | 'after'>,
+      ): Promise<{ where: string; victim: HostId; outcome: (found: 'before' | 'after') => void }> => {
+        const victim = rng.pick(victims);
+        const delayMs = rng.int(maxDelayMs);
+        const startedMs = Date.now();
+        const call = op().then(
+          () => `answered after ${Date.now() - startedMs} ms`,
+          (e: unknown) => `failed: ${(e as Error).message.slice(0, 100)}`,
+        );
+        await sleep(delayMs);
+        await lab.kill(victim);
+        const answered = await call;
+        const probed = probe ? await probe(victim) : null;
+        await lab.start(victim);
+        cases++;
+        const where = `seed ${seed} chain ${c} ${name} (${victim} killed after ${delayMs} ms; call ${answered})`;
+        const line = log.push(where) - 1;
+        await monitor.check(where);
+        const outcome = (found: 'before' | 'after'): void => {
+          outcomes[found]++;
+          log[line] = `${where}: found ${found}`;
+        };
+        if (probed) outcome(probed);
+        return { where, victim, outcome };
       };
-      if (probed) outcome(probed);
-      return { where, victim, outcome };
-    };
 
-    /** Both hosts' checks after a case: one primary at most, nothing half-done. */
-    const settled = async (where: string): Promise<void> => {
-      await monitor.check(where);
-      assert.deepEqual(monitor.violations, [], where);
-      await checkClean(lab, where);
-    };
-
-    /** The VM runs on `on` (its guest answers) and not on the other host. */
-    const runsOnlyOn = async (on: HostId, where: string): Promise<VmStatus> => {
-      const s = await guestRunning(lab, on, vmId);
-      const elsewhere = await vmStatus(lab, other(on), vmId).catch(() => undefined);
-      assert.ok(!running(elsewhere), `${where}: the VM also runs on ${other(on)}`);
-      return s;
-    };
-
-    /** Planned failover without a crash: prepare on `from`, failover + commit on `to`. */
-    const plannedFailover = async (from: HostId, to: HostId): Promise<number> => {
-      const prepared = await lab
-        .host(from)
-        .client.post<{ finalPoint: { pointId: string } }>(`/v1/relationships/${vmId}/prepare-failover`, {
-          timeoutMs: 10_000,
-        });
-      await lab
-        .host(to)
-        .client.post(`/v1/replicas/${vmId}/failover`, { pointId: prepared.finalPoint.pointId });
-      await lab.host(to).client.post(`/v1/replicas/${vmId}/failover/commit`);
-      return (await guestRunning(lab, to, vmId)).guest?.bootSeq ?? 0;
-    };
-
-    /** Seed on the old primary, crashed once and re-issued: the seed point is exactly its old disk. */
-    const seedCase = async (name: string, oldPrimary: HostId, epoch: number): Promise<void> => {
-      const image = sha256(await diskFile(lab, oldPrimary, diskId));
-      const body = { diskIds: [diskId], epoch };
-      const { where, outcome } = await crash(name, [oldPrimary, oldPrimary, other(oldPrimary)], 25, () =>
-        lab.host(oldPrimary).client.post(`/v1/replicas/${vmId}/seed`, body),
-      );
-      const disks = (await lab.host(oldPrimary).client.get<HostStatus>('/v1/status')).disks;
-      const seeded = await lab
-        .host(oldPrimary)
-        .client.get<ReplicaView>(`/v1/replicas/${vmId}`)
-        .catch(() => null);
-      assert.ok(
-        disks.some((d) => d.diskId === diskId) || seeded !== null,
-        `${where}: the disk is neither on ${oldPrimary} nor in its replica`,
-      );
-      outcome(seeded === null ? 'before' : 'after');
-      await runsOnlyOn(other(oldPrimary), where);
-      const view = await lab.host(oldPrimary).client.post<ReplicaView>(`/v1/replicas/${vmId}/seed`, body);
-      assert.deepEqual(
-        view.points.map((p) => p.cycleId),
-        ['seed'],
-        `${where}: re-issued`,
-      );
-      assert.equal(view.epoch, epoch, `${where}: the seed's epoch`);
-      assert.equal(
-        await pointHash(lab, oldPrimary, vmId, view.points[0]!.pointId),
-        image,
-        `${where}: the seed point is ${oldPrimary}'s old disk`,
-      );
-      const left = (await lab.host(oldPrimary).client.get<HostStatus>('/v1/status')).disks;
-      assert.ok(!left.some((d) => d.diskId === diskId), `${where}: the disk left ${oldPrimary}'s disk list`);
-      await settled(where);
-    };
-
-    /**
-     * Reverse replication enabled on the new primary at `epoch`, crashed once during its first
-     * (resync) cycle and re-issued: a point at that epoch arrives, sending at most what differs.
-     */
-    const enableCase = async (
-      name: string,
-      newPrimary: HostId,
-      epoch: number,
-      bootSeq: number,
-    ): Promise<void> => {
-      const replica = other(newPrimary);
-      const body = {
-        vmId,
-        diskIds: [diskId],
-        replica: { hostId: replica, address: '127.0.0.1', port: lab.host(replica).replicationPort },
-        policy: { copyFrequencySeconds: 900, chunkBytes: CHUNK_BYTES },
-        epoch,
+      /** Both hosts' checks after a case: one primary at most, nothing half-done. */
+      const settled = async (where: string): Promise<void> => {
+        await monitor.check(where);
+        assert.deepEqual(monitor.violations, [], where);
+        await checkClean(lab, where);
       };
-      // before: the first (resync) cycle had not committed when the victim died; after: it had
-      const { where, victim } = await crash(
-        name,
-        [newPrimary, newPrimary, replica],
-        150,
-        () => lab.host(newPrimary).client.post('/v1/relationships', body),
-        async (down) => {
-          if (down === newPrimary) {
+
+      /** The VM runs on `on` (its guest answers) and not on the other host. */
+      const runsOnlyOn = async (on: HostId, where: string): Promise<VmStatus> => {
+        const s = await guestRunning(lab, on, vmId);
+        const elsewhere = await vmStatus(lab, other(on), vmId).catch(() => undefined);
+        assert.ok(!running(elsewhere), `${where}: the VM also runs on ${other(on)}`);
+        return s;
+      };
+
+      /** Planned failover without a crash: prepare on `from`, failover + commit on `to`. */
+      const plannedFailover = async (from: HostId, to: HostId): Promise<number> => {
+        const prepared = await lab
+          .host(from)
+          .client.post<{ finalPoint: { pointId: string } }>(`/v1/relationships/${vmId}/prepare-failover`, {
+            timeoutMs: 10_000,
+          });
+        await lab
+          .host(to)
+          .client.post(`/v1/replicas/${vmId}/failover`, { pointId: prepared.finalPoint.pointId });
+        await lab.host(to).client.post(`/v1/replicas/${vmId}/failover/commit`);
+        return (await guestRunning(lab, to, vmId)).guest?.bootSeq ?? 0;
+      };
+
+      /** Seed on the old primary, crashed once and re-issued: the seed point is exactly its old disk. */
+      const seedCase = async (name: string, oldPrimary: HostId, epoch: number): Promise<void> => {
+        const image = sha256(await diskFile(lab, oldPrimary, diskId));
+        const body = { diskIds: [diskId], epoch };
+        const { where, outcome } = await crash(name, [oldPrimary, oldPrimary, other(oldPrimary)], 25, () =>
+          lab.host(oldPrimary).client.post(`/v1/replicas/${vmId}/seed`, body),
+        );
+        const disks = (await lab.host(oldPrimary).client.get<HostStatus>('/v1/status')).disks;
+        const seeded = await lab
+          .host(oldPrimary)
+          .client.get<ReplicaView>(`/v1/replicas/${vmId}`)
+          .catch(() => null);
+        assert.ok(
+          disks.some((d) => d.diskId === diskId) || seeded !== null,
+          `${where}: the disk is neither on ${oldPrimary} nor in its replica`,
+        );
+        outcome(seeded === null ? 'before' : 'after');
+        await runsOnlyOn(other(oldPrimary), where);
+        const view = await lab.host(oldPrimary).client.post<ReplicaView>(`/v1/replicas/${vmId}/seed`, body);
+        assert.deepEqual(
+          view.points.map((p) => p.cycleId),
+          ['seed'],
+          `${where}: re-issued`,
+        );
+        assert.equal(view.epoch, epoch, `${where}: the seed's epoch`);
+        assert.equal(
+          await pointHash(lab, oldPrimary, vmId, view.points[0]!.pointId),
+          image,
+          `${where}: the seed point is ${oldPrimary}'s old disk`,
+        );
+        const left = (await lab.host(oldPrimary).client.get<HostStatus>('/v1/status')).disks;
+        assert.ok(
+          !left.some((d) => d.diskId === diskId),
+          `${where}: the disk left ${oldPrimary}'s disk list`,
+        );
+        await settled(where);
+      };
+
+      /**
+       * Reverse replication enabled on the new primary at `epoch`, crashed once during its first
+       * (resync) cycle and re-issued: a point at that epoch arrives, sending at most what differs.
+       */
+      const enableCase = async (
+        name: string,
+        newPrimary: HostId,
+        epoch: number,
+        bootSeq: number,
+      ): Promise<void> => {
+        const replica = other(newPrimary);
+        const body = {
+          vmId,
+          diskIds: [diskId],
+          replica: { hostId: replica, address: '127.0.0.1', port: lab.host(replica).replicationPort },
+          policy: { copyFrequencySeconds: 900, chunkBytes: CHUNK_BYTES },
+          epoch,
+        };
+        // before: the first (resync) cycle had not committed when the victim died; after: it had
+        const { where, victim } = await crash(
+          name,
+          [newPrimary, newPrimary, replica],
+          150,
+          () => lab.host(newPrimary).client.post('/v1/relationships', body),
+          async (down) => {
+            if (down === newPrimary) {
+              const v = await lab.host(replica).client.get<ReplicaView>(`/v1/replicas/${vmId}`);
+              return v.latestPoint?.cycleId === 'seed' ? 'before' : 'after';
+            }
+            const rel = await lab
+              .host(newPrimary)
+              .client.get<RelationshipView>(`/v1/relationships/${vmId}`)
+              .catch(() => null);
+            return rel?.report.lastPoint ? 'after' : 'before';
+          },
+        );
+        await lab.host(newPrimary).client.post('/v1/relationships', body);
+        const view = await waitFor(
+          `${where}: the first reverse point on ${replica}`,
+          async () => {
             const v = await lab.host(replica).client.get<ReplicaView>(`/v1/replicas/${vmId}`);
-            return v.latestPoint?.cycleId === 'seed' ? 'before' : 'after';
-          }
-          const rel = await lab
-            .host(newPrimary)
-            .client.get<RelationshipView>(`/v1/relationships/${vmId}`)
-            .catch(() => null);
-          return rel?.report.lastPoint ? 'after' : 'before';
-        },
+            return v.latestPoint !== null && v.latestPoint.cycleId !== 'seed' ? v : null;
+          },
+          60_000,
+        );
+        assert.equal(view.latestPoint?.epoch, epoch, `${where}: the reverse point's epoch`);
+        await runsOnlyOn(newPrimary, where);
+        // what the reverse sent (since the new primary's agent started, when it was the one killed)
+        const rel = await lab.host(newPrimary).client.get<RelationshipView>(`/v1/relationships/${vmId}`);
+        const guest = (await vmStatus(lab, newPrimary, vmId)).guest;
+        assert.ok(guest, where);
+        const image = await diskFile(lab, newPrimary, diskId);
+        const changed = chunksOfRecords(await logOf(image), bootSeq, guest.lastWrittenSeq);
+        const bound = 1.1 * changed + CHUNK_BYTES;
+        const sent = rel.report.bytes.logicalSent;
+        log.push(
+          `  sent ${sent} bytes for ${changed} bytes of chunks written since the failover (${victim} killed)`,
+        );
+        assert.ok(sent <= bound, `${where}: sent ${sent} > ${bound}: more than what differs`);
+        assert.ok(sent < DISK_BYTES / 4, `${where}: no full copy`);
+        await validateRetainedPoints(lab, replica, vmId, where);
+        await settled(where);
+      };
+
+      /**
+       * Planned failover back, crashed once during `prepare` on `from`: re-issued, the final point (the
+       * VM is off) equals `from`'s disk and its guest log is valid.
+       */
+      const prepareCase = async (
+        name: string,
+        from: HostId,
+      ): Promise<{ pointId: string; lastSeq: number }> => {
+        const to = other(from);
+        const { where, outcome } = await crash(name, [from, from, to], 250, () =>
+          lab.host(from).client.post(`/v1/relationships/${vmId}/prepare-failover`, { timeoutMs: 10_000 }),
+        );
+        const state = (await lab.host(from).client.get<RelationshipView>(`/v1/relationships/${vmId}`))
+          .definition.state;
+        assert.ok(state === 'enabled' || state === 'prepared', `${where}: relationship ${state}`);
+        outcome(state === 'prepared' ? 'after' : 'before');
+        const prepared = await lab
+          .host(from)
+          .client.post<{ finalPoint: { pointId: string } }>(`/v1/relationships/${vmId}/prepare-failover`, {
+            timeoutMs: 10_000,
+          });
+        assert.ok(!running(await vmStatus(lab, from, vmId)), `${where}: the VM is off on ${from}`);
+        const primary = await diskFile(lab, from, diskId);
+        assert.equal(
+          await pointHash(lab, to, vmId, prepared.finalPoint.pointId),
+          sha256(primary),
+          `${where}: the final point equals ${from}'s disk`,
+        );
+        await validateRetainedPoints(lab, to, vmId, where);
+        await settled(where);
+        return { pointId: prepared.finalPoint.pointId, lastSeq: (await logOf(primary)).lastSeq };
+      };
+
+      // A -> B, committed; the VM writes on B
+      const bootSeqB = await plannedFailover('host-a', 'host-b');
+      await sleep(300);
+
+      // 1-2: reverse replication B -> A
+      await seedCase('seed on A', 'host-a', 1);
+      await enableCase('enable B -> A', 'host-b', 1, bootSeqB);
+      await sleep(300);
+
+      // 3-5: failback B -> A
+      const final = await prepareCase('failback prepare on B', 'host-b');
+      const fo = await crash('failback failover on A', ['host-a', 'host-a', 'host-b'], 300, () =>
+        lab.host('host-a').client.post(`/v1/replicas/${vmId}/failover`, { pointId: final.pointId }),
       );
-      await lab.host(newPrimary).client.post('/v1/relationships', body);
-      const view = await waitFor(
-        `${where}: the first reverse point on ${replica}`,
-        async () => {
-          const v = await lab.host(replica).client.get<ReplicaView>(`/v1/replicas/${vmId}`);
-          return v.latestPoint !== null && v.latestPoint.cycleId !== 'seed' ? v : null;
-        },
-        60_000,
+      let view = await lab.host('host-a').client.get<FailoverView>(`/v1/replicas/${vmId}/failover`);
+      assert.ok(
+        view.state === 'receiving' || view.state === 'failover-pending-commit',
+        `${fo.where}: state ${view.state}`,
       );
-      assert.equal(view.latestPoint?.epoch, epoch, `${where}: the reverse point's epoch`);
-      await runsOnlyOn(newPrimary, where);
-      // what the reverse sent (since the new primary's agent started, when it was the one killed)
-      const rel = await lab.host(newPrimary).client.get<RelationshipView>(`/v1/relationships/${vmId}`);
-      const guest = (await vmStatus(lab, newPrimary, vmId)).guest;
-      assert.ok(guest, where);
-      const image = await diskFile(lab, newPrimary, diskId);
-      const changed = chunksOfRecords(await logOf(image), bootSeq, guest.lastWrittenSeq);
-      const bound = 1.1 * changed + CHUNK_BYTES;
-      const sent = rel.report.bytes.logicalSent;
-      log.push(
-        `  sent ${sent} bytes for ${changed} bytes of chunks written since the failover (${victim} killed)`,
+      if (view.state === 'receiving') assert.ok(!running(await vmStatus(lab, 'host-a', vmId)), fo.where);
+      fo.outcome(view.state === 'receiving' ? 'before' : 'after');
+      view = await lab.host('host-a').client.post<FailoverView>(`/v1/replicas/${vmId}/failover`, {
+        pointId: final.pointId,
+      });
+      assert.equal(view.state, 'failover-pending-commit', `${fo.where}: re-issued`);
+      assert.equal(view.pointId, final.pointId, `${fo.where}: at the final point`);
+      const recovered = await runsOnlyOn('host-a', fo.where);
+      assert.ok((recovered.guest?.bootSeq ?? 0) >= final.lastSeq, `${fo.where}: no record lost`);
+      await settled(fo.where);
+
+      const cm = await crash('failback commit on A', ['host-a', 'host-a', 'host-b'], 60, () =>
+        lab.host('host-a').client.post(`/v1/replicas/${vmId}/failover/commit`),
       );
-      assert.ok(sent <= bound, `${where}: sent ${sent} > ${bound}: more than what differs`);
-      assert.ok(sent < DISK_BYTES / 4, `${where}: no full copy`);
-      await validateRetainedPoints(lab, replica, vmId, where);
-      await settled(where);
-    };
-
-    /**
-     * Planned failover back, crashed once during `prepare` on `from`: re-issued, the final point (the
-     * VM is off) equals `from`'s disk and its guest log is valid.
-     */
-    const prepareCase = async (name: string, from: HostId): Promise<{ pointId: string; lastSeq: number }> => {
-      const to = other(from);
-      const { where, outcome } = await crash(name, [from, from, to], 250, () =>
-        lab.host(from).client.post(`/v1/relationships/${vmId}/prepare-failover`, { timeoutMs: 10_000 }),
+      view = await lab.host('host-a').client.get<FailoverView>(`/v1/replicas/${vmId}/failover`);
+      assert.ok(
+        view.state === 'failover-pending-commit' || view.state === 'failed-over',
+        `${cm.where}: state ${view.state}`,
       );
-      const state = (await lab.host(from).client.get<RelationshipView>(`/v1/relationships/${vmId}`))
-        .definition.state;
-      assert.ok(state === 'enabled' || state === 'prepared', `${where}: relationship ${state}`);
-      outcome(state === 'prepared' ? 'after' : 'before');
-      const prepared = await lab
-        .host(from)
-        .client.post<{ finalPoint: { pointId: string } }>(`/v1/relationships/${vmId}/prepare-failover`, {
-          timeoutMs: 10_000,
-        });
-      assert.ok(!running(await vmStatus(lab, from, vmId)), `${where}: the VM is off on ${from}`);
-      const primary = await diskFile(lab, from, diskId);
-      assert.equal(
-        await pointHash(lab, to, vmId, prepared.finalPoint.pointId),
-        sha256(primary),
-        `${where}: the final point equals ${from}'s disk`,
+      cm.outcome(view.state === 'failed-over' ? 'after' : 'before');
+      view = await lab.host('host-a').client.post<FailoverView>(`/v1/replicas/${vmId}/failover/commit`);
+      assert.equal(view.state, 'failed-over', `${cm.where}: re-issued`);
+      const epochA = view.epoch;
+      const committed = await runsOnlyOn('host-a', cm.where);
+      assert.ok((committed.guest?.bootSeq ?? 0) >= final.lastSeq, `${cm.where}: no record lost`);
+      await lab.host('host-a').client.get(`/v1/disks/${diskId}`);
+      await assert.rejects(
+        lab.host('host-a').client.get(`/v1/replicas/${vmId}`),
+        /no replica/,
+        `${cm.where}: the replica store is gone after the commit`,
       );
-      await validateRetainedPoints(lab, to, vmId, where);
-      await settled(where);
-      return { pointId: prepared.finalPoint.pointId, lastSeq: (await logOf(primary)).lastSeq };
-    };
+      await settled(cm.where);
+      const bootSeqA = committed.guest?.bootSeq ?? 0;
+      await sleep(300);
 
-    // A -> B, committed; the VM writes on B
-    const bootSeqB = await plannedFailover('host-a', 'host-b');
-    await sleep(300);
+      // 6-7: reverse again, A -> B
+      await seedCase('seed on B', 'host-b', epochA);
+      await enableCase('enable A -> B', 'host-a', epochA, bootSeqA);
 
-    // 1-2: reverse replication B -> A
-    await seedCase('seed on A', 'host-a', 1);
-    await enableCase('enable B -> A', 'host-b', 1, bootSeqB);
-    await sleep(300);
-
-    // 3-5: failback B -> A
-    const final = await prepareCase('failback prepare on B', 'host-b');
-    const fo = await crash('failback failover on A', ['host-a', 'host-a', 'host-b'], 300, () =>
-      lab.host('host-a').client.post(`/v1/replicas/${vmId}/failover`, { pointId: final.pointId }),
-    );
-    let view = await lab.host('host-a').client.get<FailoverView>(`/v1/replicas/${vmId}/failover`);
-    assert.ok(
-      view.state === 'receiving' || view.state === 'failover-pending-commit',
-      `${fo.where}: state ${view.state}`,
-    );
-    if (view.state === 'receiving') assert.ok(!running(await vmStatus(lab, 'host-a', vmId)), fo.where);
-    fo.outcome(view.state === 'receiving' ? 'before' : 'after');
-    view = await lab.host('host-a').client.post<FailoverView>(`/v1/replicas/${vmId}/failover`, {
-      pointId: final.pointId,
-    });
-    assert.equal(view.state, 'failover-pending-commit', `${fo.where}: re-issued`);
-    assert.equal(view.pointId, final.pointId, `${fo.where}: at the final point`);
-    const recovered = await runsOnlyOn('host-a', fo.where);
-    assert.ok((recovered.guest?.bootSeq ?? 0) >= final.lastSeq, `${fo.where}: no record lost`);
-    await settled(fo.where);
-
-    const cm = await crash('failback commit on A', ['host-a', 'host-a', 'host-b'], 60, () =>
-      lab.host('host-a').client.post(`/v1/replicas/${vmId}/failover/commit`),
-    );
-    view = await lab.host('host-a').client.get<FailoverView>(`/v1/replicas/${vmId}/failover`);
-    assert.ok(
-      view.state === 'failover-pending-commit' || view.state === 'failed-over',
-      `${cm.where}: state ${view.state}`,
-    );
-    cm.outcome(view.state === 'failed-over' ? 'after' : 'before');
-    view = await lab.host('host-a').client.post<FailoverView>(`/v1/replicas/${vmId}/failover/commit`);
-    assert.equal(view.state, 'failed-over', `${cm.where}: re-issued`);
-    const epochA = view.epoch;
-    const committed = await runsOnlyOn('host-a', cm.where);
-    assert.ok((committed.guest?.bootSeq ?? 0) >= final.lastSeq, `${cm.where}: no record lost`);
-    await lab.host('host-a').client.get(`/v1/disks/${diskId}`);
-    await assert.rejects(
-      lab.host('host-a').client.get(`/v1/replicas/${vmId}`),
-      /no replica/,
-      `${cm.where}: the replica store is gone after the commit`,
-    );
-    await settled(cm.where);
-    const bootSeqA = committed.guest?.bootSeq ?? 0;
-    await sleep(300);
-
-    // 6-7: reverse again, A -> B
-    await seedCase('seed on B', 'host-b', epochA);
-    await enableCase('enable A -> B', 'host-a', epochA, bootSeqA);
-
-    // 8: planned failover prepared again on A, at a quiesced moment: the final point is A's disk
-    await prepareCase('prepare on A', 'host-a');
-    await monitor.stop();
-    assert.deepEqual(monitor.violations, [], `seed ${seed} chain ${c}`);
+      // 8: planned failover prepared again on A, at a quiesced moment: the final point is A's disk
+      await prepareCase('prepare on A', 'host-a');
+      await monitor.stop();
+      assert.deepEqual(monitor.violations, [], `seed ${seed} chain ${c}`);
+    }
+  } finally {
+    // printed on failure too: the cases so far, with where each kill landed
+    console.log(log.join('\n'));
   }
-  console.log(log.join('\n'));
   console.log(
     `reverse/failback crash cases: ${cases} (seed ${seed}; ${outcomes.before} found before the operation, ${outcomes.after} after)`,
   );
