@@ -17,6 +17,8 @@ export interface PostgresBinaries {
   readonly postgres: string;
   /** Major version of these binaries, e.g. 18 (compared with a cluster's PG_VERSION). */
   readonly majorVersion: number;
+  /** The npm package's version, e.g. 18.4.0-beta.17. */
+  readonly packageVersion: string;
 }
 
 let cached: PostgresBinaries | null = null;
@@ -47,6 +49,7 @@ export async function findPostgresBinaries(): Promise<PostgresBinaries> {
     initdb: join(nativeDir, 'bin', 'initdb'),
     postgres: join(nativeDir, 'bin', 'postgres'),
     majorVersion: Number(packageJson.version.split('.')[0]),
+    packageVersion: packageJson.version,
   };
   return cached;
 }

@@ -95,7 +95,7 @@ export function ensureReachable(dataDir: string, runAs: PostgresRunAs): void {
  */
 export function executableBinaries(bins: PostgresBinaries, runAs: PostgresRunAs): PostgresBinaries {
   if (!runAs.user || canRun(bins.postgres, runAs)) return bins;
-  const copyDir = join(tmpdir(), `secondsite-postgres-${bins.majorVersion}-${process.arch}`);
+  const copyDir = join(tmpdir(), `secondsite-postgres-${bins.packageVersion}-${process.arch}`);
   if (!existsSync(copyDir)) {
     const partial = `${copyDir}.partial-${process.pid}`;
     rmSync(partial, { recursive: true, force: true });
@@ -120,6 +120,7 @@ export function executableBinaries(bins: PostgresBinaries, runAs: PostgresRunAs)
     initdb: join(copyDir, 'bin', 'initdb'),
     postgres: join(copyDir, 'bin', 'postgres'),
     majorVersion: bins.majorVersion,
+    packageVersion: bins.packageVersion,
   };
   if (!canRun(copy.postgres, runAs)) {
     throw new SecondsiteError(
