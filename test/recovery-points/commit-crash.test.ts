@@ -203,7 +203,7 @@ async function sendLikeSender(
     if (covers(w.progress(), op.diskId, op.offsetBytes, len)) continue;
     if (covers(adopted, op.diskId, op.offsetBytes, len)) {
       // the latest point's content; zeros before the first point (fresh replica images are sparse)
-      let content = Buffer.alloc(len);
+      let content: Buffer = Buffer.alloc(len);
       if (last !== undefined) {
         const view = await store.openPointDisk(last.pointId, op.diskId);
         content = await view.read(op.offsetBytes, len);

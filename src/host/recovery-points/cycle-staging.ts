@@ -89,7 +89,7 @@ export class CycleStaging implements CycleWriter {
     return this.state === 'open';
   }
 
-  async writeChunk(diskId: string, offsetBytes: number, data: Buffer): Promise<void> {
+  async writeChunk(diskId: string, offsetBytes: number, data: Buffer, sha256?: Buffer): Promise<void> {
     this.checkRange(diskId, offsetBytes, data.length);
     if (data.length === 0) return;
     if (this.inPlace) {
@@ -98,7 +98,7 @@ export class CycleStaging implements CycleWriter {
       );
       return;
     }
-    const record = encodeRedoRecordParts({ k: 'data', d: diskId, o: offsetBytes }, data);
+    const record = encodeRedoRecordParts({ k: 'data', d: diskId, o: offsetBytes }, data, sha256);
     const pos = this.appendPosBytes;
     await this.append(record, {
       diskId,
@@ -254,8 +254,11 @@ export class CycleStaging implements CycleWriter {
    */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
-    if (this.inPlace && this.state === 'open') await this.sync().catch(() => undefined);
-    if (this.state === 'closed') return;
+    if (this.inPlace && this.state === 'open') {
+      await this.sync().catch(() => undefined);
+      // another close() may have finished during the sync
+      if ((this.state as CycleStaging['state']) === 'closed') return;
+    }
     this.state = 'closed';
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.keys()]);
     await this.file.close();

@@ -1,6 +1,9 @@
 /**
  * The staging redo log of one cycle: an append-only file of self-checksummed records
- * `magic u32 | metaLen u32 | payloadLen u32 | sha256(meta ‖ payload) | meta JSON | payload`.
+ * `magic u32 | metaLen u32 | payloadLen u32 | sha256(meta ‖ sha256(payload)) | meta JSON | payload`
+ * (magic "SSR2"; the payload's own SHA-256 inside lets a writer that already holds the chunk's digest,
+ * the receiver after its end-to-end check, skip hashing the payload again). Records of the first
+ * format, "SSR1" with `sha256(meta ‖ payload)`, are still read.
  * The first record is the header (cycleId, epoch); then `data` and `zero` records. A later header
  * re-heads the log to another cycle that adopted the records before it (recovery-points.md section 4).
  * An in-place log (first header with `place: 'base'`, a store's first cycle, section 4.1) holds `base`
@@ -14,7 +17,8 @@ import { coalesce, covers, type ByteRange } from '../../domain/replication/exten
 import type { StorageFile } from '../storage/storage.js';
 import { ExtentMap, sliceRedoSource, type RedoSource } from './extent-map.js';
 
-const MAGIC = 0x53535231; // "SSR1"
+const MAGIC_V1 = 0x53535231; // "SSR1": sha256(meta ‖ payload)
+const MAGIC = 0x53535232; // "SSR2": sha256(meta ‖ sha256(payload))
 const HEADER_BYTES = 44;
 const MAX_META_BYTES = 64 * 1024;
 const MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024;
@@ -42,16 +46,22 @@ export function encodeRedoRecord(meta: RedoMeta, payload?: Buffer): Buffer {
 
 /**
  * The same record as two pieces to write back to back: header + meta, then the payload as given (not
- * copied: a 1 MiB chunk is not concatenated into a new buffer).
+ * copied: a 1 MiB chunk is not concatenated into a new buffer). `payloadSha256`, when given, must be
+ * SHA-256(payload) (a wrong one makes the record, and everything after it, invalid at the next scan).
  */
-export function encodeRedoRecordParts(meta: RedoMeta, payload?: Buffer): { head: Buffer; payload: Buffer } {
+export function encodeRedoRecordParts(
+  meta: RedoMeta,
+  payload?: Buffer,
+  payloadSha256?: Buffer,
+): { head: Buffer; payload: Buffer } {
   const metaBytes = Buffer.from(JSON.stringify(meta), 'utf8');
   const body = payload ?? Buffer.alloc(0);
   const head = Buffer.alloc(HEADER_BYTES + metaBytes.length);
   head.writeUInt32LE(MAGIC, 0);
   head.writeUInt32LE(metaBytes.length, 4);
   head.writeUInt32LE(body.length, 8);
-  createHash('sha256').update(metaBytes).update(body).digest().copy(head, 12);
+  const bodyDigest = payloadSha256 ?? createHash('sha256').update(body).digest();
+  createHash('sha256').update(metaBytes).update(bodyDigest).digest().copy(head, 12);
   metaBytes.copy(head, HEADER_BYTES);
   return { head, payload: body };
 }
@@ -87,7 +97,8 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
   const header = Buffer.alloc(HEADER_BYTES);
   while (pos + HEADER_BYTES <= fileBytes) {
     if ((await file.read(header, 0, HEADER_BYTES, pos)) !== HEADER_BYTES) break;
-    if (header.readUInt32LE(0) !== MAGIC) break;
+    const magic = header.readUInt32LE(0);
+    if (magic !== MAGIC && magic !== MAGIC_V1) break;
     const metaLen = header.readUInt32LE(4);
     const payloadLen = header.readUInt32LE(8);
     if (metaLen > MAX_META_BYTES || payloadLen > MAX_PAYLOAD_BYTES) break;
@@ -96,6 +107,7 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
     const metaBytes = Buffer.alloc(metaLen);
     if ((await file.read(metaBytes, 0, metaLen, pos + HEADER_BYTES)) !== metaLen) break;
     const hash = createHash('sha256').update(metaBytes);
+    const payloadHash = magic === MAGIC ? createHash('sha256') : hash;
     const chunk = Buffer.alloc(Math.min(HASH_CHUNK_BYTES, payloadLen));
     let done = 0;
     let short = false;
@@ -105,9 +117,10 @@ export async function scanRedoLog(file: StorageFile, limitBytes?: number): Promi
         short = true;
         break;
       }
-      hash.update(chunk.subarray(0, n));
+      payloadHash.update(chunk.subarray(0, n));
       done += n;
     }
+    if (magic === MAGIC && !short) hash.update(payloadHash.digest());
     if (short || !hash.digest().equals(header.subarray(12, 44))) break;
     let meta: RedoMeta;
     try {

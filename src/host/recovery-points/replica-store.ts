@@ -60,8 +60,11 @@ export interface RecoveryPointInfo {
 export interface CycleWriter {
   readonly cycleId: string;
   readonly epoch: number;
-  /** Stages data for [offsetBytes, offsetBytes+data.length). Idempotent. Durable once `sync()` returns. */
-  writeChunk(diskId: string, offsetBytes: number, data: Buffer): Promise<void>;
+  /**
+   * Stages data for [offsetBytes, offsetBytes+data.length). Idempotent. Durable once `sync()` returns.
+   * `sha256`, when the caller already verified it, is SHA-256(data): the store need not hash again.
+   */
+  writeChunk(diskId: string, offsetBytes: number, data: Buffer, sha256?: Buffer): Promise<void>;
   /** Stages a zero range (never sent as bytes). Idempotent. */
   zeroRange(diskId: string, offsetBytes: number, lengthBytes: number): Promise<void>;
   /** Makes all staged chunks durable; returns the resume token (what the sender may skip). */
