@@ -1,7 +1,10 @@
 // Layering guard: the folder names are the architecture, and this keeps them honest.
 //   domain   pure: imports only domain (no node:*, no packages, so no I/O, time or randomness)
 //   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto, zod
-//   host, vault, manager (process roles): domain, protocol, native, their own folder, node:*, packages
+//   pki      certificates (the openssl-based CA): domain, node:*
+//   observability  logs and Prometheus metrics: domain, node:*
+//   host, vault, manager (process roles): domain, protocol, pki, their own folder, node:*, packages;
+//            host also native; vault and manager also persistence
 //   guest    guest-side code (the NBD client): domain, protocol, guest, node:*, packages
 //   persistence  PostgreSQL (embedded server, migrations, work queue): domain, protocol, persistence,
 //            node:*, packages; used by the vault and management server roles, never by host
@@ -29,9 +32,17 @@ const allowed = {
   domain: (spec, layer) => layer === 'domain' && !spec.isExternal,
   protocol: (spec, layer) =>
     spec.isExternal
-      ? ['node:buffer', 'node:crypto', 'zod'].includes(spec.name)
+      ? ['node:buffer', 'node:crypto', 'zod', 'zod/v4'].includes(spec.name)
       : ['domain', 'protocol'].includes(layer),
-  host: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'native', 'host'].includes(layer),
+  host: (spec, layer) =>
+    spec.isExternal || ['domain', 'protocol', 'native', 'pki', 'observability', 'host'].includes(layer),
+  pki: (spec, layer) => spec.isExternal || ['domain', 'pki'].includes(layer),
+  observability: (spec, layer) => spec.isExternal || ['domain', 'observability'].includes(layer),
+  vault: (spec, layer) =>
+    spec.isExternal || ['domain', 'protocol', 'pki', 'observability', 'persistence', 'vault'].includes(layer),
+  manager: (spec, layer) =>
+    spec.isExternal ||
+    ['domain', 'protocol', 'pki', 'observability', 'persistence', 'manager'].includes(layer),
   native: (spec, layer) => spec.isExternal || layer === 'native',
   guest: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'guest'].includes(layer),
   persistence: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'persistence'].includes(layer),

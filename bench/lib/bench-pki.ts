@@ -1,6 +1,6 @@
 /** A throwaway site CA with two host identities for the replication benchmarks (host-a primary, host-b replica). */
 import { join } from 'node:path';
-import { initCa, issueHostCert } from '../../src/host/pki/ca.js';
+import { initCa, issueHostCert } from '../../src/pki/ca.js';
 
 export const PRIMARY_HOST = 'host-a';
 export const REPLICA_HOST = 'host-b';

@@ -2,10 +2,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
-import { issueHostCert } from '../host/pki/ca.js';
+import { issueHostCert } from '../pki/ca.js';
 import { type HostStatus, HostAgent } from '../host/agent/host-agent.js';
 import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js';
-import { stderrLogger } from '../host/observability/logger.js';
+import { stderrLogger } from '../observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { diskCommands, renderDisks } from './host-disk.commands.js';

@@ -1,5 +1,5 @@
 import type { Command, CommandGroup, CommandIo } from './command.js';
-import { caCommandGroup } from '../host/pki/ca.commands.js';
+import { caCommandGroup } from '../pki/ca.commands.js';
 import { hostCommands } from './host.commands.js';
 import { labCommands } from './lab.commands.js';
 import { reportError } from './output.js';

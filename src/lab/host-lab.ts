@@ -15,7 +15,7 @@ import { SecondsiteError } from '../domain/errors.js';
 import { ControlClient } from '../host/agent/control-client.js';
 import type { HostStatus } from '../host/agent/host-agent.js';
 import type { HostConfigInput } from '../host/agent/host-config.js';
-import { initCa, issueHostCert } from '../host/pki/ca.js';
+import { initCa, issueHostCert } from '../pki/ca.js';
 
 const BIN = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
 

@@ -3,7 +3,7 @@
  * The objects have the shape of `Command` in src/cli/command.ts (the host layer may not import cli;
  * the lead lists `caCommandGroup` in main.ts).
  */
-import { SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError } from '../domain/errors.js';
 import { initCa, issueHostCert } from './ca.js';
 
 interface Io {

@@ -4,10 +4,10 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { isSecondsiteError } from '../../domain/errors.js';
+import { isSecondsiteError } from '../domain/errors.js';
 import { caCommandGroup } from './ca.commands.js';
 import { initCa, issueHostCert } from './ca.js';
-import { hostIdOfCertificate, loadTlsIdentity, replicationServerOptions } from './tls-config.js';
+import { hostIdOfCertificate, loadTlsIdentity, replicationServerOptions } from '../host/pki/tls-config.js';
 
 let dir: string;
 

@@ -13,7 +13,7 @@ import { access, chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError } from '../domain/errors.js';
 
 const run = promisify(execFile);
 
@@ -31,7 +31,7 @@ export function assertHostId(name: string): void {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await access(path);
     return true;
@@ -40,7 +40,8 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function openssl(args: string[]): Promise<void> {
+/** Runs the openssl command; a failure names the subcommand and says what to install. */
+export async function openssl(args: string[]): Promise<void> {
   try {
     await run('openssl', args, { timeout: 30_000 });
   } catch (e) {

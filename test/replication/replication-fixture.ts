@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Clock } from '../../src/domain/clock.js';
 import { Rng, seedFrom } from '../../src/domain/random.js';
-import { initCa, issueHostCert } from '../../src/host/pki/ca.js';
+import { initCa, issueHostCert } from '../../src/pki/ca.js';
 import { loadTlsIdentity } from '../../src/host/pki/tls-config.js';
 import type { TlsIdentity } from '../../src/host/pki/tls-config.js';
 import { AuthorizationList } from '../../src/host/replication/authorization-list.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
-import { silentLogger } from '../observability/logger.js';
+import { silentLogger } from '../../observability/logger.js';
 import { ControlClient } from './control-client.js';
 import { ControlServer } from './control-server.js';
 

@@ -8,7 +8,7 @@
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 

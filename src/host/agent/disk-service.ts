@@ -11,7 +11,7 @@ import type { DiskView } from '../../protocol/host-api/disks.schema.js';
 import { ChangeTrackingFilter } from '../change-tracking/change-tracking.filter.js';
 import { DiskStore, type DiskInfo } from '../disks/disk-store.js';
 import type { NbdServer } from '../nbd/nbd-server.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 import type { Storage } from '../storage/storage.js';
 
 /**

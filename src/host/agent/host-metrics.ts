@@ -2,7 +2,7 @@
  * Prometheus metrics of replication, read at scrape time from the services' reports:
  * primary side per relationship (lag, bytes, cycles, health) and replica side per store (points, lag).
  */
-import type { MetricsRegistry, Sample } from '../observability/metrics.js';
+import type { MetricsRegistry, Sample } from '../../observability/metrics.js';
 import type { RelationshipView } from './relationship-service.js';
 
 interface ReplicaSummary {

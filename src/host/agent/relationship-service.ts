@@ -38,7 +38,7 @@ import type {
 } from '../../protocol/host-api/relationships.schema.js';
 import { cutCycle } from '../change-tracking/cycle-cut.js';
 import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 import type { TlsIdentity } from '../pki/tls-config.js';
 import { ReplicationScheduler, abortableSleep } from '../replication/replication-scheduler.js';
 import { ReplicationSender } from '../replication/replication-sender.js';

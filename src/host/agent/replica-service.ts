@@ -12,7 +12,7 @@ import { SecondsiteError } from '../../domain/errors.js';
 import type { RecoveryPointInfo, ReplicaStore } from '../recovery-points/replica-store.js';
 import type { BlockDevice, BlockExtent } from '../block-device/block-device.js';
 import type { NbdServer } from '../nbd/nbd-server.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 import type { TLSSocket } from 'node:tls';
 import type { TlsIdentity } from '../pki/tls-config.js';
 import { PointStore } from '../recovery-points/point-store.js';

@@ -6,7 +6,7 @@
  */
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { CreateVmBody, VmTemplate } from '../../protocol/host-api/vms.schema.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 import type { ShutdownReport, VmDriver, VmSpec, VmStatus } from '../vm/vm-driver.js';
 import type { DiskService } from './disk-service.js';
 

@@ -20,7 +20,7 @@ import type { VmService } from '../agent/vm-service.js';
 import type { BlockDevice } from '../block-device/block-device.js';
 import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
 import type { NbdServer } from '../nbd/nbd-server.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 import type { PointStore } from '../recovery-points/point-store.js';
 import type { TestView } from '../recovery-points/test-view.js';
 import type { Storage } from '../storage/storage.js';

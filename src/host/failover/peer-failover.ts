@@ -31,7 +31,7 @@ import type { Route } from '../agent/control-server.js';
 import type { RelationshipService, RelationshipView } from '../agent/relationship-service.js';
 import type { ReplicaService, ReplicaView } from '../agent/replica-service.js';
 import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
-import type { Logger } from '../observability/logger.js';
+import type { Logger } from '../../observability/logger.js';
 import { replicationClientOptions, type TlsIdentity } from '../pki/tls-config.js';
 import type { Storage } from '../storage/storage.js';
 import type { GuestAppView } from '../vm/vm-driver.js';

@@ -14,7 +14,7 @@ import { SecondsiteError } from '../../domain/errors.js';
 import { NBD_MAX_STRING_BYTES } from '../../protocol/nbd/nbd-constants.js';
 import type { ExportCatalog, ExportInfo, TlsMode } from '../../protocol/nbd/nbd-option.machine.js';
 import type { BlockDevice } from '../block-device/block-device.js';
-import { silentLogger, type Logger } from '../observability/logger.js';
+import { silentLogger, type Logger } from '../../observability/logger.js';
 import { HandshakeRun, type HandshakeOutcome } from './nbd-handshake.runner.js';
 import { NbdTransmission } from './nbd-transmission.js';
 

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions, PeerCertificate, TLSSocket, TlsOptions } from 'node:tls';
 import { SecondsiteError } from '../../domain/errors.js';
-import { identityPaths } from './ca.js';
+import { identityPaths } from '../../pki/ca.js';
 
 /** TLS 1.3 suites in order of preference. */
 export const REPLICATION_CIPHER_SUITES =

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSecondsiteError, SecondsiteError } from '../../domain/errors.js';
 import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
-import { silentLogger, type Logger } from '../observability/logger.js';
+import { silentLogger, type Logger } from '../../observability/logger.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { GuestAgentClient, type GuestStateAnswer } from './guest-agent.client.js';
