@@ -49,8 +49,9 @@ export interface EmbeddedPostgresOptions {
   /** The folder that holds the cluster, its password file and its log (created if missing). */
   readonly dataDir: string;
   /**
-   * Trade durability for speed (fsync and full_page_writes off, initdb --no-sync): for test clusters
-   * only. A kill of any process keeps committed data (the OS has it); a crash of the machine may not.
+   * Trade durability for speed (fsync and full_page_writes off; initdb --no-sync, and 1 MB WAL
+   * segments so the cluster is small to copy): for test clusters only. A kill of any process keeps
+   * committed data (the OS has it); a crash of the machine may not.
    */
   readonly unsafeFastForTests?: boolean;
   /** Extra server settings (`-c name=value`), e.g. `{ max_connections: '200' }`. */
@@ -175,7 +176,7 @@ async function initCluster(
     '--encoding=UTF8',
     '--locale=C',
     '--no-instructions',
-    ...(options.unsafeFastForTests ? ['--no-sync'] : []),
+    ...(options.unsafeFastForTests ? ['--no-sync', '--wal-segsize=1'] : []),
   ];
   try {
     const { code, output } = await runToExit(runAs, args);

@@ -8,8 +8,9 @@
  *   });
  *
  * The server is DATABASE_URL when set (the databases are created there, so the user needs CREATEDB),
- * else an embedded PostgreSQL started on first use in a temp folder, with durability traded for speed
- * (unsafeFastForTests), stopped and removed after the file's tests.
+ * else an embedded PostgreSQL started on first use in a temp folder (a copy of a template cluster made
+ * once per machine: template-cluster.ts), with durability traded for speed (unsafeFastForTests),
+ * stopped and removed after the file's tests.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -22,6 +23,7 @@ import {
   startEmbeddedPostgres,
   type EmbeddedPostgres,
 } from '../../persistence/embedded/embedded-postgres.js';
+import { copyTemplateCluster } from './template-cluster.js';
 
 export interface TestPostgres {
   /** Superuser (or DATABASE_URL's) URL of the server; starts the embedded server on first call. */
@@ -46,6 +48,7 @@ export function useTestPostgres(): TestPostgres {
       const external = process.env.DATABASE_URL;
       if (external) return external;
       dir = await mkdtemp(join(tmpdir(), 'secondsite-test-pg-'));
+      await copyTemplateCluster(join(dir, 'postgres'));
       embedded = await startEmbeddedPostgres({
         dataDir: join(dir, 'postgres'),
         unsafeFastForTests: true,
