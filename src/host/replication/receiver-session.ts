@@ -245,7 +245,7 @@ export class ReceiverSession {
             await staging.stage(
               verifiedChunk(m),
               async (w, data) => {
-                await w.writeChunk(diskId, m.offsetBytes, data);
+                await w.writeChunk(diskId, m.offsetBytes, data, m.dataChecksum); // verified above
                 this.deps.counters.dataFramesStaged++;
                 this.deps.counters.dataBytesStaged += m.lengthBytes;
               },
