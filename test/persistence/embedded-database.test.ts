@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/persistence/database.js';
+import { startEmbeddedPostgres } from '../../src/persistence/embedded/embedded-postgres.js';
 import { MIGRATIONS } from '../../src/persistence/migrations/index.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { registerChildCleanup, spawnTsScript } from '../../src/testing/process/child-process.js';
@@ -82,6 +83,15 @@ test('after kill -9 of the owning process, alone or with its process group, a fr
   // 2. SIGKILL to the whole group (owner and PostgreSQL at once): postmaster.pid stays behind.
   const b = spawnTsScript(OWNER, [dataDir, 'from-b'], { env: { DATABASE_URL: '' } });
   const readyB = await b.waitForReady(60_000);
+  // While b lives, the folder is its own: another start is refused, naming the postmaster.
+  await assert.rejects(
+    startEmbeddedPostgres({ dataDir: join(dataDir, 'postgres'), startTimeoutMs: 500 }),
+    (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'SECONDSITE_ERR_DATABASE_UNAVAILABLE');
+      assert.match(e.message, new RegExp(`in use by postmaster pid ${readyB.postmasterPid as number}`));
+      return true;
+    },
+  );
   await b.kill9();
   assert.ok(await waitGone(readyB.postmasterPid as number, 5000));
   assert.ok(existsSync(pidFile), 'a killed postmaster leaves its pid file');
