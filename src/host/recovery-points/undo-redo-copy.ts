@@ -11,29 +11,57 @@ import { COPY_CHUNK, readFully, UndoWriter, type LoadedUndo } from './undo-file.
 export type RedoMap = ReadonlyMap<string, ExtentMap<RedoSource>>;
 type BaseOf = (diskId: string) => StorageFile;
 
+/** Copies (1 MiB each) of the apply phase in flight at once: reads of the log overlap base writes. */
+const APPLY_IN_FLIGHT = 4;
+
 /**
  * Writes every redo extent into its disk's base (zero extents punch holes; `base` extents, staged in
- * place, are already there), then datasyncs each base.
+ * place, are already there), then datasyncs each base. The extents of a redo map never overlap, so
+ * their pieces are copied several at a time, in any order.
  */
 export async function applyRedo(redoFile: StorageFile, redo: RedoMap, baseOf: BaseOf): Promise<void> {
-  const buf = Buffer.alloc(COPY_CHUNK);
   for (const [diskId, map] of redo) {
     const base = baseOf(diskId);
+    const pieces: Array<() => Promise<void>> = [];
     for (const e of map.entries()) {
       const source = e.value;
       if (source.kind === 'base') continue;
       if (source.kind === 'zero') {
-        await base.punchHole(e.offsetBytes, e.lengthBytes);
+        pieces.push(() => base.punchHole(e.offsetBytes, e.lengthBytes));
         continue;
       }
       for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
         const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
-        await readFully(redoFile, buf, 0, n, source.posBytes + done);
-        await base.write(buf, 0, n, e.offsetBytes + done);
+        const from = source.posBytes + done;
+        const to = e.offsetBytes + done;
+        pieces.push(async () => {
+          const buf = Buffer.allocUnsafe(n);
+          await readFully(redoFile, buf, 0, n, from);
+          await base.write(buf, 0, n, to);
+        });
       }
     }
+    await runBounded(pieces, APPLY_IN_FLIGHT);
     await base.datasync();
   }
+}
+
+/** Runs `tasks` with at most `limit` at a time; after the first failure starts no more, then throws it. */
+async function runBounded(tasks: ReadonlyArray<() => Promise<void>>, limit: number): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const lane = async (): Promise<void> => {
+    while (failure === null && next < tasks.length) {
+      const task = tasks[next++] as () => Promise<void>;
+      try {
+        await task();
+      } catch (e) {
+        failure ??= { error: e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, lane));
+  if (failure !== null) throw (failure as { error: unknown }).error;
 }
 
 /** Writes (and datasyncs) an undo file holding the current base content of every redo extent. */
