@@ -271,9 +271,16 @@ function spawnPostgres(
     stdio: ['ignore', logFd, logFd],
   });
   closeSync(logFd);
+  child.on('error', () => live.delete(child)); // spawn failures: reported below, not thrown later
+  if (child.pid === undefined) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_DATABASE_UNAVAILABLE',
+      `cannot start the embedded PostgreSQL: '${cmd}' could not be run (it comes with util-linux; install it, or set DATABASE_URL).`,
+      { command: cmd },
+    );
+  }
   live.add(child);
   child.on('exit', () => live.delete(child));
-  child.on('error', () => live.delete(child));
   return child;
 }
 
@@ -291,6 +298,10 @@ async function waitUntilAccepting(child: ChildProcess, url: string, timeoutMs: n
       return;
     } catch (e) {
       await client.end().catch(() => {});
+      const code = (e as { code?: string }).code;
+      if (code === '28P01' || code === '28000') {
+        throw new Error(`the server refused the superuser password from superuser.password (${code})`);
+      }
       if (Date.now() > deadline)
         throw new Error(`not accepting connections after ${timeoutMs} ms: ${String(e)}`);
     }
