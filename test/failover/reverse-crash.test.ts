@@ -179,6 +179,7 @@ async function pointHash(lab: HostLab, hostId: HostId, vmId: string, pointId: st
 }
 
 test('kill -9 of either agent during reverse replication and failback: completes or clean, never two primaries', async () => {
+  const testStartMs = Date.now();
   const seed = seedFrom(process.env['SECONDSITE_SEED'], 8080);
   const chains = Number(process.env['SECONDSITE_REVERSE_CRASH_CHAINS'] ?? 3);
   const rng = new Rng(seed);
@@ -218,16 +219,17 @@ test('kill -9 of either agent during reverse replication and failback: completes
         );
         await sleep(delayMs);
         await lab.kill(victim);
-        const answered = await call;
         const probed = probe ? await probe(victim) : null;
+        // restarted before the call is awaited: a call to the other host may be waiting for this one
         await lab.start(victim);
+        const answered = await call;
         cases++;
         const where = `seed ${seed} chain ${c} ${name} (${victim} killed after ${delayMs} ms; call ${answered})`;
-        const line = log.push(where) - 1;
+        const line = log.push(`+${Math.round((Date.now() - testStartMs) / 1000)} s ${where}`) - 1;
         await monitor.check(where);
         const outcome = (found: 'before' | 'after'): void => {
           outcomes[found]++;
-          log[line] = `${where}: found ${found}`;
+          log[line] = `${log[line] ?? where}: found ${found}`;
         };
         if (probed) outcome(probed);
         return { where, victim, outcome };
@@ -448,12 +450,13 @@ test('kill -9 of either agent during reverse replication and failback: completes
         `${cm.where}: the replica store is gone after the commit`,
       );
       await settled(cm.where);
-      const bootSeqA = committed.guest?.bootSeq ?? 0;
       await sleep(300);
 
       // 6-7: reverse again, A -> B
       await seedCase('seed on B', 'host-b', epochA);
-      await enableCase('enable A -> B', 'host-a', epochA, bootSeqA);
+      // B's seed is its disk at the failback's final point: what differs was written after final.lastSeq
+      // (the guest's own boot record is later when a kill restarted it after the commit)
+      await enableCase('enable A -> B', 'host-a', epochA, final.lastSeq);
 
       // 8: planned failover prepared again on A, at a quiesced moment: the final point is A's disk
       await prepareCase('prepare on A', 'host-a');
