@@ -20,6 +20,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded/embedde
 import { MIGRATIONS } from './migrations/index.js';
 import { applyMigrations, type MigrationReport } from './migrations/migration-runner.js';
 import type { Component, Migration } from './migrations/migration.js';
+import { listenForNotifications, type Listener } from './notification-listener.js';
 import { isRetryableTransactionError } from './postgres-errors.js';
 
 export type { Component } from './migrations/migration.js';
@@ -62,7 +63,12 @@ export interface Database extends Queryable {
   readonly migrations: MigrationReport;
   /** Runs `fn` in a transaction; commits if it resolves, rolls back if it throws (see the options). */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
-  /** Ends the pool and stops the embedded server. Idempotent. */
+  /**
+   * LISTENs on `channel` over a dedicated connection (notification-listener.ts): for prompt wake-ups
+   * only, notifications can be missed. Closed by `close()` too.
+   */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<Listener>;
+  /** Ends the pool and the listeners, and stops the embedded server. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -134,6 +140,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
 
 class PooledDatabase implements Database {
   private closed: Promise<void> | null = null;
+  private readonly listeners = new Set<Listener>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -183,8 +190,20 @@ class PooledDatabase implements Database {
     }
   }
 
+  async listen(channel: string, onNotify: (payload: string) => void): Promise<Listener> {
+    const listener = await listenForNotifications(this.url, channel, onNotify);
+    this.listeners.add(listener);
+    return {
+      close: async () => {
+        this.listeners.delete(listener);
+        await listener.close();
+      },
+    };
+  }
+
   close(): Promise<void> {
     this.closed ??= (async () => {
+      await Promise.all([...this.listeners].map((l) => l.close()));
       await this.pool.end();
       await this.embedded?.stop();
     })();

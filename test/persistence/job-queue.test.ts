@@ -321,3 +321,29 @@ test('named leases: one holder at a time, token grows per new holder, renew afte
   const c = await acquireLease(db, 'sweeper', 'C', 5000);
   assert.equal(c?.token, 3, 'a release keeps the token history');
 });
+
+test('JobWorker with notifications starts an enqueued job at once, long before its next poll', async (t) => {
+  const db = await freshVault(t);
+  const q = new JobQueue(db, 'wake');
+  const done: string[] = [];
+  const worker = new JobWorker({
+    queue: q,
+    owner: 'listener',
+    pollIntervalMs: 60_000,
+    notifications: db,
+    handlers: { k: (job) => Promise.resolve(void done.push(job.id)) },
+  });
+  worker.start();
+  await sleep(300); // the first (empty) claim is over: the worker now sleeps for a minute
+  const startedMs = Date.now();
+  // Enqueued in a transaction: the notification goes out at commit, and another queue's does not wake it.
+  await new JobQueue(db, 'other').enqueue({ kind: 'k', payload: null });
+  const { job } = await db.transaction((tx) => q.enqueue({ kind: 'k', payload: null }, tx));
+  while ((await q.get(job.id))?.state !== 'succeeded') {
+    assert.ok(Date.now() - startedMs < 10_000, 'the notification did not wake the worker');
+    await sleep(20);
+  }
+  t.diagnostic(`enqueue to done: ${Date.now() - startedMs} ms`);
+  await worker.stop();
+  assert.deepEqual(done, [job.id]);
+});

@@ -102,6 +102,9 @@ interface JobRow {
 
 const MAX_RETRY_DELAY_MS = 60_000;
 
+/** The NOTIFY channel `enqueue` signals on, with the queue name as payload. */
+export const JOBS_CHANNEL = 'secondsite_jobs';
+
 /** One named queue in the `jobs` table. Every method takes an optional `via` (a transaction). */
 export class JobQueue {
   constructor(
@@ -130,7 +133,11 @@ export class JobQueue {
       ],
     );
     const row = inserted.rows[0];
-    if (row) return { job: toJob<P>(row), created: true };
+    if (row) {
+      // Wakes idle workers (delivered at commit when `via` is a transaction); they also poll.
+      await via.query('SELECT pg_notify($1, $2)', [JOBS_CHANNEL, this.queue]);
+      return { job: toJob<P>(row), created: true };
+    }
     const existing = await via.query<JobRow & { same: boolean }>(
       `SELECT *, (kind = $3 AND payload = $4::jsonb) AS same FROM jobs WHERE queue = $1 AND idempotency_key = $2`,
       [this.queue, input.idempotencyKey, input.kind, payload],

@@ -10,13 +10,15 @@
  *   - handler throws anything else    -> fail, retried with backoff while attempts remain;
  *   - a heartbeat finds the lease lost -> the signal aborts (reason: the LEASE_LOST error) and the
  *                                        outcome is dropped: another run owns the job now.
- * When nothing was claimed the loop sleeps `pollIntervalMs`. `stop()` stops claiming, aborts the
+ * When nothing was claimed the loop sleeps `pollIntervalMs`, or less: with `notifications`, an
+ * enqueue on this queue (NOTIFY, job-queue.ts) wakes it at once. `stop()` stops claiming, aborts the
  * handlers' signals if asked, and waits for them; their jobs are then completed or failed as above
  * (or, if the process dies first, reclaimed by another worker after the lease).
  */
 import { isSecondsiteError } from '../../domain/errors.js';
-import type { Queryable } from '../database.js';
-import type { Job, JobQueue } from './job-queue.js';
+import type { Database, Queryable } from '../database.js';
+import type { Listener } from '../notification-listener.js';
+import { JOBS_CHANNEL, type Job, type JobQueue } from './job-queue.js';
 
 export interface JobContext {
   /** Aborted when the lease is lost or the worker stops with `abort`. */
@@ -48,6 +50,8 @@ export interface JobWorkerOptions {
   /** Sleep when the queue is empty; default 500 ms. */
   readonly pollIntervalMs?: number;
   readonly onEvent?: (event: JobWorkerEvent) => void;
+  /** Listen for enqueues on this database to start new jobs at once instead of at the next poll. */
+  readonly notifications?: Pick<Database, 'listen'>;
 }
 
 export class JobWorker {
@@ -56,6 +60,8 @@ export class JobWorker {
   private loop: Promise<void> | null = null;
   private stopping = false;
   private wake: (() => void) | null = null;
+  private notified = false;
+  private listener: Listener | null = null;
   private readonly leaseMs: number;
   private readonly concurrency: number;
   private readonly pollIntervalMs: number;
@@ -78,14 +84,28 @@ export class JobWorker {
     if (options.abort) for (const c of this.controllers) c.abort(new Error('the worker is stopping'));
     await this.loop;
     await Promise.all([...this.running]);
+    await this.listener?.close();
   }
 
   private async run(): Promise<void> {
     const kinds = Object.keys(this.options.handlers);
+    if (this.options.notifications) {
+      const queueName = this.options.queue.queue;
+      try {
+        this.listener = await this.options.notifications.listen(JOBS_CHANNEL, (payload) => {
+          if (payload !== queueName) return;
+          this.notified = true;
+          this.wake?.();
+        });
+      } catch (error) {
+        this.emit({ type: 'worker:error', error }); // polling still works
+      }
+    }
     while (!this.stopping) {
       let claimed: Job[] = [];
       const free = this.concurrency - this.running.size;
       if (free > 0) {
+        this.notified = false; // this claim sees every job enqueued before it; later ones notify again
         try {
           claimed = await this.options.queue.claim({
             owner: this.options.owner,
@@ -109,6 +129,7 @@ export class JobWorker {
   }
 
   private idle(): Promise<void> {
+    if (this.notified && this.running.size < this.concurrency) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
