@@ -62,6 +62,8 @@ const running = (v: VmStatus | undefined): v is VmStatus =>
 class TwoPrimariesMonitor {
   private readonly lastPid = new Map<HostId, number | null>();
   readonly violations: string[] = [];
+  /** Samples that found the guest alive, per host (the monitor must see it run on both in a chain). */
+  readonly seenRunning = { 'host-a': 0, 'host-b': 0 };
   private stopped = false;
   private readonly loop: Promise<void>;
 
@@ -89,6 +91,8 @@ class TwoPrimariesMonitor {
   /** One sample of both hosts now (also run by the loop). */
   async check(where: string): Promise<void> {
     const [a, b] = [await this.sample('host-a'), await this.sample('host-b')];
+    if (a !== null) this.seenRunning['host-a']++;
+    if (b !== null) this.seenRunning['host-b']++;
     if (a !== null && b !== null)
       this.violations.push(
         `${where}: the guest of ${this.vmId} runs on host-a (pid ${a}) and host-b (pid ${b})`,
@@ -462,6 +466,11 @@ test('kill -9 of either agent during reverse replication and failback: completes
       await prepareCase('prepare on A', 'host-a');
       await monitor.stop();
       assert.deepEqual(monitor.violations, [], `seed ${seed} chain ${c}`);
+      // the monitor could tell: it saw the guest run on each host in turn
+      assert.ok(
+        monitor.seenRunning['host-a'] > 0 && monitor.seenRunning['host-b'] > 0,
+        `seed ${seed} chain ${c}: the monitor saw the guest ${JSON.stringify(monitor.seenRunning)}`,
+      );
     }
   } finally {
     // printed on failure too: the cases so far, with where each kill landed
