@@ -2,10 +2,18 @@ import type { Command, CommandGroup, CommandIo } from './command.js';
 import { caCommandGroup } from '../pki/ca.commands.js';
 import { hostCommands } from './host.commands.js';
 import { labCommands } from './lab.commands.js';
+import { managerCommands } from './manager.commands.js';
+import { vaultCommands } from './vault.commands.js';
 import { reportError } from './output.js';
 
 /** Every command group of the binary. Each area adds its group here. */
-const GROUPS: readonly CommandGroup[] = [hostCommands, caCommandGroup, labCommands];
+const GROUPS: readonly CommandGroup[] = [
+  vaultCommands,
+  managerCommands,
+  hostCommands,
+  caCommandGroup,
+  labCommands,
+];
 
 const stdio: CommandIo = {
   out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),

@@ -140,6 +140,41 @@ export const ERROR_REGISTRY = {
     summary:
       'The lease on a job or lock expired and another process may hold it now; the holder must stop working on it.',
   },
+  SECONDSITE_ERR_METHOD_NOT_ALLOWED: {
+    httpStatus: 405,
+    retry: 'permanent',
+    summary: 'The path exists but not with this HTTP method; the Allow header lists the ones it has.',
+  },
+  SECONDSITE_ERR_PAYLOAD_TOO_LARGE: {
+    httpStatus: 413,
+    retry: 'permanent',
+    summary: 'The request body is larger than the API accepts.',
+  },
+  SECONDSITE_ERR_KEY_EXPIRED: {
+    httpStatus: 401,
+    retry: 'permanent',
+    summary: 'The registration key has expired; create a new one in the vault.',
+  },
+  SECONDSITE_ERR_KEY_USED: {
+    httpStatus: 401,
+    retry: 'permanent',
+    summary: 'The registration key was already used (keys are single-use); create a new one.',
+  },
+  SECONDSITE_ERR_KEY_SUPERSEDED: {
+    httpStatus: 401,
+    retry: 'permanent',
+    summary: 'A newer registration key was created; only the newest key is valid.',
+  },
+  SECONDSITE_ERR_KEY_FOREIGN: {
+    httpStatus: 401,
+    retry: 'permanent',
+    summary: 'The registration key belongs to another vault.',
+  },
+  SECONDSITE_ERR_KEY_INVALID: {
+    httpStatus: 401,
+    retry: 'permanent',
+    summary: 'The registration key is damaged or was tampered with (unknown id or wrong secret).',
+  },
   SECONDSITE_ERR_INTERNAL: {
     httpStatus: 500,
     retry: 'permanent',

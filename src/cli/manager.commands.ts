@@ -1,0 +1,136 @@
+/**
+ * `secondsite manager ...`: register a management server with a vault, and run it (its database and
+ * the provider's heartbeat session). docs/design/vault.md sections 4-5.
+ */
+import { resolve } from 'node:path';
+import { SecondsiteError } from '../domain/errors.js';
+import { ManagerServer } from '../manager/manager-server.js';
+import { loadProviderIdentity, registerProvider } from '../manager/provider/provider-registration.js';
+import { stderrLogger } from '../observability/logger.js';
+import { optionalString, parseCommandArgs, requireString } from './args.js';
+import type { Command, CommandGroup } from './command.js';
+import { untilSignalled } from './vault.commands.js';
+
+const DATA_DIR_HELP =
+  "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)";
+
+function dataDirOf(given: string | undefined): string {
+  return resolve(given ?? process.env['SECONDSITE_MANAGER_DIR'] ?? '.data/manager');
+}
+
+const registerHelp = `usage: secondsite manager register --key FILE --name NAME [--node NODE] [--vault URL]
+                                 [--data-dir DIR] [--output json]
+
+Registers this management server with the vault that made the key file ('secondsite vault key
+create'): makes the provider's key here (it never leaves this machine), sends a certificate request
+with the key, and keeps the vault-issued certificate in DIR/provider/. The key is spent. In a
+management cluster, register the active node first, then each other node with --node and the same
+--name (each with a new key). Registering a node again replaces its certificate.
+
+  --key FILE     the registration key file
+  --name NAME    the management server's name in the vault (e.g. vmm-east)
+  --node NODE    this node's name (default node-1)
+  --vault URL    reach the vault at another URL than the one in the key file
+${DATA_DIR_HELP}`;
+
+const register: Command = {
+  path: ['register'],
+  summary: 'register this management server with a vault (registration key)',
+  help: registerHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      {
+        key: { type: 'string' },
+        name: { type: 'string' },
+        node: { type: 'string' },
+        vault: { type: 'string' },
+        'data-dir': { type: 'string' },
+      },
+      registerHelp,
+    );
+    const vaultUrl = optionalString(p, 'vault');
+    const identity = await registerProvider({
+      dataDir: dataDirOf(optionalString(p, 'data-dir')),
+      keyFile: resolve(requireString(p, 'key', registerHelp)),
+      managementServerName: requireString(p, 'name', registerHelp),
+      nodeName: optionalString(p, 'node') ?? 'node-1',
+      ...(vaultUrl ? { vaultUrl } : {}),
+    });
+    const r = identity.registration;
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : `registered ${r.managementServerName} (${r.managementServerId}) node ${r.nodeName} with vault ${r.vaultName} at ${r.vaultUrl}; now run: secondsite manager serve`,
+    );
+    return 0;
+  },
+};
+
+const serveHelp = `usage: secondsite manager serve [--data-dir DIR] [--log-level LEVEL]
+
+Runs the management server in the foreground until SIGINT or SIGTERM: its database (DATABASE_URL, or
+a private PostgreSQL in DIR/postgres) and the provider's session with the vault (heartbeats; the
+vault never connects to a site). Register first. Prints one JSON line on stdout when ready.
+${DATA_DIR_HELP}`;
+
+const serve: Command = {
+  path: ['serve'],
+  summary: 'run the management server and its provider session',
+  help: serveHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      { 'data-dir': { type: 'string' }, 'log-level': { type: 'string' } },
+      serveHelp,
+    );
+    const level = optionalString(p, 'log-level') ?? 'info';
+    if (!['debug', 'info', 'warn', 'error'].includes(level)) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        '--log-level must be debug, info, warn or error',
+      );
+    }
+    const dataDir = dataDirOf(optionalString(p, 'data-dir'));
+    const manager = await ManagerServer.start({
+      dataDir,
+      databaseUrl: process.env['DATABASE_URL'],
+      log: stderrLogger(level as 'info', { role: 'manager' }),
+    });
+    const r = manager.identity.registration;
+    io.out(
+      JSON.stringify({
+        ready: true,
+        managementServerId: r.managementServerId,
+        name: r.managementServerName,
+        node: r.nodeName,
+        vault: r.vaultUrl,
+      }),
+    );
+    await untilSignalled();
+    await manager.stop();
+    return 0;
+  },
+};
+
+const status: Command = {
+  path: ['status'],
+  summary: 'whether and where this management server is registered',
+  help: `usage: secondsite manager status [--data-dir DIR] [--output json]\n${DATA_DIR_HELP}`,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { 'data-dir': { type: 'string' } }, 'usage: secondsite manager status');
+    const r = (await loadProviderIdentity(dataDirOf(optionalString(p, 'data-dir')))).registration;
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : `${r.managementServerName} (${r.managementServerId}) node ${r.nodeName}: registered with vault ${r.vaultName} at ${r.vaultUrl} since ${r.registeredAt}`,
+    );
+    return 0;
+  },
+};
+
+export const managerCommands: CommandGroup = {
+  name: 'manager',
+  summary: 'a management server: register with a vault, run its provider',
+  commands: [register, serve, status],
+};

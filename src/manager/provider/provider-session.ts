@@ -1,0 +1,64 @@
+/**
+ * The provider's outbound session with the vault (DESIGN.md section 2: the vault never dials a site):
+ * a heartbeat every interval the vault gave at registration (the vault may change it in its answer).
+ * A failed heartbeat is logged and retried at the next tick; the session never gives up while the
+ * management server runs. Later steps carry inventory and commands on the same session.
+ */
+import type { Logger } from '../../observability/logger.js';
+import type { VaultClient } from './vault-client.js';
+
+export interface HeartbeatAnswer {
+  heartbeatIntervalSeconds: number;
+  serverTime: string;
+}
+
+export class ProviderSession {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> = Promise.resolve();
+  private stopped = false;
+  heartbeatsSent = 0;
+  lastError: string | null = null;
+
+  constructor(
+    private readonly client: VaultClient,
+    private readonly managementServerId: string,
+    private intervalSeconds: number,
+    private readonly providerVersion: string,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.tick();
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.running = this.beat().finally(() => {
+      if (!this.stopped) this.timer = setTimeout(() => this.tick(), this.intervalSeconds * 1000);
+    });
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      const r = await this.client.post<HeartbeatAnswer>(
+        `/v1/management-servers/${encodeURIComponent(this.managementServerId)}/heartbeat`,
+        { providerVersion: this.providerVersion },
+      );
+      this.heartbeatsSent++;
+      if (this.lastError !== null) this.log.info('heartbeat reaches the vault again');
+      this.lastError = null;
+      if (r.heartbeatIntervalSeconds > 0) this.intervalSeconds = r.heartbeatIntervalSeconds;
+    } catch (e) {
+      const message = (e as Error).message;
+      if (message !== this.lastError)
+        this.log.warn('heartbeat to the vault failed; retrying', { error: message });
+      this.lastError = message;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * The vault process (`secondsite vault serve`, docs/design/vault.md): its database (embedded unless
+ * a URL is given), identity and CA, the HTTPS API, and the heartbeat monitor. Several vault processes
+ * may run on one database: identity, bootstrap and every state change are single statements or
+ * transactions that settle races in the database.
+ *
+ * Files in the data directory: `vault.json` (URL, vault id: what a CLI on this machine needs),
+ * `ca.crt` (trust anchor for clients), `admin.token` (0600, written once, on the first start of a
+ * vault on an empty database), `runtime/` (this process's CA copy and server key, 0700), and without
+ * a database URL `postgres/`.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../observability/logger.js';
+import { MetricsRegistry } from '../observability/metrics.js';
+import { openDatabase, type Database } from '../persistence/database.js';
+import { appendAudit } from './audit/audit-log.js';
+import { authenticator } from './auth/authenticate.js';
+import { ManagementServersService } from './fabric/management-servers.service.js';
+import { VaultHttpServer } from './http/vault-http-server.js';
+import { ensureVaultIdentity, issueServerTls, type VaultIdentity } from './identity/vault-identity.js';
+import { RegistrationService } from './registration/registration.service.js';
+import { UsersService } from './users/users.service.js';
+import { vaultRoutes } from './vault-routes.js';
+
+export interface VaultServerOptions {
+  readonly dataDir: string;
+  readonly databaseUrl?: string | undefined;
+  /** Listen address (default 127.0.0.1) and port (0 = any free port). */
+  readonly listenHost?: string;
+  readonly port?: number;
+  /** The host name clients use (certificate CN and the URL in registration keys); default localhost. */
+  readonly advertiseHost?: string;
+  /** The vault's name, set on the first start of a database. */
+  readonly name?: string;
+  /** Heartbeat interval given to providers at registration (default 10 s). */
+  readonly heartbeatIntervalSeconds?: number;
+  /** How often this process looks for lost heartbeats (default 5000 ms). */
+  readonly monitorIntervalMs?: number;
+  readonly log: Logger;
+  /** Tests only: a faster, less durable embedded PostgreSQL. */
+  readonly unsafeFastForTests?: boolean;
+}
+
+export interface VaultEndpointFile {
+  readonly url: string;
+  readonly vaultId: string;
+  readonly name: string;
+  readonly caCertPath: string;
+}
+
+export class VaultServer {
+  private monitor: NodeJS.Timeout | null = null;
+  private monitorRun: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly db: Database,
+    readonly identity: VaultIdentity,
+    private readonly http: VaultHttpServer,
+    readonly url: string,
+    readonly managementServers: ManagementServersService,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(options: VaultServerOptions): Promise<VaultServer> {
+    const log = options.log;
+    await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+    const db = await openDatabase({
+      databaseUrl: options.databaseUrl,
+      dataDir: options.dataDir,
+      component: 'vault',
+      ...(options.unsafeFastForTests ? { unsafeFastForTests: true } : {}),
+    });
+    try {
+      const runtime = join(options.dataDir, 'runtime');
+      await mkdir(runtime, { recursive: true, mode: 0o700 });
+      const identity = await ensureVaultIdentity(db, runtime, options.name ?? 'secondsite');
+      const advertiseHost = options.advertiseHost ?? 'localhost';
+      const tls = await issueServerTls(identity, runtime, advertiseHost);
+      const users = new UsersService(db);
+      const tokenFile = join(options.dataDir, 'admin.token');
+      if (await users.bootstrapOwner(tokenFile))
+        log.info('first start: user admin (Owner) created', { tokenFile });
+      const managementServers = new ManagementServersService(db);
+      let url = '';
+      const registration = new RegistrationService(db, identity, () => url);
+      const metrics = new MetricsRegistry();
+      let requests = 0;
+      const http = new VaultHttpServer({
+        routes: vaultRoutes({
+          db,
+          identity,
+          users,
+          registration,
+          managementServers,
+          heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? 10,
+          metrics: () => metrics.render(),
+        }),
+        authenticate: authenticator(db, users),
+        audit: async (entry) => {
+          requests++;
+          await appendAudit(db, entry);
+        },
+        onError: (e, path) => log.error('vault request failed', { path, error: e }),
+      });
+      const port = await http.listen(tls, options.listenHost ?? '127.0.0.1', options.port ?? 0);
+      url = `https://${advertiseHost}:${port}`;
+      const server = new VaultServer(db, identity, http, url, managementServers, log);
+      metrics.register('secondsite_vault_up', 'The vault process is running.', 'gauge', () => [
+        { labels: { vault: identity.vaultId }, value: 1 },
+      ]);
+      metrics.register(
+        'secondsite_vault_mutating_requests_total',
+        'Audited (non-GET) requests.',
+        'counter',
+        () => [{ labels: {}, value: requests }],
+      );
+      const caCertPath = join(options.dataDir, 'ca.crt');
+      await writeFile(caCertPath, identity.caCertPem);
+      const endpoint: VaultEndpointFile = { url, vaultId: identity.vaultId, name: identity.name, caCertPath };
+      await writeFile(join(options.dataDir, 'vault.json'), `${JSON.stringify(endpoint, null, 2)}\n`);
+      server.startMonitor(options.monitorIntervalMs ?? 5000);
+      log.info('vault started', { url, vaultId: identity.vaultId, database: db.displayUrl });
+      return server;
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
+
+  private startMonitor(intervalMs: number): void {
+    this.monitor = setInterval(() => {
+      this.monitorRun = this.monitorRun
+        .then(async () => {
+          const lost = await this.managementServers.markLostHeartbeats();
+          if (lost.length > 0) this.log.warn('management servers lost their heartbeat', { lost });
+        })
+        .catch((e: unknown) => this.log.error('heartbeat monitor failed', { error: e }));
+    }, intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.monitor) clearInterval(this.monitor);
+    this.monitor = null;
+    await this.monitorRun;
+    await this.http.close();
+    await this.db.close();
+    this.log.info('vault stopped', { vaultId: this.identity.vaultId });
+  }
+}

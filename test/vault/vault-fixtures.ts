@@ -1,0 +1,97 @@
+/**
+ * A vault in this test process on a fresh database of the test PostgreSQL, with the helpers the vault
+ * tests share: clients for the admin, for users of each role, and for a registered provider.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import type { Role } from '../../src/domain/vault/rbac.js';
+import {
+  providerClient,
+  registerProvider,
+  type ProviderIdentity,
+} from '../../src/manager/provider/provider-registration.js';
+import { VaultClient } from '../../src/manager/provider/vault-client.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import type { TestPostgres } from '../../src/testing/postgres/test-postgres.js';
+import { VaultServer } from '../../src/vault/vault-server.js';
+
+export interface TestVault {
+  vault: VaultServer;
+  dataDir: string;
+  databaseUrl: string;
+  admin: VaultClient;
+  /** A client with another token, or none. */
+  client(token?: string): VaultClient;
+  /** A user of `role` with a token (created through the API). */
+  userClient(role: Role): Promise<VaultClient>;
+  /** Writes a registration key file (through the API) and returns its path. */
+  keyFile(options?: { expiresInHours?: number }): Promise<string>;
+  /** Registers a management server (a provider identity in its own data dir). */
+  register(
+    name: string,
+    node?: string,
+  ): Promise<{ identity: ProviderIdentity; client: VaultClient; dataDir: string }>;
+}
+
+export async function startTestVault(
+  pg: TestPostgres,
+  t: Pick<TestContext, 'after'>,
+  options: { databaseUrl?: string; heartbeatIntervalSeconds?: number; monitorIntervalMs?: number } = {},
+): Promise<TestVault> {
+  const databaseUrl = options.databaseUrl ?? (await pg.freshDatabase(t));
+  const dataDir = await mkdtemp(join(tmpdir(), 'ss-vault-'));
+  const vault = await VaultServer.start({
+    dataDir,
+    databaseUrl,
+    log: silentLogger,
+    heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? 1,
+    monitorIntervalMs: options.monitorIntervalMs ?? 250,
+  });
+  const dirs = [dataDir];
+  t.after(async () => {
+    await vault.stop();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  const caCertPem = vault.identity.caCertPem;
+  const token = (await readFile(join(dataDir, 'admin.token'), 'utf8').catch(() => '')).trim();
+  const client = (tok?: string): VaultClient =>
+    new VaultClient({ url: vault.url, caCertPem, ...(tok ? { token: tok } : {}) });
+  const admin = client(token);
+  let users = 0;
+  const keyFile = async (o: { expiresInHours?: number } = {}): Promise<string> => {
+    const key = await admin.post<object>('/v1/registration-keys', o);
+    const dir = await mkdtemp(join(tmpdir(), 'ss-key-'));
+    dirs.push(dir);
+    const path = join(dir, 'vault.key');
+    await writeFile(path, JSON.stringify(key), { mode: 0o600 });
+    return path;
+  };
+  return {
+    vault,
+    dataDir,
+    databaseUrl,
+    admin,
+    client,
+    async userClient(role) {
+      const name = `${role.toLowerCase()}-${++users}`;
+      await admin.post('/v1/users', { name, role });
+      const made = await admin.post<{ token: string }>(`/v1/users/${name}/tokens`, {});
+      return client(made.token);
+    },
+    keyFile,
+    async register(name, node = 'node-1') {
+      const file = await keyFile();
+      const msDir = await mkdtemp(join(tmpdir(), 'ss-manager-'));
+      dirs.push(msDir);
+      const identity = await registerProvider({
+        dataDir: msDir,
+        keyFile: file,
+        managementServerName: name,
+        nodeName: node,
+      });
+      return { identity, client: providerClient(identity), dataDir: msDir };
+    },
+  };
+}
