@@ -29,12 +29,7 @@ import { newRelationshipStats, recordCycle } from '../../domain/replication/rela
 import { senderTransition } from '../../domain/replication/sender-state.machine.js';
 import type { SenderState } from '../../domain/replication/sender-state.machine.js';
 import type { RelationshipStats } from '../../domain/replication/relationship-stats.js';
-import {
-  chunkChecksum,
-  chunkChecksumAsync,
-  cycleDigestOf,
-  planDigestOf,
-} from '../../protocol/replication/cycle-digest.js';
+import { chunkChecksum, cycleDigestOf, planDigestOf } from '../../protocol/replication/cycle-digest.js';
 import { FLAG_SYNC, relationshipKeyOf } from '../../protocol/replication/frame-codec.js';
 import { newSessionContext } from '../../protocol/replication/frame-rules.js';
 import {
@@ -627,19 +622,21 @@ interface PreparedRun {
 }
 
 /**
- * Splits a chunk into zero and data runs and, for every data run, compresses it (when it pays) and
- * computes its SHA-256, both on the libuv threadpool: chunks read ahead are prepared in parallel with
- * each other and with the main thread's TLS work. `data` must not change until this resolves.
+ * Splits a chunk into zero and data runs and, for every data run, compresses it (when it pays, on the
+ * libuv threadpool, in parallel with other chunks and the main thread's TLS work) and computes its
+ * SHA-256. The SHA-256 runs here, synchronously: WebCrypto's threadpool digest first copies the chunk
+ * into a fresh buffer on the main thread, which measured ~10 % more CPU per GiB on 2 shared cores than
+ * hashing in place (docs/benchmarks.md, 2026-11-22b). `data` must not change until this resolves.
  */
 async function prepareChunk(data: Buffer, compression: boolean): Promise<PreparedRun[]> {
   return await Promise.all(
     zeroRuns(data, ZERO_SCAN_BYTES).map(async (run): Promise<PreparedRun> => {
       if (run.zero) return { startBytes: run.startBytes, lengthBytes: run.lengthBytes, data: null };
       const slice = data.subarray(run.startBytes, run.startBytes + run.lengthBytes);
-      const [packed, dataChecksum] = await Promise.all([
-        compression ? compressChunkAsync(slice) : { compression: 'none' as const, body: slice },
-        chunkChecksumAsync(slice),
-      ]);
+      const dataChecksum = chunkChecksum(slice);
+      const packed = compression
+        ? await compressChunkAsync(slice)
+        : { compression: 'none' as const, body: slice };
       return { startBytes: run.startBytes, lengthBytes: run.lengthBytes, data: { ...packed, dataChecksum } };
     }),
   );
