@@ -6,10 +6,11 @@ import type { Command, CommandGroup } from './command.js';
 const upHelp = `usage: secondsite lab up [--dir DIR] [--copy-frequency 30s|5m|15m|continuous] [--writes-per-second N]
                         [--duration SECONDS] [--output json]
 
-Runs a two-site system on this machine (what 'npm start' runs): a CA and two host agents, host-a
-(site A) with VM vm1 whose two disks are written by a workload, replicating to host-b (site B). Shows
-live status until Ctrl-C (or --duration). Everything lives in DIR (default ./.data/lab), recreated at
-each start; the agents' logs are in DIR/logs.
+Runs a two-site system on this machine (what 'npm start' runs): a vault and two management servers
+(vmm-site-a, vmm-site-b) registered with it, each with its own PostgreSQL; a CA and two host agents,
+host-a (site A) with VM vm1 whose two disks are written by a workload, replicating to host-b (site B).
+Prints the vault's URL and admin token file, then live status until Ctrl-C (or --duration).
+Everything lives in DIR (default ./.data/lab), recreated at each start; the logs are in DIR/logs.
 
   --copy-frequency F      30s (default), 5m, 15m or continuous
   --writes-per-second N   the workload's write rate (default 200)

@@ -6,18 +6,16 @@
  *
  * Agents can be killed (SIGKILL, an unclean stop) and restarted on the same state folder.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { SecondsiteError } from '../domain/errors.js';
 import { ControlClient } from '../host/agent/control-client.js';
 import type { HostStatus } from '../host/agent/host-agent.js';
 import type { HostConfigInput } from '../host/agent/host-config.js';
 import { initCa, issueHostCert } from '../pki/ca.js';
-
-const BIN = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
+import { spawnServe, stopServe } from './serve-process.js';
 
 export interface LabHostSpec {
   hostId: string;
@@ -107,38 +105,16 @@ export class HostLab {
     }
     // A larger initial heap spares the agent most full GCs under streaming writes (its 64 KiB socket
     // reads fill a small old generation quickly); run `secondsite host serve` the same way in services.
-    const child = spawn(
-      process.execPath,
-      ['--initial-heap-size=64', BIN, 'host', 'serve', '--state-dir', h.stateDir, '--log-level', logLevel],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+    const { child } = await spawnServe(
+      ['--initial-heap-size=64'],
+      ['host', 'serve', '--state-dir', h.stateDir, '--log-level', logLevel],
+      log,
+      `agent ${hostId}`,
+      h.logPath,
     );
-    child.stderr.pipe(log, { end: false });
     h.process = child;
     child.once('exit', () => {
       if (h.process === child) h.process = null;
-    });
-    await new Promise<void>((resolve, reject) => {
-      const lines = createInterface({ input: child.stdout });
-      const onExit = (code: number | null): void =>
-        reject(
-          new SecondsiteError(
-            'SECONDSITE_ERR_INTERNAL',
-            `agent ${hostId} exited (${code}) before it was ready; see ${h.logPath}`,
-          ),
-        );
-      child.once('exit', onExit);
-      lines.once('line', (line) => {
-        child.off('exit', onExit);
-        try {
-          const ready = JSON.parse(line) as { ready?: boolean };
-          if (ready.ready) resolve();
-          else reject(new Error(`unexpected first line from agent ${hostId}: ${line}`));
-        } catch {
-          reject(new Error(`unexpected first line from agent ${hostId}: ${line}`));
-        }
-      });
     });
   }
 
@@ -187,12 +163,7 @@ export class HostLab {
 
   private async signal(hostId: string, sig: NodeJS.Signals): Promise<void> {
     const child = this.host(hostId).process;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill(sig);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
+    if (child) await stopServe(child, sig);
   }
 }
 

@@ -1,13 +1,18 @@
 /**
- * `secondsite lab up` (what `npm start` runs): a two-site system on this machine. Today it is the
- * host level: host-a (site A, primary) runs VM vm1, a guest application that keeps a checksummed
- * record log on its boot disk vm1-d0 and answers over HTTP on its NIC, while a block workload writes
- * its data disk vm1-d1, both through the agent's NBD server; host-b (site B) keeps the replica, ready
- * for a test failover or a failover. The terminal shows live status: the guest's records, the
- * workload's writes, replication state, last recovery point, lag, bytes, throughput and health.
+ * `secondsite lab up` (what `npm start` runs): a two-site system on this machine. The control plane:
+ * a vault and one management server per site (vmm-site-a, vmm-site-b), real processes with their own
+ * embedded PostgreSQL, registered with registration keys and sending heartbeats. The hosts: host-a
+ * (site A, primary) runs VM vm1, a guest application that keeps a checksummed record log on its boot
+ * disk vm1-d0 and answers over HTTP on its NIC, while a block workload writes its data disk vm1-d1,
+ * both through the agent's NBD server; host-b (site B) keeps the replica, ready for a test failover or
+ * a failover. The terminal shows live status: the management servers' connection, the guest's
+ * records, the workload's writes, replication state, last recovery point, lag, bytes, throughput and
+ * health. (The hosts are not yet enrolled in the management servers: the next step of issue 4.)
  */
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { formatBytes } from '../domain/units.js';
 import { NbdClient } from '../guest/nbd-client.js';
 import type { RelationshipView } from '../host/agent/relationship-service.js';
@@ -15,6 +20,8 @@ import type { ReplicaView } from '../host/agent/replica-service.js';
 import { BLOCK_SIZE_BYTES } from '../testing/workload/block-format.js';
 import { WorkloadGenerator } from '../testing/workload/workload-generator.js';
 import type { VmStatus } from '../host/vm/vm-driver.js';
+import type { ManagementServerView } from '../protocol/vault-api/vault-api.schema.js';
+import { ControlPlaneLab } from './control-plane-lab.js';
 import { HostLab, freePort } from './host-lab.js';
 
 export interface LabUpOptions {
@@ -37,6 +44,25 @@ export interface LabSnapshot {
   vm: Pick<VmStatus, 'state' | 'guest' | 'nics'> | null;
   relationship: RelationshipView['report'] | null;
   replica: Pick<ReplicaView, 'points' | 'latestPoint' | 'lagMs' | 'epoch'> | null;
+  /** The vault and the management servers registered with it. */
+  controlPlane: {
+    url: string;
+    managementServers: Array<Pick<ManagementServerView, 'name' | 'connectionState' | 'lastHeartbeatAt'>>;
+  } | null;
+}
+
+/**
+ * As root, each embedded PostgreSQL runs as its own system user, who must be able to traverse down
+ * to the lab's folder; a lab under a private folder (e.g. a checkout in /root) moves to the temp dir.
+ */
+function labDirFor(requested: string): { dir: string; moved: boolean } {
+  const dir = resolve(requested);
+  if (process.getuid?.() !== 0) return { dir, moved: false };
+  for (let d = dirname(dir); d !== dirname(d); d = dirname(d)) {
+    if (existsSync(d) && (statSync(d).mode & 0o001) === 0)
+      return { dir: join(tmpdir(), 'secondsite-lab'), moved: true };
+  }
+  return { dir, moved: false };
 }
 
 /** The boot disk holds the guest's log (kept small: the guest checks a blank disk whole at first boot). */
@@ -46,15 +72,21 @@ const DISKS = [
 ];
 
 export async function labUp(o: LabUpOptions): Promise<number> {
-  const dir = resolve(o.dir);
+  const { dir, moved } = labDirFor(o.dir);
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o755 });
   o.out(
     o.json
       ? JSON.stringify({ event: 'starting', dir })
-      : `secondsite lab: starting two host agents in ${dir} ...`,
+      : `secondsite lab: starting a vault, two management servers and two host agents in ${dir}${moved ? ` (not ${resolve(o.dir)}: as root, PostgreSQL's own user must be able to reach the folder)` : ''} ...`,
   );
   const lab = await HostLab.create(dir, [{ hostId: 'host-a' }, { hostId: 'host-b', authorize: ['host-a'] }]);
+  let control: ControlPlaneLab | null = null;
+  const controlStarting = ControlPlaneLab.start(dir, [
+    { site: 'a', managementServerName: 'vmm-site-a', dataDir: join(dir, 'manager-a') },
+    { site: 'b', managementServerName: 'vmm-site-b', dataDir: join(dir, 'manager-b') },
+  ]);
+  controlStarting.catch(() => undefined); // awaited below
   const a = lab.host('host-a');
   const b = lab.host('host-b');
   const clients: NbdClient[] = [];
@@ -96,7 +128,9 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       signal: stopSignal.signal,
     });
     running = gen.run();
-    if (!o.json) o.out(intro(dir, a.stateDir, b.stateDir, guestPort));
+    control = await controlStarting;
+    const cp = control;
+    if (!o.json) o.out(intro(dir, a.stateDir, b.stateDir, guestPort, cp));
 
     const startedMs = Date.now();
     const deadline = o.durationSeconds !== undefined ? startedMs + o.durationSeconds * 1000 : Infinity;
@@ -105,9 +139,10 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       await new Promise((r) => setTimeout(r, 250));
       if (Date.now() - lastPrint < 1000) continue;
       lastPrint = Date.now();
-      const snap = await snapshot(lab, gen, startedMs);
+      const snap = await snapshot(lab, cp, gen, startedMs);
       if (o.json) o.out(JSON.stringify({ event: 'status', ...snap }));
-      else if (o.tty) o.out(`\x1b[H\x1b[2J${intro(dir, a.stateDir, b.stateDir, guestPort)}\n${render(snap)}`);
+      else if (o.tty)
+        o.out(`\x1b[H\x1b[2J${intro(dir, a.stateDir, b.stateDir, guestPort, cp)}\n${render(snap)}`);
       else if (Math.round(snap.elapsedSeconds) % 5 === 0) o.out(render(snap));
     }
     return 0;
@@ -117,6 +152,8 @@ export async function labUp(o: LabUpOptions): Promise<number> {
     gen?.stop();
     await running;
     for (const c of clients) await c.close().catch(() => undefined);
+    control ??= await controlStarting.catch(() => null);
+    await control?.stop();
     await lab.stop();
     o.out(
       o.json
@@ -126,7 +163,13 @@ export async function labUp(o: LabUpOptions): Promise<number> {
   }
 }
 
-async function snapshot(lab: HostLab, gen: WorkloadGenerator, startedMs: number): Promise<LabSnapshot> {
+async function snapshot(
+  lab: HostLab,
+  control: ControlPlaneLab,
+  gen: WorkloadGenerator,
+  startedMs: number,
+): Promise<LabSnapshot> {
+  const servers = await control.managementServers().catch(() => null);
   const rel = await lab
     .host('host-a')
     .client.get<RelationshipView>('/v1/relationships/vm1')
@@ -149,6 +192,16 @@ async function snapshot(lab: HostLab, gen: WorkloadGenerator, startedMs: number)
     replica: rep
       ? { points: rep.points, latestPoint: rep.latestPoint, lagMs: rep.lagMs, epoch: rep.epoch }
       : null,
+    controlPlane: servers
+      ? {
+          url: control.url,
+          managementServers: servers.map((m) => ({
+            name: m.name,
+            connectionState: m.connectionState,
+            lastHeartbeatAt: m.lastHeartbeatAt,
+          })),
+        }
+      : null,
   };
 }
 
@@ -166,11 +219,15 @@ function countWrittenBytes(ops: ReadonlyArray<{ kind: string; blocks: number }>)
   return c.bytes;
 }
 
-function intro(dir: string, aDir: string, bDir: string, guestPort: number): string {
+function intro(dir: string, aDir: string, bDir: string, guestPort: number, control: ControlPlaneLab): string {
   return [
-    'secondsite lab (host level): host-a (site A) replicates VM vm1 (disks vm1-d0, vm1-d1) to host-b (site B)',
+    'secondsite lab: host-a (site A) replicates VM vm1 (disks vm1-d0, vm1-d1) to host-b (site B)',
+    `vault API: ${control.url}   admin token: ${join(control.vaultDir, 'admin.token')}`,
+    `management servers vmm-site-a and vmm-site-b are registered with the vault (heartbeats)`,
     `state and logs: ${dir}   (Ctrl-C stops)`,
-    `try:  curl http://127.0.0.1:${guestPort}/state          (the guest's own report)`,
+    `try:  export SECONDSITE_VAULT_DIR=${control.vaultDir}`,
+    `      node bin/secondsite.mjs vault management-server list`,
+    `      curl http://127.0.0.1:${guestPort}/state          (the guest's own report)`,
     `      node bin/secondsite.mjs host status --state-dir ${aDir}`,
     `      node bin/secondsite.mjs host replica points vm1 --state-dir ${bDir}`,
     `      node bin/secondsite.mjs host failover test vm1 --state-dir ${bDir}`,
@@ -186,7 +243,11 @@ function render(s: LabSnapshot): string {
   const lag = (ms: number | null | undefined): string =>
     ms === null || ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
   const g = s.vm?.guest;
+  const cp = s.controlPlane;
   return [
+    cp
+      ? `vault ${cp.url}: ${cp.managementServers.map((m) => `${m.name} ${m.connectionState}`).join(', ') || 'no management server yet'}`
+      : 'vault: not answering',
     `t+${s.elapsedSeconds}s  VM vm1 ${s.vm?.state ?? '-'}: guest records ${g ? `${g.lastWrittenSeq} written, ${g.lastDurableSeq} durable` : '-'}; workload on vm1-d1 ${s.workload.ops} ops, ${formatBytes(s.workload.bytesWritten)}`,
     r
       ? `replication vm1 -> host-b: ${r.state}, last point ${r.lastPoint ? `#${r.lastPoint.sequence}` : '-'}, lag ${lag(r.lagMs)}, ` +

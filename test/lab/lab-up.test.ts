@@ -1,8 +1,9 @@
 /**
  * `npm start` runs `secondsite lab up`: this runs it as a user would (a real process), for a few
  * seconds, and checks from its JSON status that the guest VM runs and writes, its recovery points advance on the
- * replica host, the relationship is healthy, and a test failover boots the guest from a point on
- * host-b (its log validates); then that it stops cleanly by itself.
+ * replica host, the relationship is healthy, a test failover boots the guest from a point on host-b
+ * (its log validates), and both management servers are registered with the vault and connected; then
+ * that it stops cleanly by itself.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -48,8 +49,11 @@ test('lab up: the VM writes, points advance on host-b, health is Normal, then it
     const exited = new Promise<number | null>((r) => child.once('exit', r));
     // while it runs: a test failover on host-b boots the guest from a point (its log validates)
     const b = new ControlClient(join(dir, 'host-b', 'agent.sock'));
-    await waitFor('a recovery point in the lab', () =>
-      Promise.resolve(events.some((e) => e.event === 'status' && e.replica?.latestPoint)),
+    // the lab starts three PostgreSQL servers (vault, two management servers): slow on a loaded machine
+    await waitFor(
+      'a recovery point in the lab',
+      () => Promise.resolve(events.some((e) => e.event === 'status' && e.replica?.latestPoint)),
+      120_000,
     );
     const tf = await b.post<FailoverView>('/v1/replicas/vm1/test-failover', {});
     assert.equal(tf.state, 'test-failover');
@@ -74,6 +78,15 @@ test('lab up: the VM writes, points advance on host-b, health is Normal, then it
     assert.ok(lastSeq >= firstSeq + 3, `points advanced from #${firstSeq} to #${lastSeq}`);
     assert.equal(last.relationship?.health.level, 'Normal', JSON.stringify(last.relationship?.health));
     assert.ok((last.relationship?.lagMs ?? Infinity) < 10_000, `lag ${last.relationship?.lagMs}`);
+    // the control plane: a vault with both sites' management servers registered and connected
+    assert.match(last.controlPlane?.url ?? '', /^https:\/\/localhost:\d+$/);
+    assert.deepEqual(
+      last.controlPlane?.managementServers.map((m) => [m.name, m.connectionState]),
+      [
+        ['vmm-site-a', 'connected'],
+        ['vmm-site-b', 'connected'],
+      ],
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
