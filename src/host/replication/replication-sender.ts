@@ -623,20 +623,21 @@ interface PreparedRun {
 
 /**
  * Splits a chunk into zero and data runs and, for every data run, compresses it (when it pays, on the
- * libuv threadpool, in parallel with other chunks and the main thread's TLS work) and computes its
- * SHA-256. The SHA-256 runs here, synchronously: WebCrypto's threadpool digest first copies the chunk
- * into a fresh buffer on the main thread, which measured ~10 % more CPU per GiB on 2 shared cores than
- * hashing in place (docs/benchmarks.md, 2026-11-22b). `data` must not change until this resolves.
+ * libuv threadpool, in parallel with other chunks, this chunk's hash and the main thread's TLS work)
+ * and computes its SHA-256. The SHA-256 runs here, synchronously: WebCrypto's threadpool digest first
+ * copies the chunk into a fresh buffer on the main thread, which measured ~10 % more CPU per GiB on 2
+ * shared cores than hashing in place (docs/benchmarks.md, 2026-11-22b). `data` must not change until
+ * this resolves.
  */
 async function prepareChunk(data: Buffer, compression: boolean): Promise<PreparedRun[]> {
   return await Promise.all(
     zeroRuns(data, ZERO_SCAN_BYTES).map(async (run): Promise<PreparedRun> => {
       if (run.zero) return { startBytes: run.startBytes, lengthBytes: run.lengthBytes, data: null };
       const slice = data.subarray(run.startBytes, run.startBytes + run.lengthBytes);
+      // LZ4 starts on the threadpool first, so it overlaps the hash on this thread
+      const compressing = compression ? compressChunkAsync(slice) : null;
       const dataChecksum = chunkChecksum(slice);
-      const packed = compression
-        ? await compressChunkAsync(slice)
-        : { compression: 'none' as const, body: slice };
+      const packed = compressing ? await compressing : { compression: 'none' as const, body: slice };
       return { startBytes: run.startBytes, lengthBytes: run.lengthBytes, data: { ...packed, dataChecksum } };
     }),
   );
