@@ -18,6 +18,7 @@ import { optionalString, parseCommandArgs, parseIntOption, requireString, type P
 import type { Command, CommandGroup, CommandIo } from './command.js';
 import { table } from './simple-command.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, vaultClientFrom } from './vault-connection.js';
+import { policyCommands } from './vault-policy.commands.js';
 import type { VaultClient } from '../manager/provider/vault-client.js';
 
 export function defaultVaultDir(given: string | undefined): string {
@@ -325,5 +326,16 @@ const auditList = clientCommand(
 export const vaultCommands: CommandGroup = {
   name: 'vault',
   summary: 'the vault: control plane API (users, registration keys, management servers, alerts, audit)',
-  commands: [serve, keyCreate, userCreate, userList, tokenCreate, msList, msShow, alertList, auditList],
+  commands: [
+    serve,
+    keyCreate,
+    userCreate,
+    userList,
+    tokenCreate,
+    msList,
+    msShow,
+    ...policyCommands(clientCommand),
+    alertList,
+    auditList,
+  ],
 };

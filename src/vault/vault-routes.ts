@@ -26,6 +26,7 @@ import { openApiDocument } from './http/openapi.js';
 import { route, type VaultRoute } from './http/vault-route.js';
 import type { VaultIdentity } from './identity/vault-identity.js';
 import { listAlerts } from './monitoring/alerts.js';
+import { policyRoutes } from './policies/policies.routes.js';
 import type { RegistrationService } from './registration/registration.service.js';
 import type { UsersService } from './users/users.service.js';
 import { principalName } from '../domain/vault/rbac.js';
@@ -226,6 +227,7 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
       response: z.object({ entries: z.array(auditEntrySchema) }),
       handler: async ({ query }) => ({ body: { entries: await listAudit(deps.db, limitOf(query, 100)) } }),
     }),
+    ...policyRoutes(deps),
   ];
   return routes;
 }
