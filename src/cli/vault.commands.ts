@@ -52,7 +52,9 @@ to DIR/admin.token (mode 0600). Prints one JSON line on stdout when ready ({"rea
   --advertise-host NAME     the name clients use for this vault (certificate and key files);
                             default localhost
   --name NAME               the vault's name (first start only; default secondsite)
-  --heartbeat-interval S    the heartbeat interval given to providers (default 10)`;
+  --heartbeat-interval S    the heartbeat interval given to providers (default 10)
+  --alert-webhook URL       POST every alert (raised, resolved) as JSON to this URL, retried until it
+                            answers 2xx [SECONDSITE_ALERT_WEBHOOK]`;
 
 function parseListen(text: string | undefined): { host: string; port: number } {
   const m = /^(.+):(\d{1,5})$/.exec(text ?? '127.0.0.1:8443');
@@ -64,6 +66,23 @@ function parseListen(text: string | undefined): { host: string; port: number } {
     );
   }
   return { host: m[1] as string, port };
+}
+
+function webhookUrl(text: string | undefined): string | undefined {
+  if (text === undefined || text === '') return undefined;
+  let u: URL | null = null;
+  try {
+    u = new URL(text);
+  } catch {
+    u = null;
+  }
+  if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_ARGUMENT',
+      `--alert-webhook must be an http(s) URL, not '${text}'`,
+    );
+  }
+  return text;
 }
 
 function logLevel(p: Parsed): 'debug' | 'info' | 'warn' | 'error' {
@@ -90,6 +109,7 @@ const serve: Command = {
         'advertise-host': { type: 'string' },
         name: { type: 'string' },
         'heartbeat-interval': { type: 'string' },
+        'alert-webhook': { type: 'string' },
         'log-level': { type: 'string' },
       },
       serveHelp,
@@ -105,6 +125,9 @@ const serve: Command = {
       port: listen.port,
       ...(advertiseHost ? { advertiseHost } : {}),
       ...(name ? { name } : {}),
+      alertWebhookUrl: webhookUrl(
+        optionalString(p, 'alert-webhook') ?? process.env['SECONDSITE_ALERT_WEBHOOK'],
+      ),
       heartbeatIntervalSeconds: parseIntOption(
         optionalString(p, 'heartbeat-interval'),
         'heartbeat-interval',
@@ -325,7 +348,8 @@ const auditList = clientCommand(
 
 export const vaultCommands: CommandGroup = {
   name: 'vault',
-  summary: 'the vault: control plane API (users, registration keys, management servers, alerts, audit)',
+  summary:
+    'the vault: control plane API (users, registration keys, management servers, policies, alerts, audit)',
   commands: [
     serve,
     keyCreate,

@@ -165,6 +165,12 @@ class PooledDatabase implements Database {
     for (let attempt = 1; ; attempt++) {
       const client = await this.pool.connect();
       let broken: Error | undefined;
+      // a checked-out client has no pool listener: without this, a connection PostgreSQL drops
+      // mid-transaction (restart, failover, a forced DROP DATABASE) is an uncaught 'error' event
+      const onError = (e: Error): void => {
+        broken = e;
+      };
+      client.on('error', onError);
       try {
         await client.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
         const tx: Queryable = {
@@ -185,6 +191,7 @@ class PooledDatabase implements Database {
         if (attempt >= maxAttempts || !isRetryableTransactionError(e)) throw e;
         await sleep(Math.random() * 20 * 2 ** attempt);
       } finally {
+        client.off('error', onError);
         client.release(broken);
       }
     }

@@ -17,6 +17,8 @@ import { openDatabase, type Database } from '../persistence/database.js';
 import { appendAudit } from './audit/audit-log.js';
 import { authenticator } from './auth/authenticate.js';
 import { ManagementServersService } from './fabric/management-servers.service.js';
+import { alertWebhookWorker } from './monitoring/alert-webhooks.js';
+import type { JobWorker } from '../persistence/jobs/job-worker.js';
 import { VaultHttpServer } from './http/vault-http-server.js';
 import { ensureVaultIdentity, issueServerTls, type VaultIdentity } from './identity/vault-identity.js';
 import { RegistrationService } from './registration/registration.service.js';
@@ -37,6 +39,8 @@ export interface VaultServerOptions {
   readonly heartbeatIntervalSeconds?: number;
   /** How often this process looks for lost heartbeats (default 5000 ms). */
   readonly monitorIntervalMs?: number;
+  /** Alerts (raised and resolved) are POSTed here as JSON; none: they are only listed. */
+  readonly alertWebhookUrl?: string | undefined;
   readonly log: Logger;
   /** Tests only: a faster, less durable embedded PostgreSQL. */
   readonly unsafeFastForTests?: boolean;
@@ -60,6 +64,7 @@ export class VaultServer {
     readonly url: string,
     readonly managementServers: ManagementServersService,
     private readonly log: Logger,
+    private readonly webhooks: JobWorker,
   ) {}
 
   static async start(options: VaultServerOptions): Promise<VaultServer> {
@@ -105,7 +110,18 @@ export class VaultServer {
       });
       const port = await http.listen(tls, options.listenHost ?? '127.0.0.1', options.port ?? 0);
       url = `https://${advertiseHost}:${port}`;
-      const server = new VaultServer(db, identity, http, url, managementServers, log);
+      if (options.alertWebhookUrl !== undefined) {
+        const u = new URL(options.alertWebhookUrl); // throws on a malformed URL, before anything runs
+        if (u.protocol !== 'http:' && u.protocol !== 'https:')
+          throw new TypeError('the alert webhook must be http(s)');
+      }
+      const webhooks = alertWebhookWorker(
+        db,
+        options.alertWebhookUrl,
+        log.child({ component: 'alert-webhooks' }),
+      );
+      const server = new VaultServer(db, identity, http, url, managementServers, log, webhooks);
+      webhooks.start();
       metrics.register('secondsite_vault_up', 'The vault process is running.', 'gauge', () => [
         { labels: { vault: identity.vaultId }, value: 1 },
       ]);
@@ -143,6 +159,7 @@ export class VaultServer {
     if (this.monitor) clearInterval(this.monitor);
     this.monitor = null;
     await this.monitorRun;
+    await this.webhooks.stop({ abort: true });
     await this.http.close();
     await this.db.close();
     this.log.info('vault stopped', { vaultId: this.identity.vaultId });

@@ -18,11 +18,12 @@ import { startTestVault } from './vault-fixtures.js';
 const server = useTestPostgres();
 
 test('two vault processes on one database share identity, CA, users, keys and alerts', async (t) => {
-  const databaseUrl = await server.freshDatabase(t);
+  const databaseUrl = await server.freshDatabase();
   const [one, two] = await Promise.all([
     startTestVault(server, t, { databaseUrl, heartbeatIntervalSeconds: 1, monitorIntervalMs: 200 }),
     startTestVault(server, t, { databaseUrl, heartbeatIntervalSeconds: 1, monitorIntervalMs: 200 }),
   ]);
+  t.after(() => server.dropDatabase(databaseUrl)); // after both vaults' own after hooks
   assert.equal(one.vault.identity.vaultId, two.vault.identity.vaultId);
   assert.equal(one.vault.identity.caCertPem, two.vault.identity.caCertPem);
   const tokens = [one, two].filter((v) => existsSync(join(v.dataDir, 'admin.token')));

@@ -38,9 +38,16 @@ export interface TestVault {
 export async function startTestVault(
   pg: TestPostgres,
   t: Pick<TestContext, 'after'>,
-  options: { databaseUrl?: string; heartbeatIntervalSeconds?: number; monitorIntervalMs?: number } = {},
+  options: {
+    databaseUrl?: string;
+    heartbeatIntervalSeconds?: number;
+    monitorIntervalMs?: number;
+    alertWebhookUrl?: string;
+  } = {},
 ): Promise<TestVault> {
-  const databaseUrl = options.databaseUrl ?? (await pg.freshDatabase(t));
+  // dropped after the vault stopped (t.after hooks run in the order they were registered)
+  const ownDatabase = options.databaseUrl === undefined;
+  const databaseUrl = options.databaseUrl ?? (await pg.freshDatabase());
   const dataDir = await mkdtemp(join(tmpdir(), 'ss-vault-'));
   const vault = await VaultServer.start({
     dataDir,
@@ -48,10 +55,12 @@ export async function startTestVault(
     log: silentLogger,
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? 1,
     monitorIntervalMs: options.monitorIntervalMs ?? 250,
+    alertWebhookUrl: options.alertWebhookUrl,
   });
   const dirs = [dataDir];
   t.after(async () => {
     await vault.stop();
+    if (ownDatabase) await pg.dropDatabase(databaseUrl);
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
   const caCertPem = vault.identity.caCertPem;

@@ -7,6 +7,7 @@
 import { SecondsiteError } from '../../domain/errors.js';
 import type { Database } from '../../persistence/database.js';
 import type { ManagementServerView } from '../../protocol/vault-api/vault-api.schema.js';
+import { enqueueAlertDelivery } from '../monitoring/alert-webhooks.js';
 import { raiseAlert, resolveAlert } from '../monitoring/alerts.js';
 
 export const HEARTBEAT_LOST_ALERT = 'management-server-heartbeat-lost';
@@ -69,8 +70,15 @@ export class ManagementServersService {
          WHERE management_server_id = $1 AND node_name = $2`,
         [managementServerId, nodeName, providerVersion],
       );
-      if (row.was === 'disconnected')
-        await resolveAlert(tx, HEARTBEAT_LOST_ALERT, 'management-server', managementServerId);
+      if (row.was === 'disconnected') {
+        const resolved = await resolveAlert(
+          tx,
+          HEARTBEAT_LOST_ALERT,
+          'management-server',
+          managementServerId,
+        );
+        if (resolved !== null) await enqueueAlertDelivery(tx, resolved, 'alert.resolved');
+      }
       return row.heartbeat_interval_seconds;
     });
   }
@@ -90,13 +98,14 @@ export class ManagementServersService {
         [MISSED_HEARTBEATS],
       );
       for (const ms of r.rows) {
-        await raiseAlert(tx, {
+        const raised = await raiseAlert(tx, {
           kind: HEARTBEAT_LOST_ALERT,
           severity: 'Critical',
           objectType: 'management-server',
           objectId: ms.management_server_id,
           message: `management server ${ms.name} sent no heartbeat since ${iso(ms.last_heartbeat_at) ?? 'its registration'}: check that 'secondsite manager serve' runs there and can reach the vault`,
         });
+        if (raised !== null) await enqueueAlertDelivery(tx, raised, 'alert.raised');
       }
       return r.rows.map((x) => x.management_server_id);
     });
