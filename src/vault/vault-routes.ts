@@ -119,6 +119,7 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
       action: 'user.write',
       body: createUserBodySchema,
       response: userSchema,
+      auditObject: ({ body }) => body.name,
       handler: async ({ body }) => ({ status: 201, body: await deps.users.create(body.name, body.role) }),
     }),
     route({
@@ -159,6 +160,7 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
       action: 'public',
       body: registrationRequestSchema,
       response: registrationResultSchema,
+      auditObject: ({ body }) => `${body.managementServerName}/${body.nodeName}`,
       handler: async ({ body }) => ({
         status: 201,
         body: await deps.registration.register(body, deps.heartbeatIntervalSeconds),

@@ -10,7 +10,8 @@
  *   5. reverse   (with --reverse) this host's disks become the seeded replica at the failover's epoch,
  *                then peer: the new primary enables replication back to this host (existing copy: the
  *                first cycle compares digests and sends only what differs)
- *   6. done      the intent is removed
+ *   6. done      the result is kept in `<rel>.planned-failover.done` and the intent removed, so running
+ *                the command again after it finished (say, its answer was lost) answers the same
  *
  * Each step is idempotent and the intent survives a crash, so running the command again finishes the
  * job. Peer calls go to the replica's replication port over the hosts' mutual TLS with ALPN
@@ -70,6 +71,8 @@ export interface PlannedFailoverResult {
 
 const intentPath = (deps: PeerFailoverDeps, relationshipId: string): string =>
   join(deps.stateDir, 'protection', `${relationshipId}.planned-failover`);
+const donePath = (deps: PeerFailoverDeps, relationshipId: string): string =>
+  `${intentPath(deps, relationshipId)}.done`;
 
 async function readIntent(deps: PeerFailoverDeps, relationshipId: string): Promise<PlannedIntent | null> {
   const raw = await readWholeFile(deps.storage, intentPath(deps, relationshipId));
@@ -99,6 +102,9 @@ export async function plannedFailover(
   let intent = await readIntent(deps, relationshipId);
   if (!intent) {
     if (!def) {
+      // finished before (the relationship went with the seeding): answer as it did
+      const done = await readWholeFile(deps.storage, donePath(deps, relationshipId));
+      if (done) return JSON.parse(done.toString('utf8')) as PlannedFailoverResult;
       throw new SecondsiteError(
         'SECONDSITE_ERR_NOT_FOUND',
         `no replication relationship '${relationshipId}' on this host; run the planned failover on the VM's primary host`,
@@ -113,6 +119,8 @@ export async function plannedFailover(
       diskIds: [...def.diskIds],
     };
     await deps.storage.mkdir(join(deps.stateDir, 'protection'));
+    if (await deps.storage.exists(donePath(deps, relationshipId)))
+      await deps.storage.unlink(donePath(deps, relationshipId));
     await replaceFileAtomically(
       deps.storage,
       intentPath(deps, relationshipId),
@@ -185,9 +193,21 @@ export async function plannedFailover(
     );
     reverse = { replica: seeded, relationship };
   }
+  const result: PlannedFailoverResult = {
+    relationshipId,
+    finalPoint: { pointId: finalPointId },
+    guestAtShutdown,
+    replica,
+    reverse,
+  };
+  await replaceFileAtomically(
+    deps.storage,
+    donePath(deps, relationshipId),
+    Buffer.from(JSON.stringify(result)),
+  );
   await deps.storage.unlink(intentPath(deps, relationshipId));
   log.info('planned failover done', { pointId: finalPointId, reverse: options.reverse });
-  return { relationshipId, finalPoint: { pointId: finalPointId }, guestAtShutdown, replica, reverse };
+  return result;
 }
 
 /** The replica side's peer routes; each acts only for the host that replicates into the relationship. */

@@ -185,6 +185,7 @@ export class VaultHttpServer {
           `${route.method} ${route.path} takes no body`,
         );
       }
+      object = route.auditObject?.({ ...base, body }) ?? object;
       const result = await route.handler({ ...base, body });
       await this.auditIf(route, principal, object, 'ok', requestId);
       if (result.contentType) {

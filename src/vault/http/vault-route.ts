@@ -39,6 +39,8 @@ export interface VaultRoute<B = unknown> {
    * vault-wide objects. Runs after authentication, before the handler.
    */
   readonly scope?: (req: VaultRequest<unknown>) => Promise<string | undefined> | string | undefined;
+  /** The audited object when the path does not name it (e.g. the name in a create body). */
+  readonly auditObject?: (req: VaultRequest<B>) => string | null;
   /** Mutating routes are audited unless this is false (heartbeats: frequent, and nobody's decision). */
   readonly audit?: boolean;
   readonly handler: (req: VaultRequest<B>) => Promise<VaultResponse>;

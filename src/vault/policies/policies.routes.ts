@@ -47,6 +47,7 @@ export function policyRoutes(deps: { readonly db: Database }): VaultRoute[] {
       action: 'policy.write',
       body: createPolicyBodySchema,
       response: policySchema,
+      auditObject: ({ body }) => body.name,
       handler: async ({ body }) => {
         const { name, ...settings } = body;
         const { policy, created } = await policies.create(name, settings);
