@@ -92,6 +92,29 @@ test('a store seeded from images reads them as its seed point; seeding again is 
   await assert.rejects(seedStore(disk, DIR, intent), /already keeps a replica/);
 });
 
+test('seeding an empty store that holds a first cycle cut short replaces its bases and staging', async () => {
+  const { disk, images, intent } = await setup(SEED + 1);
+  // an initial replication began here (its first cycle writes straight into the bases) and stopped
+  const store = await open(disk);
+  for (const [id, b] of images) await store.ensureDisk(id, b.length);
+  await store.setEpoch(3);
+  const w = await store.beginCycle('first', 3);
+  await w.writeChunk('d0', 0, Buffer.alloc(8192, 0xee));
+  await w.writeChunk('d1', 4096, Buffer.alloc(4096, 0xdd));
+  await store.close();
+  await seedStore(disk, DIR, intent);
+  await checkSeeded(disk, images, `seed=${SEED + 1}: the images, not the cut-short cycle's bytes`);
+  // and the next cycle does not adopt the cut-short cycle's staging
+  const again = await open(disk);
+  const whole = Object.fromEntries(
+    [...images].map(([id, b]) => [id, [{ offsetBytes: 0, lengthBytes: b.length }]]),
+  );
+  const next = await again.beginCycle('next', 3, { adoptWithin: whole });
+  assert.deepEqual(Object.values(next.adopted()).flat(), [], 'nothing of the old staging is adopted');
+  await next.discard();
+  await again.close();
+});
+
 test('power cut at every mutating call of a seeding: nothing seeded, or completed at the next open', async () => {
   const modes: PowerCutMode[] = ['none', 'random-subset', 'prefix'];
   const clean = await setup(SEED + 1);

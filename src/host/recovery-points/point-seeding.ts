@@ -5,8 +5,9 @@
  * content; the first cycle from the new primary is a resync that compares digests against it and sends
  * only what differs.
  *
- * Crash-safe by intent: `seed.meta` (the images and their sources) is written first; renames skip an
- * image already in place; the catalogue is written last and then the intent removed. `finishSeeding`
+ * Crash-safe by intent: `seed.meta` (the images and their sources) is written first (after clearing
+ * the staging an empty store may hold); a rename replaces whatever base an empty store had, and is
+ * skipped for an image already moved; the catalogue is written last and then the intent removed. `finishSeeding`
  * (run before a store is opened) completes an interrupted seeding the same way.
  */
 import { SecondsiteError } from '../../domain/errors.js';
@@ -51,6 +52,11 @@ export async function seedStore(storage: Storage, storageDir: string, intent: Se
   await storage.syncDir(storageDir);
   await storage.syncDir(layout.dir);
   if (!(await storage.exists(layout.seed))) {
+    // an empty store may hold a first cycle cut short (staged in place into its bases): its staging
+    // must not be adopted by a later cycle, and finish() replaces the bases with the images
+    await storage.removeTree(layout.stagingDir);
+    await storage.mkdir(layout.stagingDir);
+    await storage.syncDir(layout.dir);
     for (const i of intent.images) {
       if (!(await storage.exists(i.sourcePath))) {
         throw new SecondsiteError(
@@ -92,7 +98,9 @@ export async function finishSeeding(
 async function finish(storage: Storage, layout: StoreLayout, intent: SeedIntent): Promise<void> {
   const sourceDirs = new Set<string>();
   for (const i of intent.images) {
-    if (await storage.exists(layout.base(i.diskId))) continue; // renamed before a crash
+    // the source gone and the base there: renamed before a crash; otherwise the rename replaces any
+    // base an empty store had (zeros, or a cut-short first cycle's bytes)
+    if (!(await storage.exists(i.sourcePath)) && (await storage.exists(layout.base(i.diskId)))) continue;
     await storage.rename(i.sourcePath, layout.base(i.diskId));
     sourceDirs.add(i.sourcePath.slice(0, i.sourcePath.lastIndexOf('/')));
   }
