@@ -332,17 +332,35 @@ runs it now).`,
   true,
 );
 
-const disable = simple(
-  ['replication', 'disable'],
-  'stop replicating a VM (the replica keeps its recovery points)',
-  `usage: secondsite host replication disable ID [--state-dir DIR] [--output json]`,
-  (c, id) => c.delete(rel(id)),
-  (r, id) =>
-    (r as { disabled: boolean }).disabled
-      ? `replication of ${id ?? ''} disabled`
-      : `${id ?? ''} was not replicating`,
-  true,
-);
+const disableHelp = `usage: secondsite host replication disable ID [--delete-replica] [--state-dir DIR] [--output json]
+
+Stops replicating a VM and forgets the relationship on this host. The replica host keeps its
+recovery points unless --delete-replica: then this host asks the replica host (over the hosts'
+mutual TLS) to delete them too (refused there while a test failover or failover runs from them).
+Refused while a planned failover is prepared (cancel or finish it first).`;
+
+const disable: Command = {
+  path: ['replication', 'disable'],
+  summary: 'stop replicating a VM (--delete-replica: the replica host drops its points too)',
+  help: disableHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { ...STATE, 'delete-replica': { type: 'boolean' } }, disableHelp);
+    const id = p.positionals[0];
+    if (!id) return (io.err(`error: an id is missing\n\n${disableHelp}`), 2);
+    const client = await clientFor(defaultStateDir(optionalString(p, 'state-dir')));
+    const r = await client.delete<{ disabled: boolean; replicaDeleted?: boolean }>(
+      `${rel(id)}${p.values['delete-replica'] === true ? '?deleteReplica=true' : ''}`,
+    );
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : !r.disabled
+          ? `${id} was not replicating`
+          : `replication of ${id} disabled${r.replicaDeleted === undefined ? '' : r.replicaDeleted ? '; the replica host deleted its recovery points' : '; the replica host had no replica of it'}`,
+    );
+    return 0;
+  },
+};
 
 const rep = (id: string | undefined): string => `/v1/replicas/${encodeURIComponent(id ?? '')}`;
 

@@ -121,6 +121,22 @@ test('failover planned --reverse: zero loss, replication reversed at once; failb
   assert.ok((onA.guest?.bootSeq ?? 0) > (onB.guest?.bootSeq ?? 0), 'the records written on B came back');
   await reverseRuns(lab, 'q1', 'host-a', 'host-b', 2);
 
-  // running it again changes nothing and still succeeds (idempotent)
+  // running it again after it finished answers the same (its answer may have been lost)
+  const replay = await plannedByCli(lab, 'host-b', 'q1');
+  assert.equal(replay.finalPoint.pointId, toA.finalPoint.pointId);
+
+  // disable with --delete-replica: the replica host drops its points too
+  const disable = spawnSecondsite([
+    'host',
+    'replication',
+    'disable',
+    'q1',
+    '--delete-replica',
+    '--state-dir',
+    lab.host('host-a').stateDir,
+  ]);
+  assert.equal((await disable.exited).code, 0, disable.stderr);
+  assert.match(disable.stdoutLines.join('\n'), /the replica host deleted its recovery points/);
+  await assert.rejects(lab.host('host-b').client.get('/v1/replicas/q1'), /no replica|not found|NOT_FOUND/i);
   await lab.host('host-a').client.post('/v1/vms/q1/power-off');
 });

@@ -22,7 +22,12 @@ import { isSecondsiteError } from '../../domain/errors.js';
 import { loadTlsIdentity, peerHostId, type TlsIdentity } from '../pki/tls-config.js';
 import { PEER_ALPN, plannedFailoverBodySchema } from '../../protocol/host-api/peer.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
-import { peerFailoverRoutes, plannedFailover, type PeerFailoverDeps } from '../failover/peer-failover.js';
+import {
+  deleteReplicaOnPeer,
+  peerFailoverRoutes,
+  plannedFailover,
+  type PeerFailoverDeps,
+} from '../failover/peer-failover.js';
 import { ControlServer, RouteDispatcher, type Route } from './control-server.js';
 import {
   diskRoutes,
@@ -159,7 +164,10 @@ export class HostAgent {
         () => this.disks,
         () => this.relationships,
       ),
-      ...relationshipRoutes(() => this.relationships),
+      ...relationshipRoutes(
+        () => this.relationships,
+        (definition) => deleteReplicaOnPeer({ identity: () => this.identity() }, definition),
+      ),
       ...replicaRoutes(() => this.replicas),
       ...vmRoutes(() => this.vms),
       ...failoverRoutes(

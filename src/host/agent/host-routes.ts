@@ -21,7 +21,7 @@ import {
 } from '../../protocol/host-api/vms.schema.js';
 import type { Route } from './control-server.js';
 import type { DiskService } from './disk-service.js';
-import type { RelationshipService } from './relationship-service.js';
+import type { RelationshipDefinition, RelationshipService } from './relationship-service.js';
 import type { ReplicaService } from './replica-service.js';
 import type { VmService } from './vm-service.js';
 import type { FailoverService } from '../failover/failover-service.js';
@@ -82,7 +82,11 @@ export function diskRoutes(disks: () => DiskService, relationships: () => Relati
   ];
 }
 
-export function relationshipRoutes(relationships: () => RelationshipService): Route[] {
+export function relationshipRoutes(
+  relationships: () => RelationshipService,
+  /** Deletes the replica on the replica host (peer API); true when it was there. */
+  deleteReplica: (definition: RelationshipDefinition) => Promise<boolean>,
+): Route[] {
   return [
     {
       method: 'GET',
@@ -130,9 +134,23 @@ export function relationshipRoutes(relationships: () => RelationshipService): Ro
     {
       method: 'DELETE',
       path: '/v1/relationships/:id',
-      handler: async ({ params }) => ({
-        body: { disabled: await relationships().disable(param(params, 'id')) },
-      }),
+      handler: async ({ params, query }) => {
+        const id = param(params, 'id');
+        const definition = relationships()
+          .list()
+          .find((v) => v.definition.relationshipId === id)?.definition;
+        const disabled = await relationships().disable(id);
+        if (query.get('deleteReplica') !== 'true' || !definition) return { body: { disabled } };
+        try {
+          return { body: { disabled, replicaDeleted: await deleteReplica(definition) } };
+        } catch (e) {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_INVALID_STATE',
+            `replication of ${id} is disabled, but its replica on ${definition.replica.hostId} was not deleted: ${(e as Error).message}; delete it there with 'secondsite host replica delete ${id}'`,
+            { relationshipId: id, disabled },
+          );
+        }
+      },
     },
   ];
 }
@@ -233,12 +251,7 @@ export function failoverRoutes(failovers: () => FailoverService, replicas: () =>
       path: '/v1/replicas/:id',
       handler: async ({ params }) => {
         const id = param(params, 'id');
-        const state = failovers().get(id).state;
-        const busy =
-          state === 'receiving'
-            ? null
-            : `${id} is in state ${state} on this host; clean up the test failover or finish the failover first`;
-        return { body: { deleted: await replicas().delete(id, busy) } };
+        return { body: { deleted: await replicas().delete(id, failovers().deleteRefusal(id)) } };
       },
     },
     {

@@ -117,6 +117,14 @@ export class FailoverService {
     });
   }
 
+  /** Why the replica of a relationship may not be deleted now (a test failover or failover runs), or null. */
+  deleteRefusal(relationshipId: string): string | null {
+    const state = this.get(relationshipId).state;
+    return state === 'receiving'
+      ? null
+      : `${relationshipId} is in state ${state} on this host; clean up the test failover or finish the failover first`;
+  }
+
   /** True when this host took over the relationship's VM (the old primary must be refused). */
   failedOver(relationshipId: string): boolean {
     const s = this.records.get(relationshipId)?.state;

@@ -29,7 +29,11 @@ import {
 import { parseBody } from '../../protocol/host-api/schema.js';
 import { ControlClient } from '../agent/control-client.js';
 import type { Route } from '../agent/control-server.js';
-import type { RelationshipService, RelationshipView } from '../agent/relationship-service.js';
+import type {
+  RelationshipDefinition,
+  RelationshipService,
+  RelationshipView,
+} from '../agent/relationship-service.js';
 import type { ReplicaService, ReplicaView } from '../agent/replica-service.js';
 import { readWholeFile, replaceFileAtomically } from '../disks/atomic-file.js';
 import type { Logger } from '../../observability/logger.js';
@@ -81,7 +85,10 @@ async function readIntent(deps: PeerFailoverDeps, relationshipId: string): Promi
   return intent.format === 'secondsite-planned-failover-1' ? intent : null;
 }
 
-async function peerClient(deps: PeerFailoverDeps, replica: PlannedIntent['replica']): Promise<ControlClient> {
+async function peerClient(
+  deps: Pick<PeerFailoverDeps, 'identity'>,
+  replica: PlannedIntent['replica'],
+): Promise<ControlClient> {
   const tls = {
     ...replicationClientOptions(await deps.identity(), replica.hostId),
     ALPNProtocols: [PEER_ALPN],
@@ -210,6 +217,19 @@ export async function plannedFailover(
   return result;
 }
 
+/** `replication disable --delete-replica`: the primary asks the replica host to delete its replica. */
+export async function deleteReplicaOnPeer(
+  deps: Pick<PeerFailoverDeps, 'identity'>,
+  definition: RelationshipDefinition,
+): Promise<boolean> {
+  const { hostId, address, port } = definition.replica;
+  const peer = await peerClient(deps, { hostId, address, port });
+  const r = await peer.delete<{ deleted: boolean }>(
+    `/peer/v1/replicas/${encodeURIComponent(definition.relationshipId)}`,
+  );
+  return r.deleted;
+}
+
 /** The replica side's peer routes; each acts only for the host that replicates into the relationship. */
 export function peerFailoverRoutes(
   deps: () => {
@@ -255,6 +275,16 @@ export function peerFailoverRoutes(
         if (current.state !== 'failover-pending-commit' || current.pointId !== b.pointId)
           await failovers.failover(id, { pointId: b.pointId, force: true });
         return { body: await failovers.commit(id) };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/peer/v1/replicas/:id',
+      handler: async ({ params, callerHostId }) => {
+        const id = params['id'] ?? '';
+        await requirePrimary(id, callerHostId);
+        const { replicas, failovers } = deps();
+        return { body: { deleted: await replicas.delete(id, failovers.deleteRefusal(id)) } };
       },
     },
     {
