@@ -101,7 +101,16 @@ export class RouteDispatcher {
     try {
       const body = await readJsonBody(req);
       const params: Record<string, string> = {};
-      hit.r.names.forEach((name, i) => (params[name] = decodeURIComponent(hit.m[i + 1] ?? '')));
+      hit.r.names.forEach((name, i) => {
+        try {
+          params[name] = decodeURIComponent(hit.m[i + 1] ?? '');
+        } catch {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_INVALID_ARGUMENT',
+            `the path parameter ${name} is not valid percent-encoding`,
+          );
+        }
+      });
       const callerHostId = this.callerOf(req);
       const result = await hit.r.handler({
         params,

@@ -121,7 +121,7 @@ export class ReplicaService {
       },
       onEvent: (event, fields) => this.log.info(event, fields),
       onHello: async (hello, peerHostId) => {
-        await this.rememberPrimary(hello.relationshipId, peerHostId);
+        await this.claimPrimary(hello.relationshipId, peerHostId);
         await this.rememberVm(hello.relationshipId, hello.vmConfig);
       },
       ...(this.peer ? { peer: this.peer } : {}),
@@ -205,10 +205,29 @@ export class ReplicaService {
     return raw ? raw.toString('utf8').trim() || null : null;
   }
 
-  private async rememberPrimary(relationshipId: string, hostId: string): Promise<void> {
-    if ((await this.primaryOf(relationshipId)) === hostId) return;
+  /**
+   * The first primary to replicate into a relationship (after its store was made, seeded or imported)
+   * is its primary from then on: a HELLO from another host, even one authorized for the storage
+   * location, is refused, so it can neither feed the replica nor act on it through the peer API.
+   */
+  private async claimPrimary(relationshipId: string, hostId: string): Promise<void> {
+    const recorded = await this.primaryOf(relationshipId);
+    if (recorded === hostId) return;
+    if (recorded !== null) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_PEER_NOT_AUTHORIZED',
+        `relationship '${relationshipId}' already replicates into this host from another primary; a relationship has one primary (delete the replica on this host to start over)`,
+        { relationshipId, primaryHostId: hostId },
+      );
+    }
     await this.storage.mkdir(join(this.config.stateDir, 'replica-vms'));
     await replaceFileAtomically(this.storage, this.primaryFile(relationshipId), Buffer.from(`${hostId}\n`));
+  }
+
+  /** A seeded or imported replica starts a new generation: its first HELLO names its primary. */
+  private async forgetPrimary(relationshipId: string): Promise<void> {
+    if (await this.storage.exists(this.primaryFile(relationshipId)))
+      await this.storage.unlink(this.primaryFile(relationshipId));
   }
 
   private async rememberVm(relationshipId: string, vmConfig: string): Promise<void> {
@@ -256,6 +275,7 @@ export class ReplicaService {
       );
     }
     const open = this.opened.get(relationshipId);
+    if (!open || open.store.points().length === 0) await this.forgetPrimary(relationshipId);
     if (open && open.store.points().length === 0) {
       // an empty store left by an interrupted seeding: close it, the seeding replaces its catalogue
       this.stores.delete(relationshipId);

@@ -73,6 +73,9 @@ export interface PlannedFailoverResult {
   reverse: { replica: ReplicaView; relationship: RelationshipView } | null;
 }
 
+/** What a relationship id may look like here (it names files): checked before anything is looked up. */
+const RELATIONSHIP_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/;
+
 const intentPath = (deps: PeerFailoverDeps, relationshipId: string): string =>
   join(deps.stateDir, 'protection', `${relationshipId}.planned-failover`);
 const donePath = (deps: PeerFailoverDeps, relationshipId: string): string =>
@@ -155,11 +158,16 @@ export async function plannedFailover(
   }
   if (finalPointId !== '') {
     log.info('planned failover: the replica fails over to the final point', { pointId: finalPointId });
-    replica = await peer.post<FailoverView>(`/peer/v1/replicas/${relationshipId}/planned-failover`, {
-      pointId: finalPointId,
-    });
+    replica = await peer.post<FailoverView>(
+      `/peer/v1/replicas/${encodeURIComponent(relationshipId)}/planned-failover`,
+      {
+        pointId: finalPointId,
+      },
+    );
   } else {
-    replica = await peer.get<FailoverView>(`/peer/v1/replicas/${relationshipId}/failover`);
+    replica = await peer.get<FailoverView>(
+      `/peer/v1/replicas/${encodeURIComponent(relationshipId)}/failover`,
+    );
     if (replica.state !== 'failed-over') {
       throw new SecondsiteError(
         'SECONDSITE_ERR_INVALID_STATE',
@@ -190,7 +198,7 @@ export async function plannedFailover(
       storageLocation: options.reverseStorageLocation,
     });
     const relationship = await peer.post<RelationshipView>(
-      `/peer/v1/relationships/${relationshipId}/reverse`,
+      `/peer/v1/relationships/${encodeURIComponent(relationshipId)}/reverse`,
       {
         address,
         port: listen.port,
@@ -239,14 +247,14 @@ export function peerFailoverRoutes(
   },
 ): Route[] {
   const requirePrimary = async (relationshipId: string, caller: string | undefined): Promise<string> => {
-    const primary = await deps().replicas.primaryOf(relationshipId);
+    const primary = RELATIONSHIP_ID_RE.test(relationshipId)
+      ? await deps().replicas.primaryOf(relationshipId)
+      : null;
     if (caller === undefined || primary !== caller) {
       throw new SecondsiteError(
         'SECONDSITE_ERR_FORBIDDEN',
-        primary === null
-          ? `this host knows no primary of relationship '${relationshipId}'; only the host that replicates into it may ask`
-          : `host ${caller ?? '?'} may not act on relationship '${relationshipId}': its primary is ${primary}`,
-        { relationshipId, caller: caller ?? null },
+        `host ${caller ?? '?'} may not act on relationship '${relationshipId.slice(0, 64)}' on this host: only the host that replicates into it may`,
+        { caller: caller ?? null },
       );
     }
     return primary;
@@ -266,8 +274,8 @@ export function peerFailoverRoutes(
       path: '/peer/v1/replicas/:id/planned-failover',
       handler: async ({ params, body, callerHostId }) => {
         const id = params['id'] ?? '';
-        const b = parseBody(peerPlannedFailoverBodySchema, body, 'planned failover request');
         await requirePrimary(id, callerHostId);
+        const b = parseBody(peerPlannedFailoverBodySchema, body, 'planned failover request');
         const { failovers } = deps();
         const current = failovers.get(id);
         if (current.state === 'failed-over' && current.pointId === b.pointId) return { body: current };
@@ -292,8 +300,8 @@ export function peerFailoverRoutes(
       path: '/peer/v1/relationships/:id/reverse',
       handler: async ({ params, body, callerHostId }) => {
         const id = params['id'] ?? '';
-        const b = parseBody(peerReverseBodySchema, body, 'reverse replication request');
         const caller = await requirePrimary(id, callerHostId);
+        const b = parseBody(peerReverseBodySchema, body, 'reverse replication request');
         const f = deps().failovers.get(id);
         if (f.state !== 'failed-over') {
           throw new SecondsiteError(

@@ -119,8 +119,9 @@ export class ReceiverSession {
     this.retentionHours = hello.retentionHours;
     const store = await this.deps.openStore(hello, this.peerHostId);
     this.store = store;
-    await this.deps.onHello?.(hello, this.peerHostId);
+    // the epoch first: a fenced old primary's HELLO changes nothing the replica keeps
     checkEpoch(frame.header.epoch, store.epoch(), 'sender');
+    await this.deps.onHello?.(hello, this.peerHostId);
     for (const d of hello.disks) await store.ensureDisk(d.diskId, d.sizeBytes);
     this.disks = hello.disks;
     this.conn.peer.relationshipKey = key;

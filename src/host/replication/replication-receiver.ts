@@ -97,6 +97,14 @@ export class ReplicationReceiver {
       { ...replicationServerOptions(this.config.tls), ...(peer ? { ALPNProtocols: [peer.alpn] } : {}) },
       (socket) => {
         if (peer && socket.alpnProtocol === peer.alpn) {
+          // the peer API is for hosts this replica works with: the same authorization list
+          const who = peerHostId(socket);
+          if (who === null || !this.config.authorization.allowsHost(who)) {
+            this.counters.sessionsRefused++;
+            this.event('replication:receiver:peer-refused', { peer: who, api: 'peer' });
+            socket.destroy();
+            return;
+          }
           this.sockets.add(socket);
           socket.on('close', () => this.sockets.delete(socket));
           peer.onConnection(socket);
