@@ -2,7 +2,7 @@
  * `secondsite vault ...`: run the vault, and the client commands of what exists so far (users and
  * tokens, registration keys, management servers, alerts, audit). docs/design/vault.md.
  */
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
 import { ROLES } from '../domain/vault/rbac.js';
@@ -192,6 +192,7 @@ after --expires-in-hours (default and most: 120, five days).
     });
     const out = resolve(optionalString(p, 'out') ?? `${key.vaultName}.vaultcredentials`);
     await writeFile(out, `${JSON.stringify(key, null, 2)}\n`, { mode: 0o600 });
+    await chmod(out, 0o600); // an existing file keeps its mode through writeFile
     return {
       json: { keyFile: out, keyId: key.keyId, expiresAt: key.expiresAt },
       text: `registration key written to ${out} (expires ${key.expiresAt}); on the management server run:\n  secondsite manager register --key ${out} --name <management server name>`,

@@ -75,6 +75,7 @@ export async function initCa(caDir: string, opts: { name?: string; days?: number
     );
   }
   await mkdir(caDir, { recursive: true, mode: 0o700 });
+  await writeFile(paths.keyPath, '', { mode: 0o600 }); // 0600 before openssl writes the key into it
   await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', paths.keyPath]);
   await chmod(paths.keyPath, 0o600);
   await openssl([
@@ -149,8 +150,9 @@ export async function issueHostCert(opts: {
         '',
       ].join('\n'),
     );
+    await writeFile(out.keyPath, '', { mode: 0o600 });
+    await chmod(out.keyPath, 0o600); // 0600 before openssl writes the key into it
     await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', out.keyPath]);
-    await chmod(out.keyPath, 0o600);
     await openssl([
       'req',
       '-new',

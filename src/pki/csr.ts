@@ -24,6 +24,8 @@ async function inTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 
 /** Makes an EC P-256 key at `keyPath` (0600) and returns a CSR for it (PEM). */
 export async function createKeyAndCsr(keyPath: string, commonName: string): Promise<string> {
+  await writeFile(keyPath, '', { mode: 0o600 }); // 0600 before openssl writes the key into it
+  await chmod(keyPath, 0o600);
   await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyPath]);
   await chmod(keyPath, 0o600);
   return inTempDir(async (dir) => {

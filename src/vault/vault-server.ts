@@ -11,7 +11,9 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SecondsiteError } from '../domain/errors.js';
 import type { Logger } from '../observability/logger.js';
+import { assertHostId } from '../pki/ca.js';
 import { MetricsRegistry } from '../observability/metrics.js';
 import { openDatabase, type Database } from '../persistence/database.js';
 import { appendAudit } from './audit/audit-log.js';
@@ -69,6 +71,14 @@ export class VaultServer {
 
   static async start(options: VaultServerOptions): Promise<VaultServer> {
     const log = options.log;
+    // both end up in openssl subjects and the certificate: plain names only
+    if (options.advertiseHost !== undefined) assertHostId(options.advertiseHost);
+    if (options.name !== undefined && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/.test(options.name)) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        `the vault name '${options.name}' is not 1-63 letters, digits, '.', '_' or '-'`,
+      );
+    }
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const db = await openDatabase({
       databaseUrl: options.databaseUrl,

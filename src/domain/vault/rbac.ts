@@ -63,8 +63,6 @@ const CONTRIBUTE: Action[] = [
   'mapping.write',
   'item.enable',
   'item.disable',
-  'item.resync',
-  'item.pause',
 ];
 const PROVIDER: Action[] = ['provider.heartbeat', 'provider.inventory', 'provider.commands'];
 

@@ -4,7 +4,7 @@
  * the registration, keep the certificate. Files in `<dataDir>/provider/` (0700): `provider.key`
  * (0600), `provider.crt`, `vault-ca.crt`, `registration.json`.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecondsiteError } from '../../domain/errors.js';
 import { createKeyAndCsr } from '../../pki/csr.js';
@@ -79,6 +79,7 @@ export async function registerProvider(opts: {
   const key = await readKeyFile(opts.keyFile);
   const dir = providerDir(opts.dataDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700); // an existing folder keeps its mode through mkdir
   // a new key pair per registration: registering again replaces the certificate (and so the old key)
   const keyPath = join(dir, 'provider.key.new');
   const csrPem = await createKeyAndCsr(

@@ -197,9 +197,11 @@ export class VaultHttpServer {
         ? e
         : new SecondsiteError('SECONDSITE_ERR_INTERNAL', 'internal error; see the vault log');
       if (!isSecondsiteError(e)) this.deps.onError(e, url.pathname);
-      await this.auditIf(route, principal, object, err.code, requestId).catch((ae: unknown) =>
-        this.deps.onError(ae, 'audit'),
-      );
+      // a caller who could not even authenticate leaves no row: anyone could fill the (append-only) log
+      if (err.code !== 'SECONDSITE_ERR_UNAUTHORIZED')
+        await this.auditIf(route, principal, object, err.code, requestId).catch((ae: unknown) =>
+          this.deps.onError(ae, 'audit'),
+        );
       sendError(res, err, requestId);
     }
   }

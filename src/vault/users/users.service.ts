@@ -4,7 +4,7 @@
  * of a vault on an empty database makes the user `admin` (Owner) and writes its token to a 0600 file
  * in the vault's data directory, the way a first administrator gets in.
  */
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { SecondsiteError } from '../../domain/errors.js';
 import type { Principal, Role } from '../../domain/vault/rbac.js';
 import type { Queryable } from '../../persistence/database.js';
@@ -142,6 +142,7 @@ export class UsersService {
     if (!admin) return false;
     const t = await this.createToken(admin.user_id, 'first administrator', 365);
     await writeFile(tokenFile, `${t.token}\n`, { mode: 0o600 });
+    await chmod(tokenFile, 0o600); // an existing file keeps its mode through writeFile
     return true;
   }
 }
