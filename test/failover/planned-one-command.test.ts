@@ -7,18 +7,14 @@
  * host that is not the relationship's primary.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { isSecondsiteError } from '../../src/domain/errors.js';
-import { ControlClient } from '../../src/host/agent/control-client.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import type { PlannedFailoverResult } from '../../src/host/failover/peer-failover.js';
-import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
-import { PEER_ALPN } from '../../src/protocol/host-api/peer.schema.js';
 import { spawnSecondsite } from '../../src/testing/process/child-process.js';
-import { cleanupsAfterAll, MiB, twoHostLab, waitFor } from '../host/fixtures.js';
+import { cleanupsAfterAll, MiB, peerClient, twoHostLab, waitFor } from '../host/fixtures.js';
 import { guestRunning, protectedVm } from './failover-fixtures.js';
 
 const cleanups = cleanupsAfterAll();
@@ -42,17 +38,6 @@ async function plannedByCli(lab: HostLab, from: string, vmId: string): Promise<P
   const exit = await child.exited;
   assert.equal(exit.code, 0, `failover planned on ${from} failed: ${child.stderr}`);
   return JSON.parse(child.stdoutLines.join('\n')) as PlannedFailoverResult;
-}
-
-async function peerOf(lab: HostLab, callerId: string, targetId: string): Promise<ControlClient> {
-  const identity = await loadTlsIdentity(join(lab.host(callerId).stateDir, 'pki'), callerId);
-  const tls = { ...replicationClientOptions(identity, targetId), ALPNProtocols: [PEER_ALPN] };
-  return ControlClient.peer({
-    host: '127.0.0.1',
-    port: lab.host(targetId).replicationPort,
-    hostId: targetId,
-    tls,
-  });
 }
 
 /** Waits for the first reverse point (not the seed) and checks nothing like a full copy was sent. */
@@ -86,13 +71,13 @@ test('failover planned --reverse: zero loss, replication reversed at once; failb
   await protectedVm(lab, 'q1', { recordsPerSec: 100, diskBytes: DISK_BYTES });
 
   // the peer API acts only for the relationship's primary, and only in a state that allows it
-  const bToA = await peerOf(lab, 'host-b', 'host-a');
+  const bToA = await peerClient(lab, 'host-b', 'host-a');
   await assert.rejects(
     bToA.post('/peer/v1/replicas/q1/planned-failover', { pointId: 'rp-1' }),
     (e: unknown) => isSecondsiteError(e, 'SECONDSITE_ERR_FORBIDDEN'),
     'host-b is not the primary of anything host-a keeps',
   );
-  const aToB = await peerOf(lab, 'host-a', 'host-b');
+  const aToB = await peerClient(lab, 'host-a', 'host-b');
   await assert.rejects(
     aToB.post('/peer/v1/relationships/q1/reverse', {
       address: '127.0.0.1',

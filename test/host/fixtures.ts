@@ -7,9 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
+import { ControlClient } from '../../src/host/agent/control-client.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { PointExport, ReplicaView } from '../../src/host/agent/replica-service.js';
+import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';
 import { HostLab } from '../../src/lab/host-lab.js';
+import { PEER_ALPN } from '../../src/protocol/host-api/peer.schema.js';
 import type { DiskImage } from '../../src/testing/checker/disk-image.js';
 import { monotonicNowMs } from '../../src/testing/workload/write-history.js';
 
@@ -236,4 +239,16 @@ function isConnectionError(e: unknown): boolean {
     ['SECONDSITE_ERR_CONNECTION_LOST', 'ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ENOENT'].includes(code) ||
     /closed|closing|reset|EPIPE|ECONNREFUSED|connection/i.test(message)
   );
+}
+
+/** A client of `targetId`'s peer API (mutual TLS on its replication port) as host `callerId`. */
+export async function peerClient(lab: HostLab, callerId: string, targetId: string): Promise<ControlClient> {
+  const identity = await loadTlsIdentity(join(lab.host(callerId).stateDir, 'pki'), callerId);
+  const tls = { ...replicationClientOptions(identity, targetId), ALPNProtocols: [PEER_ALPN] };
+  return ControlClient.peer({
+    host: '127.0.0.1',
+    port: lab.host(targetId).replicationPort,
+    hostId: targetId,
+    tls,
+  });
 }

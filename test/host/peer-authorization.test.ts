@@ -10,26 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isSecondsiteError } from '../../src/domain/errors.js';
-import { ControlClient } from '../../src/host/agent/control-client.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
-import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';
 import { HostLab } from '../../src/lab/host-lab.js';
-import { PEER_ALPN } from '../../src/protocol/host-api/peer.schema.js';
-import { cleanupsAfterAll, MiB, waitFor } from './fixtures.js';
+import { cleanupsAfterAll, MiB, peerClient, waitFor } from './fixtures.js';
 
 const cleanups = cleanupsAfterAll();
-
-async function peer(lab: HostLab, callerId: string, targetId: string): Promise<ControlClient> {
-  const identity = await loadTlsIdentity(join(lab.host(callerId).stateDir, 'pki'), callerId);
-  const tls = { ...replicationClientOptions(identity, targetId), ALPNProtocols: [PEER_ALPN] };
-  return ControlClient.peer({
-    host: '127.0.0.1',
-    port: lab.host(targetId).replicationPort,
-    hostId: targetId,
-    tls,
-  });
-}
 
 test('another host can neither replicate into a relationship nor act on it; an unauthorized host cannot reach the peer API', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ss-peerauth-'));
@@ -76,7 +62,7 @@ test('another host can neither replicate into a relationship nor act on it; an u
     /already replicates into this host from another primary/,
   );
   const forbidden = (e: unknown): boolean => isSecondsiteError(e, 'SECONDSITE_ERR_FORBIDDEN');
-  const fromC = await peer(lab, 'host-c', 'host-b');
+  const fromC = await peerClient(lab, 'host-c', 'host-b');
   await assert.rejects(fromC.delete('/peer/v1/replicas/v'), forbidden);
   await assert.rejects(
     fromC.post('/peer/v1/replicas/v/planned-failover', { pointId: first.pointId }),
@@ -84,7 +70,7 @@ test('another host can neither replicate into a relationship nor act on it; an u
   );
   await assert.rejects(fromC.get('/peer/v1/replicas/..%2F..%2Fhost.json/failover'), forbidden);
   // host-d is not in host-b's authorization list: the peer API hangs up on it
-  const fromD = await peer(lab, 'host-d', 'host-b');
+  const fromD = await peerClient(lab, 'host-d', 'host-b');
   await assert.rejects(fromD.get('/peer/v1/replicas/v/failover'), (e: unknown) =>
     isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST'),
   );
@@ -98,6 +84,6 @@ test('another host can neither replicate into a relationship nor act on it; an u
     60_000,
   );
   assert.ok(later.latestPoint);
-  const fromA = await peer(lab, 'host-a', 'host-b');
+  const fromA = await peerClient(lab, 'host-a', 'host-b');
   assert.equal((await fromA.get<{ state: string }>('/peer/v1/replicas/v/failover')).state, 'receiving');
 });

@@ -5,7 +5,8 @@
  */
 import { request, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
-import { type ErrorCode, ERROR_REGISTRY, SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError } from '../../domain/errors.js';
+import { errorFromBody } from '../../protocol/http/error-body.js';
 
 /** Another host's peer API: its replication address and port, with the TLS options to reach it. */
 export interface PeerEndpoint {
@@ -51,15 +52,7 @@ export class ControlClient {
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const { status, text } = await this.raw(method, path, body);
     const parsed = text ? (JSON.parse(text) as unknown) : undefined;
-    if (status >= 400) {
-      const err = (
-        parsed as { error?: { code?: string; message?: string; details?: Record<string, unknown> } }
-      )?.error;
-      const code = (
-        err?.code && err.code in ERROR_REGISTRY ? err.code : 'SECONDSITE_ERR_INTERNAL'
-      ) as ErrorCode;
-      throw new SecondsiteError(code, err?.message ?? `agent answered ${status}`, err?.details ?? {});
-    }
+    if (status >= 400) throw errorFromBody(status, parsed, 'agent');
     return parsed as T;
   }
 

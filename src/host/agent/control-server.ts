@@ -9,6 +9,7 @@ import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { Logger } from '../../observability/logger.js';
+import { compileRoutePath, routeParams, type RoutePattern } from '../../protocol/http/route-path.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -35,23 +36,11 @@ export interface Route {
 }
 
 interface CompiledRoute extends Route {
-  regex: RegExp;
-  names: string[];
+  pattern: RoutePattern;
 }
 
 function compile(route: Route): CompiledRoute {
-  const names: string[] = [];
-  const pattern = route.path
-    .split('/')
-    .map((seg) => {
-      if (seg.startsWith(':')) {
-        names.push(seg.slice(1));
-        return '([^/]+)';
-      }
-      return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    })
-    .join('/');
-  return { ...route, regex: new RegExp(`^${pattern}$`), names };
+  return { ...route, pattern: compileRoutePath(route.path) };
 }
 
 /**
@@ -83,7 +72,7 @@ export class RouteDispatcher {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent');
     const matching = this.routes
-      .map((r) => ({ r, m: r.regex.exec(url.pathname) }))
+      .map((r) => ({ r, m: r.pattern.regex.exec(url.pathname) }))
       .filter((x): x is { r: CompiledRoute; m: RegExpExecArray } => x.m !== null);
     if (matching.length === 0) {
       send(res, 404, errorBody('SECONDSITE_ERR_NOT_FOUND', `no route ${url.pathname}`));
@@ -100,17 +89,7 @@ export class RouteDispatcher {
     }
     try {
       const body = await readJsonBody(req);
-      const params: Record<string, string> = {};
-      hit.r.names.forEach((name, i) => {
-        try {
-          params[name] = decodeURIComponent(hit.m[i + 1] ?? '');
-        } catch {
-          throw new SecondsiteError(
-            'SECONDSITE_ERR_INVALID_ARGUMENT',
-            `the path parameter ${name} is not valid percent-encoding`,
-          );
-        }
-      });
+      const params = routeParams(hit.r.pattern, hit.m);
       const callerHostId = this.callerOf(req);
       const result = await hit.r.handler({
         params,

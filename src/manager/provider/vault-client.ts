@@ -4,7 +4,8 @@
  * provider's client certificate. Error bodies become SecondsiteError with the vault's code and message.
  */
 import { request } from 'node:https';
-import { type ErrorCode, ERROR_REGISTRY, SecondsiteError } from '../../domain/errors.js';
+import { SecondsiteError } from '../../domain/errors.js';
+import { errorFromBody } from '../../protocol/http/error-body.js';
 
 export interface VaultClientOptions {
   readonly url: string;
@@ -58,16 +59,7 @@ export class VaultClient {
     } catch {
       if (status < 400) return text as T;
     }
-    if (status >= 400) {
-      const err = (
-        parsed as
-          { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | undefined
-      )?.error;
-      const code = (
-        err?.code && err.code in ERROR_REGISTRY ? err.code : 'SECONDSITE_ERR_INTERNAL'
-      ) as ErrorCode;
-      throw new SecondsiteError(code, err?.message ?? `the vault answered ${status}`, err?.details ?? {});
-    }
+    if (status >= 400) throw errorFromBody(status, parsed, 'the vault');
     return parsed as T;
   }
 

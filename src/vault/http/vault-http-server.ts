@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import { authorize, principalName, type Principal } from '../../domain/vault/rbac.js';
+import { compileRoutePath, routeParams, type RoutePattern } from '../../protocol/http/route-path.js';
 import type { ServerTls } from '../identity/vault-identity.js';
 import type { VaultRequest, VaultRoute } from './vault-route.js';
 
@@ -37,23 +38,7 @@ export interface VaultHttpDeps {
 
 interface Compiled {
   route: VaultRoute;
-  regex: RegExp;
-  names: string[];
-}
-
-function compile(route: VaultRoute): Compiled {
-  const names: string[] = [];
-  const pattern = route.path
-    .split('/')
-    .map((seg) => {
-      if (seg.startsWith(':')) {
-        names.push(seg.slice(1));
-        return '([^/]+)';
-      }
-      return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    })
-    .join('/');
-  return { route, regex: new RegExp(`^${pattern}$`), names };
+  pattern: RoutePattern;
 }
 
 export class VaultHttpServer {
@@ -61,7 +46,7 @@ export class VaultHttpServer {
   private server: Server | null = null;
 
   constructor(private readonly deps: VaultHttpDeps) {
-    this.compiled = deps.routes.map(compile);
+    this.compiled = deps.routes.map((route) => ({ route, pattern: compileRoutePath(route.path) }));
   }
 
   async listen(tls: ServerTls, host: string, port: number): Promise<number> {
@@ -108,7 +93,7 @@ export class VaultHttpServer {
     res.setHeader('x-request-id', requestId);
     const url = new URL(req.url ?? '/', 'https://vault');
     const matching = this.compiled
-      .map((c) => ({ c, m: c.regex.exec(url.pathname) }))
+      .map((c) => ({ c, m: c.pattern.regex.exec(url.pathname) }))
       .filter((x): x is { c: Compiled; m: RegExpExecArray } => x.m !== null);
     if (matching.length === 0) {
       req.resume();
@@ -136,17 +121,7 @@ export class VaultHttpServer {
     let principal: Principal | null = null;
     let object: string | null = null;
     try {
-      const params: Record<string, string> = {};
-      hit.c.names.forEach((name, i) => {
-        try {
-          params[name] = decodeURIComponent(hit.m[i + 1] ?? '');
-        } catch {
-          throw new SecondsiteError(
-            'SECONDSITE_ERR_INVALID_ARGUMENT',
-            `the path parameter ${name} is not valid percent-encoding`,
-          );
-        }
-      });
+      const params = routeParams(hit.c.pattern, hit.m);
       object = Object.values(params).join('/') || null;
       principal = await this.deps.authenticate(req, req.socket as TLSSocket);
       if (route.action !== 'public' && principal === null) {
