@@ -78,7 +78,11 @@ test('kill -9 of the sender during initial replication: the restarted sender sen
   );
   assert.ok(sentAfter < DISK_BYTES, 'no full copy after the restart');
 
-  const opened = await openPoint(lab, 'vm2', point.pointId, ['vm2-d0']);
+  // continuous mode: pause, so retention cannot drop the point while it is read (a newer one may
+  // have replaced it already: read the latest, the disk has not changed since the first)
+  await a.client.post('/v1/relationships/vm2/pause');
+  const latest = (await replicaView(lab, 'vm2')).latestPoint ?? point;
+  const opened = await openPoint(lab, 'vm2', latest.pointId, ['vm2-d0']);
   try {
     const client = opened.clients[0] as NbdClient;
     for (let at = 0; at < DISK_BYTES; at += 4 * MiB) {
