@@ -47,7 +47,9 @@ export class ProviderSession {
       this.heartbeatsSent++;
       if (this.lastError !== null) this.log.info('heartbeat reaches the vault again');
       this.lastError = null;
-      if (r.heartbeatIntervalSeconds > 0) this.intervalSeconds = r.heartbeatIntervalSeconds;
+      // the vault may change the interval; within bounds (a bad answer must not stop or flood the session)
+      if (Number.isFinite(r.heartbeatIntervalSeconds))
+        this.intervalSeconds = Math.min(3600, Math.max(1, r.heartbeatIntervalSeconds));
     } catch (e) {
       const message = (e as Error).message;
       if (message !== this.lastError)

@@ -68,7 +68,8 @@ export class RegistrationService {
     if (req.vaultId !== this.identity.vaultId) {
       throw new SecondsiteError(
         'SECONDSITE_ERR_KEY_FOREIGN',
-        `this registration key belongs to vault ${req.vaultId}, not to this vault (${this.identity.vaultId}, ${this.identity.name}); create a key in this vault`,
+        // no ids in the answer: anyone may ask, and this vault's id is nobody's business
+        'this registration key belongs to another vault, not to this one; create a key in the vault you register with (or pass its URL with --vault)',
         { keyVault: req.vaultId },
       );
     }
