@@ -1,6 +1,7 @@
 /** A throwaway site CA with two host identities for the replication benchmarks (host-a primary, host-b replica). */
 import { join } from 'node:path';
-import { initCa, issueHostCert } from '../../src/pki/ca.js';
+import { initCa } from '../../src/pki/ca.js';
+import { issueHostCert } from '../../src/pki/csr.js';
 
 export const PRIMARY_HOST = 'host-a';
 export const REPLICA_HOST = 'host-b';

@@ -2,7 +2,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
-import { issueHostCert } from '../pki/ca.js';
+import { issueHostCert } from '../pki/csr.js';
 import { type HostStatus, HostAgent } from '../host/agent/host-agent.js';
 import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js';
 import { stderrLogger } from '../observability/logger.js';

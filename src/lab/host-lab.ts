@@ -14,7 +14,8 @@ import { SecondsiteError } from '../domain/errors.js';
 import { ControlClient } from '../host/agent/control-client.js';
 import type { HostStatus } from '../host/agent/host-agent.js';
 import type { HostConfigInput } from '../host/agent/host-config.js';
-import { initCa, issueHostCert } from '../pki/ca.js';
+import { initCa } from '../pki/ca.js';
+import { issueHostCert } from '../pki/csr.js';
 import { spawnServe, stopServe } from './serve-process.js';
 
 export interface LabHostSpec {

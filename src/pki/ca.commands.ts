@@ -4,7 +4,8 @@
  * the lead lists `caCommandGroup` in main.ts).
  */
 import { SecondsiteError } from '../domain/errors.js';
-import { initCa, issueHostCert } from './ca.js';
+import { initCa } from './ca.js';
+import { issueHostCert } from './csr.js';
 
 interface Io {
   out(text: string): void;

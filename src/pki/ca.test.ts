@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isSecondsiteError } from '../domain/errors.js';
 import { caCommandGroup } from './ca.commands.js';
-import { initCa, issueHostCert } from './ca.js';
+import { initCa } from './ca.js';
+import { issueHostCert } from './csr.js';
 import { hostIdOfCertificate, loadTlsIdentity, replicationServerOptions } from '../host/pki/tls-config.js';
 
 let dir: string;

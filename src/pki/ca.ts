@@ -3,14 +3,11 @@
  * cannot sign X.509). One CA per deployment (or per site pair) signs host certificates whose subject CN
  * and DNS SAN are the host id; replication uses them for mutual TLS 1.3 (tls-config.ts).
  *
- * Layout: `<caDir>/ca.key` (mode 0600), `<caDir>/ca.crt`. Issued: `<outDir>/<host>.key` (0600),
- * `<outDir>/<host>.crt`, and a copy of `ca.crt` (the trust anchor the host needs).
- * Keys are EC P-256; host certificates carry serverAuth + clientAuth (a host is both ends).
+ * Layout: `<caDir>/ca.key` (mode 0600), `<caDir>/ca.crt`. Keys are EC P-256. Certificates are issued
+ * from certificate requests by csr.ts (host identities: `issueHostCert`; vault-issued ones: `signCsr`).
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { access, chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SecondsiteError } from '../domain/errors.js';
@@ -114,77 +111,4 @@ export function identityPaths(dir: string, hostId: string): IssuedIdentity {
     certPath: join(dir, `${hostId}.crt`),
     caCertPath: join(dir, 'ca.crt'),
   };
-}
-
-/** Issues a key and certificate for host `name` (CN and DNS SAN = name), signed by the CA in `caDir`. */
-export async function issueHostCert(opts: {
-  caDir: string;
-  name: string;
-  outDir: string;
-  days?: number;
-}): Promise<IssuedIdentity> {
-  assertHostId(opts.name);
-  const ca = caPaths(opts.caDir);
-  if (!(await exists(ca.keyPath)) || !(await exists(ca.certPath))) {
-    throw new SecondsiteError(
-      'SECONDSITE_ERR_NOT_FOUND',
-      `no CA in ${opts.caDir}: run 'secondsite ca init ${opts.caDir}' first`,
-      {
-        caDir: opts.caDir,
-      },
-    );
-  }
-  const out = identityPaths(opts.outDir, opts.name);
-  await mkdir(opts.outDir, { recursive: true, mode: 0o700 });
-  const work = await mkdtemp(join(tmpdir(), 'secondsite-ca-'));
-  try {
-    const csr = join(work, 'host.csr');
-    const ext = join(work, 'host.ext');
-    await writeFile(
-      ext,
-      [
-        'basicConstraints=critical,CA:FALSE',
-        'keyUsage=critical,digitalSignature,keyAgreement',
-        'extendedKeyUsage=serverAuth,clientAuth',
-        `subjectAltName=DNS:${opts.name}`,
-        '',
-      ].join('\n'),
-    );
-    await writeFile(out.keyPath, '', { mode: 0o600 });
-    await chmod(out.keyPath, 0o600); // 0600 before openssl writes the key into it
-    await openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', out.keyPath]);
-    await openssl([
-      'req',
-      '-new',
-      '-key',
-      out.keyPath,
-      '-subj',
-      `/O=secondsite/CN=${opts.name}`,
-      '-out',
-      csr,
-    ]);
-    await openssl([
-      'x509',
-      '-req',
-      '-in',
-      csr,
-      '-CA',
-      ca.certPath,
-      '-CAkey',
-      ca.keyPath,
-      '-set_serial',
-      `0x${randomBytes(16).toString('hex')}`,
-      '-days',
-      String(opts.days ?? 825),
-      '-sha256',
-      '-extfile',
-      ext,
-      '-out',
-      out.certPath,
-    ]);
-    await copyFile(ca.certPath, out.caCertPath);
-    return out;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
 }

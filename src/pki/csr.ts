@@ -5,11 +5,11 @@
  * The vault's own HTTPS server certificate comes from the same CA. All through the openssl command.
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
-import { caPaths, exists, openssl } from './ca.js';
+import { assertHostId, caPaths, exists, identityPaths, openssl, type IssuedIdentity } from './ca.js';
 
 const MAX_CSR_BYTES = 16 * 1024;
 
@@ -125,4 +125,41 @@ export async function signCsr(opts: {
     const x = new X509Certificate(certPem);
     return { certPem, serialHex: x.serialNumber.toUpperCase(), notAfterMs: Date.parse(x.validTo) };
   });
+}
+
+/**
+ * Issues a key and certificate for host `name` (CN and DNS SAN = name, serverAuth + clientAuth: a host
+ * is both ends of replication) into `outDir`, signed by the CA in `caDir`, with a copy of the CA
+ * certificate (the trust anchor the host needs).
+ */
+export async function issueHostCert(opts: {
+  caDir: string;
+  name: string;
+  outDir: string;
+  days?: number;
+}): Promise<IssuedIdentity> {
+  assertHostId(opts.name);
+  const ca = caPaths(opts.caDir);
+  if (!(await exists(ca.keyPath)) || !(await exists(ca.certPath))) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_NOT_FOUND',
+      `no CA in ${opts.caDir}: run 'secondsite ca init ${opts.caDir}' first`,
+      {
+        caDir: opts.caDir,
+      },
+    );
+  }
+  const out = identityPaths(opts.outDir, opts.name);
+  await mkdir(opts.outDir, { recursive: true, mode: 0o700 });
+  const csrPem = await createKeyAndCsr(out.keyPath, opts.name);
+  const signed = await signCsr({
+    caDir: opts.caDir,
+    csrPem,
+    commonName: opts.name,
+    usage: 'serverAuth,clientAuth',
+    days: opts.days ?? 825,
+  });
+  await writeFile(out.certPath, signed.certPem);
+  await copyFile(ca.certPath, out.caCertPath);
+  return out;
 }
