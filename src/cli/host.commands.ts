@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
 import { issueHostCert } from '../pki/csr.js';
+import { logLevelOf, untilSignalled } from './serve-options.js';
 import { type HostStatus, HostAgent } from '../host/agent/host-agent.js';
 import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js';
 import { stderrLogger } from '../observability/logger.js';
@@ -111,27 +112,12 @@ const serve: Command = {
       { 'state-dir': { type: 'string' }, 'log-level': { type: 'string' } },
       serveHelp,
     );
-    const level = optionalString(p, 'log-level') ?? 'info';
-    if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-      throw new SecondsiteError(
-        'SECONDSITE_ERR_INVALID_ARGUMENT',
-        `--log-level must be debug, info, warn or error`,
-      );
-    }
     const config = await loadHostConfig(defaultStateDir(optionalString(p, 'state-dir')));
-    const log = stderrLogger(level as 'info', { role: 'host', hostId: config.hostId });
+    const log = stderrLogger(logLevelOf(p), { role: 'host', hostId: config.hostId });
     const agent = new HostAgent(config, log);
     await agent.start();
     io.out(JSON.stringify({ ready: true, ...(await agent.status()) }));
-    await new Promise<void>((resolveStop) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolveStop();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
+    await untilSignalled();
     await agent.stop();
     return 0;
   },

@@ -3,13 +3,12 @@
  * the provider's heartbeat session). docs/design/vault.md sections 4-5.
  */
 import { resolve } from 'node:path';
-import { SecondsiteError } from '../domain/errors.js';
 import { ManagerServer } from '../manager/manager-server.js';
 import { loadProviderIdentity, registerProvider } from '../manager/provider/provider-registration.js';
 import { stderrLogger } from '../observability/logger.js';
 import { optionalString, parseCommandArgs, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
-import { untilSignalled } from './vault.commands.js';
+import { logLevelOf, untilSignalled } from './serve-options.js';
 
 const DATA_DIR_HELP =
   "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)";
@@ -84,18 +83,11 @@ const serve: Command = {
       { 'data-dir': { type: 'string' }, 'log-level': { type: 'string' } },
       serveHelp,
     );
-    const level = optionalString(p, 'log-level') ?? 'info';
-    if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-      throw new SecondsiteError(
-        'SECONDSITE_ERR_INVALID_ARGUMENT',
-        '--log-level must be debug, info, warn or error',
-      );
-    }
     const dataDir = dataDirOf(optionalString(p, 'data-dir'));
     const manager = await ManagerServer.start({
       dataDir,
       databaseUrl: process.env['DATABASE_URL'],
-      log: stderrLogger(level as 'info', { role: 'manager' }),
+      log: stderrLogger(logLevelOf(p), { role: 'manager' }),
     });
     const r = manager.identity.registration;
     io.out(

@@ -16,6 +16,7 @@ import type { UserView } from '../vault/users/users.service.js';
 import { VaultServer } from '../vault/vault-server.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString, type Parsed } from './args.js';
 import type { Command, CommandGroup, CommandIo } from './command.js';
+import { logLevelOf, untilSignalled } from './serve-options.js';
 import { table } from './simple-command.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, vaultClientFrom } from './vault-connection.js';
 import { policyCommands } from './vault-policy.commands.js';
@@ -23,19 +24,6 @@ import type { VaultClient } from '../manager/provider/vault-client.js';
 
 export function defaultVaultDir(given: string | undefined): string {
   return resolve(given ?? process.env['SECONDSITE_VAULT_DIR'] ?? '.data/vault');
-}
-
-/** Runs until SIGINT or SIGTERM. */
-export function untilSignalled(): Promise<void> {
-  return new Promise<void>((done) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      done();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }
 
 const serveHelp = `usage: secondsite vault serve [--data-dir DIR] [--listen HOST:PORT] [--advertise-host NAME]
@@ -85,17 +73,6 @@ function webhookUrl(text: string | undefined): string | undefined {
   return text;
 }
 
-function logLevel(p: Parsed): 'debug' | 'info' | 'warn' | 'error' {
-  const level = optionalString(p, 'log-level') ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) {
-    throw new SecondsiteError(
-      'SECONDSITE_ERR_INVALID_ARGUMENT',
-      '--log-level must be debug, info, warn or error',
-    );
-  }
-  return level as 'info';
-}
-
 const serve: Command = {
   path: ['serve'],
   summary: 'run the vault (API and workers)',
@@ -135,7 +112,7 @@ const serve: Command = {
         3600,
         10,
       ),
-      log: stderrLogger(logLevel(p), { role: 'vault' }),
+      log: stderrLogger(logLevelOf(p), { role: 'vault' }),
     });
     io.out(
       JSON.stringify({

@@ -22,6 +22,8 @@ export interface TestVault {
   dataDir: string;
   databaseUrl: string;
   admin: VaultClient;
+  /** The first administrator's token, when this vault process made it (one per database). */
+  adminToken: string | null;
   /** A client with another token, or none. */
   client(token?: string): VaultClient;
   /** A user of `role` with a token (created through the API). */
@@ -82,6 +84,7 @@ export async function startTestVault(
     dataDir,
     databaseUrl,
     admin,
+    adminToken: token || null,
     client,
     async userClient(role) {
       const name = `${role.toLowerCase()}-${++users}`;

@@ -560,14 +560,11 @@ export class RelationshipService {
       this.stats.get(relationshipId) ?? newRelationshipStats(relationshipId, def.policy.copyFrequencySeconds);
     let pendingBytes = 0;
     for (const diskId of def.diskIds) {
-      try {
-        const t = this.disks.tracked(diskId);
-        const s = t.stats();
-        // a block dirty in both bitmaps counts twice: an upper bound
-        pendingBytes += (s.activeBlocks + s.shippingBlocks) * t.trackingBlockBytes;
-      } catch {
-        // a disk that is not served has nothing pending here
-      }
+      const t = this.trackedOrUndefined(diskId); // a disk that is not served has nothing pending here
+      if (!t) continue;
+      const s = t.stats();
+      // a block dirty in both bitmaps counts twice: an upper bound
+      pendingBytes += (s.activeBlocks + s.shippingBlocks) * t.trackingBlockBytes;
     }
     return measureReplication(stats, pendingBytes);
   }

@@ -36,11 +36,6 @@ export class VaultClient {
     }
   }
 
-  /** True when requests carry an API token. */
-  get hasToken(): boolean {
-    return Boolean(this.options.token);
-  }
-
   get<T>(path: string): Promise<T> {
     return this.call<T>('GET', path);
   }
