@@ -4,7 +4,7 @@
  * relationships that name it (the replica checks that the caller is the relationship's primary).
  */
 import { z } from 'zod';
-import { replicationPolicySchema } from './relationships.schema.js';
+import { replicationPolicySchema, storageLocationSchema } from './relationships.schema.js';
 
 export const PEER_ALPN = 'secondsite-peer/1';
 
@@ -16,10 +16,7 @@ export const peerReverseBodySchema = z
   .object({
     address: z.string().min(1).max(253),
     port: z.number().int().min(1).max(65535),
-    storageLocation: z
-      .string()
-      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
-      .default('default'),
+    storageLocation: storageLocationSchema,
     policy: replicationPolicySchema,
   })
   .strict();
@@ -34,10 +31,7 @@ export const plannedFailoverBodySchema = z
     /** This host's replication address as the new primary must dial it (default: its listen host). */
     reverseAddress: z.string().min(1).max(253).optional(),
     /** This host's storage location for the reverse replica. */
-    reverseStorageLocation: z
-      .string()
-      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
-      .default('default'),
+    reverseStorageLocation: storageLocationSchema,
   })
   .strict();
 

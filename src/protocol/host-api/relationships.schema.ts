@@ -14,6 +14,12 @@ export const plainIdSchema = z
     'an id is 1-64 letters, digits, "-" or "_", starting with a letter or digit',
   );
 
+/** A named replica storage location of a host (its host.json maps it to a folder). */
+export const storageLocationSchema = z
+  .string()
+  .regex(/^[a-zA-Z0-9_-]{1,64}$/, 'a storage location is 1-64 letters, digits, "-" or "_"')
+  .default('default');
+
 export const replicationPolicySchema = z
   .object({
     /** 30, 300 or 900 seconds like Hyper-V Replica, or 0 for continuous. */
@@ -88,10 +94,7 @@ export const enableReplicationBodySchema = z
         hostId: z.string().min(1).max(253),
         address: z.string().min(1).max(253),
         port: z.number().int().min(1).max(65535),
-        storageLocation: z
-          .string()
-          .regex(/^[a-zA-Z0-9_-]{1,64}$/)
-          .default('default'),
+        storageLocation: storageLocationSchema,
       })
       .strict(),
     policy: replicationPolicySchema.default({}),
@@ -126,10 +129,7 @@ export const importReplicaBodySchema = z
     /** The folder holding <diskId>.raw images written by 'disk export' (moved in, on the same file system). */
     fromDir: z.string().min(1).max(4096),
     diskIds: z.array(diskIdSchema).min(1).max(64),
-    storageLocation: z
-      .string()
-      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
-      .default('default'),
+    storageLocation: storageLocationSchema,
   })
   .strict();
 
@@ -139,10 +139,7 @@ export const seedReplicaBodySchema = z
     diskIds: z.array(diskIdSchema).min(1).max(64),
     /** The generation of the reverse relationship (the failover's epoch). */
     epoch: z.number().int().min(0),
-    storageLocation: z
-      .string()
-      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
-      .default('default'),
+    storageLocation: storageLocationSchema,
   })
   .strict();
 
@@ -154,10 +151,7 @@ export const exportPointBodySchema = z.object({ diskId: diskIdSchema.optional() 
 export const ensureReplicaBodySchema = z
   .object({
     relationshipId: plainIdSchema,
-    storageLocation: z
-      .string()
-      .regex(/^[a-zA-Z0-9_-]{1,64}$/)
-      .default('default'),
+    storageLocation: storageLocationSchema,
     epoch: z.number().int().min(0),
   })
   .strict();
