@@ -3,7 +3,10 @@
 //   protocol schemas and codecs: domain, protocol, node:buffer, node:crypto, zod
 //   pki      certificates (the openssl-based CA): domain, node:*
 //   observability  logs and Prometheus metrics: domain, node:*
-//   host, vault, manager (process roles): domain, protocol, pki, their own folder, node:*, packages;
+//   control-api  JSON-over-HTTP route tables and their client (Unix socket control APIs, mTLS peer
+//            APIs): domain, protocol, observability, node:*
+//   host, vault, manager (process roles): domain, protocol, pki, observability, their own folder,
+//            node:*, packages; host and manager also control-api;
 //            host also native; vault and manager also persistence
 //   guest    guest-side code (the NBD client): domain, protocol, guest, node:*, packages
 //   persistence  PostgreSQL (embedded server, migrations, work queue): domain, protocol, persistence,
@@ -35,14 +38,17 @@ const allowed = {
       ? ['node:buffer', 'node:crypto', 'zod', 'zod/v4'].includes(spec.name)
       : ['domain', 'protocol'].includes(layer),
   host: (spec, layer) =>
-    spec.isExternal || ['domain', 'protocol', 'native', 'pki', 'observability', 'host'].includes(layer),
+    spec.isExternal ||
+    ['domain', 'protocol', 'native', 'pki', 'observability', 'control-api', 'host'].includes(layer),
   pki: (spec, layer) => spec.isExternal || ['domain', 'pki'].includes(layer),
   observability: (spec, layer) => spec.isExternal || ['domain', 'observability'].includes(layer),
+  'control-api': (spec, layer) =>
+    spec.isExternal || ['domain', 'protocol', 'observability', 'control-api'].includes(layer),
   vault: (spec, layer) =>
     spec.isExternal || ['domain', 'protocol', 'pki', 'observability', 'persistence', 'vault'].includes(layer),
   manager: (spec, layer) =>
     spec.isExternal ||
-    ['domain', 'protocol', 'pki', 'observability', 'persistence', 'manager'].includes(layer),
+    ['domain', 'protocol', 'pki', 'observability', 'persistence', 'control-api', 'manager'].includes(layer),
   native: (spec, layer) => spec.isExternal || layer === 'native',
   guest: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'guest'].includes(layer),
   persistence: (spec, layer) => spec.isExternal || ['domain', 'protocol', 'persistence'].includes(layer),

@@ -1,6 +1,6 @@
 /** Finding and calling the local host agent from the CLI. */
 import { join, resolve } from 'node:path';
-import { ControlClient } from '../host/agent/control-client.js';
+import { ControlClient } from '../control-api/control-client.js';
 import { loadHostConfig } from '../host/agent/host-config.js';
 
 export const STATE_DIR_HELP =

@@ -11,7 +11,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SecondsiteError } from '../domain/errors.js';
-import { ControlClient } from '../host/agent/control-client.js';
+import { ControlClient } from '../control-api/control-client.js';
 import type { HostStatus } from '../host/agent/host-agent.js';
 import type { HostConfigInput } from '../host/agent/host-config.js';
 import { initCa } from '../pki/ca.js';

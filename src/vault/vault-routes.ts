@@ -200,12 +200,12 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
       response: heartbeatResultSchema,
       handler: async ({ params, principal, body }) => {
         const p = principal as Principal;
-        const interval = await deps.managementServers.heartbeat(
+        const answer = await deps.managementServers.heartbeat(
           param(params, 'managementServerId'),
           p.kind === 'provider' ? p.nodeName : '',
           body.providerVersion,
         );
-        return { body: { heartbeatIntervalSeconds: interval, serverTime: new Date().toISOString() } };
+        return { body: { ...answer, serverTime: new Date().toISOString() } };
       },
     }),
     // ---- alerts and audit ----

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { NbdClient } from '../../src/guest/nbd-client.js';
-import { ControlClient } from '../../src/host/agent/control-client.js';
+import { ControlClient } from '../../src/control-api/control-client.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { PointExport, ReplicaView } from '../../src/host/agent/replica-service.js';
 import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';

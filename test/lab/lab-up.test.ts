@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { ControlClient } from '../../src/host/agent/control-client.js';
+import { ControlClient } from '../../src/control-api/control-client.js';
 import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { VmStatus } from '../../src/host/vm/vm-driver.js';
 import type { LabSnapshot } from '../../src/lab/lab-up.js';

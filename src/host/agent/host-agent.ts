@@ -28,7 +28,7 @@ import {
   plannedFailover,
   type PeerFailoverDeps,
 } from '../failover/peer-failover.js';
-import { ControlServer, RouteDispatcher, type Route } from './control-server.js';
+import { ControlServer, RouteDispatcher, type Route } from '../../control-api/control-server.js';
 import {
   diskRoutes,
   failoverRoutes,

@@ -19,7 +19,7 @@ import {
   shutdownVmBodySchema,
   testFailoverBodySchema,
 } from '../../protocol/host-api/vms.schema.js';
-import type { Route } from './control-server.js';
+import type { Route } from '../../control-api/control-server.js';
 import type { DiskService } from './disk-service.js';
 import type { RelationshipDefinition, RelationshipService } from './relationship-service.js';
 import type { ReplicaService } from './replica-service.js';

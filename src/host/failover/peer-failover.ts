@@ -27,8 +27,8 @@ import {
   type PlannedFailoverBody,
 } from '../../protocol/host-api/peer.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
-import { ControlClient } from '../agent/control-client.js';
-import type { Route } from '../agent/control-server.js';
+import { ControlClient } from '../../control-api/control-client.js';
+import type { Route } from '../../control-api/control-server.js';
 import type {
   RelationshipDefinition,
   RelationshipService,

@@ -134,6 +134,9 @@ export const heartbeatBodySchema = z
 
 export const heartbeatResultSchema = z.object({
   heartbeatIntervalSeconds: z.number(),
+  /** The inventory version the vault holds for this management server: the provider sends its
+   * inventory (inventory.schema.ts) when its own version differs. */
+  inventoryVersion: z.number().int(),
   serverTime: z.string(),
 });
 

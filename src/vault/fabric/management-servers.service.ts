@@ -50,16 +50,27 @@ export class ManagementServersService {
     return toView(row);
   }
 
-  /** Records a provider's heartbeat; a server that had lost its heartbeat is connected again. */
-  async heartbeat(managementServerId: string, nodeName: string, providerVersion: string): Promise<number> {
+  /**
+   * Records a provider's heartbeat; a server that had lost its heartbeat is connected again. Answers
+   * the interval the provider keeps and the inventory version the vault holds for the server.
+   */
+  async heartbeat(
+    managementServerId: string,
+    nodeName: string,
+    providerVersion: string,
+  ): Promise<{ heartbeatIntervalSeconds: number; inventoryVersion: number }> {
     return this.db.transaction(async (tx) => {
-      const r = await tx.query<{ was: string; heartbeat_interval_seconds: number }>(
+      const r = await tx.query<{
+        was: string;
+        heartbeat_interval_seconds: number;
+        inventory_version: string;
+      }>(
         // the join reads the state before the update (a CTE read after it in RETURNING would not)
         `UPDATE management_servers m SET last_heartbeat_at = now(), connection_state = 'connected'
          FROM (SELECT connection_state AS was FROM management_servers
                WHERE management_server_id = $1 FOR UPDATE) old
          WHERE m.management_server_id = $1
-         RETURNING old.was, m.heartbeat_interval_seconds`,
+         RETURNING old.was, m.heartbeat_interval_seconds, m.inventory_version`,
         [managementServerId],
       );
       const row = r.rows[0];
@@ -79,7 +90,10 @@ export class ManagementServersService {
         );
         if (resolved !== null) await enqueueAlertDelivery(tx, resolved, 'alert.resolved');
       }
-      return row.heartbeat_interval_seconds;
+      return {
+        heartbeatIntervalSeconds: row.heartbeat_interval_seconds,
+        inventoryVersion: Number(row.inventory_version),
+      };
     });
   }
 

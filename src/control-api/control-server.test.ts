@@ -3,8 +3,8 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
-import { silentLogger } from '../../observability/logger.js';
+import { SecondsiteError, isSecondsiteError } from '../domain/errors.js';
+import { silentLogger } from '../observability/logger.js';
 import { ControlClient } from './control-client.js';
 import { ControlServer } from './control-server.js';
 

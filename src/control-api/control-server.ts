@@ -1,15 +1,15 @@
 /**
- * The host agent's local control API: JSON over HTTP on a Unix socket (mode 0600), used by the
- * `secondsite host ...` commands and later by the management server. Routes are a table of
+ * A local control API: JSON over HTTP on a Unix socket (mode 0600), served by the host agent (for
+ * `secondsite host ...`) and the management server (for `secondsite manager ...`). Routes are a table of
  * method + path pattern -> handler. Errors become `{ error: { code, message, retry, details } }` with
  * the registry's HTTP status; bodies are capped at 1 MiB; unknown routes get 404, known paths with
  * another method 405.
  */
 import { chmod, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
-import type { Logger } from '../../observability/logger.js';
-import { compileRoutePath, routeParams, type RoutePattern } from '../../protocol/http/route-path.js';
+import { SecondsiteError, isSecondsiteError } from '../domain/errors.js';
+import type { Logger } from '../observability/logger.js';
+import { compileRoutePath, routeParams, type RoutePattern } from '../protocol/http/route-path.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -112,7 +112,7 @@ export class RouteDispatcher {
   }
 }
 
-/** The host agent's control API on its Unix socket (mode 0600: the socket's owner is the caller). */
+/** A control API on a Unix socket (mode 0600: the socket's owner is the caller). */
 export class ControlServer {
   private readonly dispatcher: RouteDispatcher;
   private server: Server | null = null;

@@ -5,8 +5,8 @@
  */
 import { request, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest, type RequestOptions as HttpsRequestOptions } from 'node:https';
-import { SecondsiteError } from '../../domain/errors.js';
-import { errorFromBody } from '../../protocol/http/error-body.js';
+import { SecondsiteError } from '../domain/errors.js';
+import { errorFromBody } from '../protocol/http/error-body.js';
 
 /** Another host's peer API: its replication address and port, with the TLS options to reach it. */
 export interface PeerEndpoint {
