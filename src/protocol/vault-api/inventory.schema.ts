@@ -121,7 +121,8 @@ export const inventoryVmSchema = z
       .array(
         z
           .object({
-            macAddress: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
+            nicId: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/),
+            /** The VM network the NIC is connected to (matched by name on the host); null = none known. */
             vmNetworkId: fabricIdSchema.nullable(),
             ipAddress: ipv4.nullable(),
           })
@@ -135,6 +136,15 @@ export const inventorySchema = z
   .object({
     /** Increases with every change the management server sees; the vault keeps the last it stored. */
     inventoryVersion: z.number().int().min(1),
+    /**
+     * The management server's site CA (PEM): it issues the certificates of its hosts. The vault hands
+     * it to the management server of a paired cloud, whose replica hosts then trust this site's hosts
+     * for the storage locations the pairing allows (trust group = this management server).
+     */
+    siteCaCertPem: z
+      .string()
+      .max(16 * 1024)
+      .regex(/^-----BEGIN CERTIFICATE-----/, 'a PEM certificate'),
     hostGroups: z.array(hostGroupSchema).max(10_000),
     hosts: z.array(inventoryHostSchema).max(10_000),
     clouds: z.array(cloudSchema).max(1000),
