@@ -69,13 +69,14 @@ if (values.mode === 'receiver') {
   const storage = new NodeStorage();
   const stores: PointStore[] = [];
   const storageDir = values.storage;
+  const authorization = new AuthorizationList([
+    { primaryHostId: PRIMARY_HOST, storageLocation: 'bench', trustGroup: 'bench' },
+  ]);
   const receiver = new ReplicationReceiver({
     tls: await loadTlsIdentity(values.tls, REPLICA_HOST),
     host: '127.0.0.1',
     port: 0,
-    authorization: new AuthorizationList([
-      { primaryHostId: PRIMARY_HOST, storageLocation: 'bench', trustGroup: 'bench' },
-    ]),
+    authorization: () => authorization,
     storageLocations: { bench: storageDir },
     openStore: async (req) => {
       const store = await PointStore.open({

@@ -9,6 +9,7 @@ import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js'
 import { stderrLogger } from '../observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
+import { authorizationCommands } from './host-authorization.commands.js';
 import { diskCommands, renderDisks } from './host-disk.commands.js';
 import { failoverCommands, renderFailovers } from './host-failover.commands.js';
 import { renderVms, vmCommands } from './host-vm.commands.js';
@@ -178,5 +179,6 @@ export const hostCommands: CommandGroup = {
     ...replicationCommands,
     ...replicaCommands,
     ...failoverCommands,
+    ...authorizationCommands,
   ],
 };

@@ -14,7 +14,7 @@ import { SecondsiteError } from '../domain/errors.js';
 import { ControlClient } from '../control-api/control-client.js';
 import type { HostStatus } from '../host/agent/host-agent.js';
 import type { HostConfigInput } from '../host/agent/host-config.js';
-import { initCa } from '../pki/ca.js';
+import { caPaths, exists, initCa } from '../pki/ca.js';
 import { issueHostCert } from '../pki/csr.js';
 import { spawnServe, stopServe } from './serve-process.js';
 
@@ -22,6 +22,8 @@ export interface LabHostSpec {
   hostId: string;
   /** Primary hosts allowed to replicate into this host's 'default' storage location. */
   authorize?: string[];
+  /** The host's site: each site has its own CA (`<dir>/ca-<site>`); default: one lab CA (`<dir>/ca`). */
+  site?: string;
 }
 
 export interface LabHost {
@@ -48,10 +50,11 @@ export class HostLab {
     options: { logLevel?: string } = {},
   ): Promise<HostLab> {
     const lab = new HostLab(dir);
-    const caDir = join(dir, 'ca');
-    await initCa(caDir, { name: 'secondsite lab CA' });
     await mkdir(join(dir, 'logs'), { recursive: true });
     for (const spec of specs) {
+      const caDir = lab.caDir(spec.site);
+      if (!(await exists(caPaths(caDir).keyPath)))
+        await initCa(caDir, { name: spec.site ? `secondsite lab CA of ${spec.site}` : 'secondsite lab CA' });
       const stateDir = join(dir, spec.hostId);
       await mkdir(stateDir, { recursive: true, mode: 0o700 });
       const port = await freePort();
@@ -82,6 +85,11 @@ export class HostLab {
     }
     for (const spec of specs) await lab.start(spec.hostId, options.logLevel);
     return lab;
+  }
+
+  /** The CA folder of a site (see LabHostSpec.site). */
+  caDir(site?: string): string {
+    return join(this.dir, site ? `ca-${site}` : 'ca');
   }
 
   host(hostId: string): LabHost {

@@ -79,10 +79,11 @@ export async function startReceiver(
   const stores = new Map<string, MemoryReplicaStore>();
   const opened: string[] = [];
   const events: TestReceiver['events'] = [];
+  const authorization = new AuthorizationList(opts.entries ?? DEFAULT_ENTRIES);
   const receiver = new ReplicationReceiver({
     tls: pki.hostB,
     port: 0,
-    authorization: new AuthorizationList(opts.entries ?? DEFAULT_ENTRIES),
+    authorization: () => authorization,
     storageLocations: { gold: join(pki.dir, 'replica-gold'), silver: join(pki.dir, 'replica-silver') },
     frameTimeoutMs: opts.frameTimeoutMs ?? 5000,
     ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),

@@ -30,6 +30,7 @@ import {
 } from '../failover/peer-failover.js';
 import { ControlServer, RouteDispatcher, type Route } from '../../control-api/control-server.js';
 import {
+  authorizationRoutes,
   diskRoutes,
   failoverRoutes,
   plannedFailoverRoutes,
@@ -38,6 +39,7 @@ import {
   replicaRoutes,
   vmRoutes,
 } from './host-routes.js';
+import { AuthorizationService } from './authorization-service.js';
 import { DiskService } from './disk-service.js';
 import type { HostConfig } from './host-config.js';
 import { RelationshipService, type RelationshipView } from './relationship-service.js';
@@ -77,6 +79,7 @@ export class HostAgent {
   private readonly startedMs: number;
   private readonly nbd: NbdServer;
   private diskService: DiskService | null = null;
+  private authorizationService: AuthorizationService | null = null;
   private relationshipService: RelationshipService | null = null;
   private replicaService: ReplicaService | null = null;
   private vmService: VmService | null = null;
@@ -130,9 +133,21 @@ export class HostAgent {
     return this.failoverService;
   }
 
-  /** This host's replication identity; SECONDSITE_ERR_NOT_FOUND (with the fix) when it has none. */
-  identity(): Promise<TlsIdentity> {
-    return loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId);
+  /**
+   * This host's replication identity, trusting its own CA and every managed trust group's CA;
+   * SECONDSITE_ERR_NOT_FOUND (with the fix) when it has no certificate.
+   */
+  async identity(): Promise<TlsIdentity> {
+    const local = await loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId);
+    const managed = this.authorizationService?.trustedCaPems() ?? [];
+    return managed.length === 0
+      ? local
+      : { ...local, ca: Buffer.concat([local.ca, Buffer.from('\n'), Buffer.from(managed.join('\n'))]) };
+  }
+
+  get authorization(): AuthorizationService {
+    if (!this.authorizationService) throw new Error('host agent not started');
+    return this.authorizationService;
   }
 
   async status(): Promise<HostStatus> {
@@ -169,6 +184,7 @@ export class HostAgent {
         (definition) => deleteReplicaOnPeer({ identity: () => this.identity() }, definition),
       ),
       ...replicaRoutes(() => this.replicas),
+      ...authorizationRoutes(() => this.authorization),
       ...vmRoutes(() => this.vms),
       ...failoverRoutes(
         () => this.failovers,
@@ -237,10 +253,19 @@ export class HostAgent {
       this.config.nbdSocket,
       this.log.child({ component: 'disks' }),
     );
-    const identity = await this.identity().catch((e: unknown) => {
-      if (isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND')) return null;
-      throw e;
-    });
+    const localIdentity = await loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId).catch(
+      (e: unknown) => {
+        if (isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND')) return null;
+        throw e;
+      },
+    );
+    const authorization = await AuthorizationService.open(
+      this.storage,
+      this.config,
+      localIdentity ? localIdentity.ca.toString('utf8') : null,
+    );
+    this.authorizationService = authorization;
+    const identity = localIdentity ? await this.identity() : null;
     this.replicaService = new ReplicaService(
       this.storage,
       this.config,
@@ -248,6 +273,12 @@ export class HostAgent {
       this.clock,
       this.log.child({ component: 'replica' }),
     );
+    const replicas = this.replicaService;
+    replicas.authorization = () => authorization.list();
+    authorization.onChange(async () => {
+      const next = await this.identity().catch(() => null);
+      if (next) replicas.updateTls(next);
+    });
     const peer = new RouteDispatcher(this.peerRoutes(), this.log.child({ component: 'peer' }), (req) =>
       req.socket && 'alpnProtocol' in req.socket
         ? (peerHostId(req.socket as TLSSocket) ?? undefined)

@@ -20,6 +20,7 @@ import {
   testFailoverBodySchema,
 } from '../../protocol/host-api/vms.schema.js';
 import type { Route } from '../../control-api/control-server.js';
+import type { AuthorizationService } from './authorization-service.js';
 import type { DiskService } from './disk-service.js';
 import type { RelationshipDefinition, RelationshipService } from './relationship-service.js';
 import type { ReplicaService } from './replica-service.js';
@@ -323,6 +324,22 @@ export function reverseReplicationRoutes(deps: () => ReverseDeps): Route[] {
         const b = parseBody(seedReplicaBodySchema, body, 'seed request');
         return { body: await seedReplicaFromLocalDisks(deps(), param(params, 'id'), b) };
       },
+    },
+  ];
+}
+
+/** This host's authorization list: host.json's entries and the managed part (authorization-service.ts). */
+export function authorizationRoutes(authorization: () => AuthorizationService): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/authorization',
+      handler: () => Promise.resolve({ body: authorization().view() }),
+    },
+    {
+      method: 'PUT',
+      path: '/v1/authorization',
+      handler: async ({ body }) => ({ body: await authorization().replace(body) }),
     },
   ];
 }

@@ -78,6 +78,14 @@ export class ReplicaService {
    */
   refuseOpen: (relationshipId: string) => string | null = () => null;
 
+  /** The authorization list in force (set by the agent from its AuthorizationService). */
+  authorization: () => AuthorizationList = () => new AuthorizationList(this.config.replication.authorization);
+
+  /** New TLS trust for the replication listener (see ReplicationReceiver.updateTls). */
+  updateTls(identity: TlsIdentity): void {
+    this.receiver?.updateTls(identity);
+  }
+
   /** The host peer API, served on the replication port to clients that ask for `alpn` (set by the agent). */
   peer: { alpn: string; onConnection: (socket: TLSSocket) => void } | null = null;
 
@@ -108,7 +116,7 @@ export class ReplicaService {
       tls: identity,
       host: this.config.replication.listenHost,
       port: this.config.replication.listenPort,
-      authorization: new AuthorizationList(this.config.replication.authorization),
+      authorization: () => this.authorization(),
       storageLocations: this.config.replication.storageLocations,
       openStore: async (req) => {
         const refusal = this.refuseOpen(req.relationshipId);

@@ -3,6 +3,7 @@
  * client certificate from the site CA), AES-128-GCM preferred (fastest suite in Node here). The host id
  * of a peer is the CN of its certificate, which must also be a DNS SAN (ca.ts issues them that way).
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions, PeerCertificate, TLSSocket, TlsOptions } from 'node:tls';
 import { SecondsiteError } from '../../domain/errors.js';
@@ -97,4 +98,32 @@ export function peerHostId(socket: TLSSocket): string | null {
   const cert = socket.getPeerCertificate();
   if (!cert || Object.keys(cert).length === 0) return null;
   return hostIdOfCertificate(cert);
+}
+
+/** The SHA-256 fingerprint of the CA that issued the authenticated peer's certificate, or null. */
+export function peerIssuerFingerprint(socket: TLSSocket): string | null {
+  if (!socket.authorized) return null;
+  const cert = socket.getPeerCertificate(true);
+  const issuer = (cert as Partial<typeof cert> | undefined)?.issuerCertificate;
+  return issuer?.fingerprint256 ?? null;
+}
+
+const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** The certificates of a PEM bundle; SECONDSITE_ERR_INVALID_ARGUMENT when one does not parse. */
+export function certificatesOf(pem: string | Buffer, what: string): X509Certificate[] {
+  const blocks = pem.toString().match(PEM_CERT_RE) ?? [];
+  if (blocks.length === 0) {
+    throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', `${what} holds no PEM certificate`);
+  }
+  return blocks.map((b) => {
+    try {
+      return new X509Certificate(b);
+    } catch (e) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        `${what} holds a certificate that does not parse: ${(e as Error).message}`,
+      );
+    }
+  });
 }

@@ -45,3 +45,26 @@ test('entries with a wildcard outside the first label, or paths as storage locat
     );
   }
 });
+
+test('with trust group issuers, an entry matches only hosts whose certificate its group CA issued', () => {
+  const issuers = new Map([
+    ['site-a', new Set(['FP:A'])],
+    ['site-b', new Set(['FP:B'])],
+  ]);
+  const scoped = new AuthorizationList(
+    [
+      { primaryHostId: 'host-1', storageLocation: 'gold', trustGroup: 'site-a' },
+      { primaryHostId: 'host-2', storageLocation: 'gold', trustGroup: 'site-unknown' },
+    ],
+    issuers,
+  );
+  assert.ok(scoped.allowsHost('host-1', 'FP:A'));
+  assert.ok(!scoped.allowsHost('host-1', 'FP:B'), 'site B CA may not speak for a site A host');
+  assert.ok(!scoped.allowsHost('host-1', null));
+  assert.ok(!scoped.allowsHost('host-2', 'FP:A'), 'a group without issuers matches nobody');
+  assert.equal(scoped.authorize('host-1', 'gold', 'FP:A').trustGroup, 'site-a');
+  assert.throws(
+    () => scoped.authorize('host-1', 'gold', 'FP:B'),
+    (e) => isSecondsiteError(e, 'SECONDSITE_ERR_PEER_NOT_AUTHORIZED'),
+  );
+});

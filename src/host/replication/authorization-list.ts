@@ -8,6 +8,12 @@
  *
  * Host patterns: an exact host id, or '*' as the whole first label ('*.site-b.example' matches
  * 'h1.site-b.example', not 'site-b.example' nor 'a.h1.site-b.example').
+ *
+ * Trust groups: a host id is only a name, and each site's CA names its own hosts; a replica that trusts
+ * the CAs of several sites must not let one site's CA speak for another's hosts. So when the list is
+ * given the issuers of each trust group (CA certificate SHA-256 fingerprints), an entry matches a peer
+ * only if the peer's certificate was issued by a CA of the entry's trust group; an entry whose trust
+ * group has no issuers matches nobody.
  */
 import { SecondsiteError } from '../../domain/errors.js';
 
@@ -30,11 +36,20 @@ function hostMatches(pattern: string, hostId: string): boolean {
   return first.length > 0 && !first.includes('.');
 }
 
+/** Trust group -> fingerprints (`X509Certificate.fingerprint256`) of the CAs that issue its hosts. */
+export type TrustGroupIssuers = ReadonlyMap<string, ReadonlySet<string>>;
+
 export class AuthorizationList {
   private readonly entries: readonly AuthorizationEntry[];
 
-  /** Validates every entry; throws SECONDSITE_ERR_INVALID_ARGUMENT naming the bad one. */
-  constructor(entries: readonly AuthorizationEntry[]) {
+  /**
+   * Validates every entry; throws SECONDSITE_ERR_INVALID_ARGUMENT naming the bad one. Without
+   * `issuers`, any CA the TLS layer trusts may issue any entry's host (a single-CA setup).
+   */
+  constructor(
+    entries: readonly AuthorizationEntry[],
+    private readonly issuers?: TrustGroupIssuers,
+  ) {
     for (const e of entries) {
       if (!HOST_PATTERN_RE.test(e.primaryHostId)) {
         throw new SecondsiteError(
@@ -59,15 +74,37 @@ export class AuthorizationList {
     this.entries = entries.map((e) => Object.freeze({ ...e }));
   }
 
-  /** True if some entry names this host (checked right after the handshake). */
-  allowsHost(hostId: string): boolean {
-    return this.entries.some((e) => hostMatches(e.primaryHostId, hostId));
+  /** The entries, for reports. */
+  list(): readonly AuthorizationEntry[] {
+    return this.entries;
+  }
+
+  private issuedBy(e: AuthorizationEntry, issuerFingerprint: string | null): boolean {
+    if (!this.issuers) return true;
+    return issuerFingerprint !== null && (this.issuers.get(e.trustGroup)?.has(issuerFingerprint) ?? false);
+  }
+
+  /**
+   * True if some entry names this host under a trust group whose CA issued its certificate (checked
+   * right after the handshake). `issuerFingerprint`: the peer certificate's issuer, null if unknown.
+   */
+  allowsHost(hostId: string, issuerFingerprint: string | null = null): boolean {
+    return this.entries.some(
+      (e) => hostMatches(e.primaryHostId, hostId) && this.issuedBy(e, issuerFingerprint),
+    );
   }
 
   /** The entry allowing `hostId` into `storageLocation`; exact host entries win over patterns. */
-  authorize(hostId: string, storageLocation: string): AuthorizationEntry {
+  authorize(
+    hostId: string,
+    storageLocation: string,
+    issuerFingerprint: string | null = null,
+  ): AuthorizationEntry {
     const matching = this.entries.filter(
-      (e) => e.storageLocation === storageLocation && hostMatches(e.primaryHostId, hostId),
+      (e) =>
+        e.storageLocation === storageLocation &&
+        hostMatches(e.primaryHostId, hostId) &&
+        this.issuedBy(e, issuerFingerprint),
     );
     const found = matching.find((e) => e.primaryHostId === hostId) ?? matching[0];
     if (!found) throw notAuthorized(hostId, storageLocation);

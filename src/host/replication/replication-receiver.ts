@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { SecondsiteError } from '../../domain/errors.js';
 import { newSessionContext } from '../../protocol/replication/frame-rules.js';
 import type { MessageOf } from '../../protocol/replication/messages.js';
-import { peerHostId, replicationServerOptions } from '../pki/tls-config.js';
+import { peerHostId, peerIssuerFingerprint, replicationServerOptions } from '../pki/tls-config.js';
 import type { TlsIdentity } from '../pki/tls-config.js';
 import type { ReplicaStore } from '../recovery-points/replica-store.js';
 import { notAuthorized } from './authorization-list.js';
@@ -37,7 +37,8 @@ export interface ReceiverConfig {
   /** TCP port; 0 picks a free one (see `start()`'s result). */
   readonly port: number;
   readonly host?: string;
-  readonly authorization: AuthorizationList;
+  /** The authorization list in force (read at every connection and HELLO: it may change live). */
+  readonly authorization: () => AuthorizationList;
   /** Storage location name -> local directory. */
   readonly storageLocations: Readonly<Record<string, string>>;
   readonly openStore: ReplicaStoreOpener;
@@ -99,7 +100,7 @@ export class ReplicationReceiver {
         if (peer && socket.alpnProtocol === peer.alpn) {
           // the peer API is for hosts this replica works with: the same authorization list
           const who = peerHostId(socket);
-          if (who === null || !this.config.authorization.allowsHost(who)) {
+          if (who === null || !this.config.authorization().allowsHost(who, peerIssuerFingerprint(socket))) {
             this.counters.sessionsRefused++;
             this.event('replication:receiver:peer-refused', { peer: who, api: 'peer' });
             socket.destroy();
@@ -128,6 +129,14 @@ export class ReplicationReceiver {
   }
 
   /** Stops listening, closes every connection, waits for sessions, closes the stores. */
+  /**
+   * New TLS trust or identity for connections from now on (a managed trust group was added or
+   * removed, or the host got a new certificate); live sessions keep theirs.
+   */
+  updateTls(tls: TlsIdentity): void {
+    this.server?.setSecureContext(replicationServerOptions(tls));
+  }
+
   async stop(): Promise<void> {
     this.stopping = true;
     const server = this.server;
@@ -154,7 +163,8 @@ export class ReplicationReceiver {
       epoch: 0,
     });
     const peer = peerHostId(socket);
-    if (peer === null || !this.config.authorization.allowsHost(peer)) {
+    const issuer = peerIssuerFingerprint(socket);
+    if (peer === null || !this.config.authorization().allowsHost(peer, issuer)) {
       // Refused before reading a single frame.
       this.counters.sessionsRefused++;
       const err =
@@ -180,7 +190,7 @@ export class ReplicationReceiver {
       ...(this.config.onPointCommitted ? { onPointCommitted: this.config.onPointCommitted } : {}),
       ...(this.config.onHello ? { onHello: this.config.onHello } : {}),
       openStore: async (hello, peerHost) => {
-        const binding = await this.bind(hello, peerHost);
+        const binding = await this.bind(hello, peerHost, issuer);
         // newest connection wins: close the old session of this relationship and wait for it
         const old = this.active.get(hello.relationshipId);
         if (old && old.session !== session) {
@@ -215,8 +225,12 @@ export class ReplicationReceiver {
   }
 
   /** Authorizes (host, storage location) and binds the relationship to its location and trust group. */
-  private async bind(hello: MessageOf<'hello'>, peerHost: string): Promise<Binding> {
-    const entry = this.config.authorization.authorize(peerHost, hello.storageLocation);
+  private async bind(
+    hello: MessageOf<'hello'>,
+    peerHost: string,
+    issuerFingerprint: string | null,
+  ): Promise<Binding> {
+    const entry = this.config.authorization().authorize(peerHost, hello.storageLocation, issuerFingerprint);
     const storageDir = this.config.storageLocations[entry.storageLocation];
     if (
       storageDir === undefined ||
