@@ -134,6 +134,12 @@ export const ERROR_REGISTRY = {
     summary:
       'An applied database migration differs from the one this version ships (checksum or name), or the database belongs to another component; the schema is not trusted.',
   },
+  SECONDSITE_ERR_COMMAND_INTERRUPTED: {
+    httpStatus: 409,
+    retry: 'permanent',
+    summary:
+      'The management server stopped while it ran a command from the vault; the command is not run twice, so its job fails (start it again).',
+  },
   SECONDSITE_ERR_LEASE_LOST: {
     httpStatus: 409,
     retry: 'permanent',
