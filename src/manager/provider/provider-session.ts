@@ -2,13 +2,17 @@
  * The provider's outbound session with the vault (DESIGN.md section 2: the vault never dials a site):
  * a heartbeat every interval the vault gave at registration (the vault may change it in its answer).
  * A failed heartbeat is logged and retried at the next tick; the session never gives up while the
- * management server runs. Later steps carry inventory and commands on the same session.
+ * management server runs. After each answered heartbeat, `afterHeartbeat` runs (the fabric sends its
+ * inventory when the vault's `inventoryVersion` differs; its failures are its own to log) before the
+ * next heartbeat is timed.
  */
 import type { Logger } from '../../observability/logger.js';
 import type { VaultClient } from './vault-client.js';
 
 export interface HeartbeatAnswer {
   heartbeatIntervalSeconds: number;
+  /** The inventory version the vault holds for this management server. */
+  inventoryVersion: number;
   serverTime: string;
 }
 
@@ -25,6 +29,7 @@ export class ProviderSession {
     private intervalSeconds: number,
     private readonly providerVersion: string,
     private readonly log: Logger,
+    private readonly afterHeartbeat?: (answer: HeartbeatAnswer) => Promise<void>,
   ) {}
 
   start(): void {
@@ -39,8 +44,9 @@ export class ProviderSession {
   }
 
   private async beat(): Promise<void> {
+    let r: HeartbeatAnswer;
     try {
-      const r = await this.client.post<HeartbeatAnswer>(
+      r = await this.client.post<HeartbeatAnswer>(
         `/v1/management-servers/${encodeURIComponent(this.managementServerId)}/heartbeat`,
         { providerVersion: this.providerVersion },
       );
@@ -55,7 +61,11 @@ export class ProviderSession {
       if (message !== this.lastError)
         this.log.warn('heartbeat to the vault failed; retrying', { error: message });
       this.lastError = message;
+      return;
     }
+    await this.afterHeartbeat?.(r).catch((e: unknown) =>
+      this.log.warn('after-heartbeat work failed', { error: (e as Error).message }),
+    );
   }
 
   async stop(): Promise<void> {
