@@ -19,3 +19,8 @@ export function isRetryableTransactionError(e: unknown): boolean {
 export function isUniqueViolation(e: unknown): boolean {
   return sqlState(e) === '23505';
 }
+
+/** foreign_key_violation: a row still references the one deleted (or the referenced row is absent). */
+export function isForeignKeyViolation(e: unknown): boolean {
+  return sqlState(e) === '23503';
+}

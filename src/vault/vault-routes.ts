@@ -21,11 +21,14 @@ import {
   userSchema,
 } from '../protocol/vault-api/vault-api.schema.js';
 import { listAudit } from './audit/audit-log.js';
+import { fabricRoutes } from './fabric/fabric.routes.js';
 import type { ManagementServersService } from './fabric/management-servers.service.js';
 import { openApiDocument } from './http/openapi.js';
 import { route, type VaultRoute } from './http/vault-route.js';
 import type { VaultIdentity } from './identity/vault-identity.js';
 import { listAlerts } from './monitoring/alerts.js';
+import { mappingRoutes } from './mappings/mappings.routes.js';
+import { pairingRoutes } from './pairings/pairings.routes.js';
 import { policyRoutes } from './policies/policies.routes.js';
 import type { RegistrationService } from './registration/registration.service.js';
 import type { UsersService } from './users/users.service.js';
@@ -230,6 +233,9 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
       handler: async ({ query }) => ({ body: { entries: await listAudit(deps.db, limitOf(query, 100)) } }),
     }),
     ...policyRoutes(deps),
+    ...fabricRoutes(deps),
+    ...pairingRoutes(deps),
+    ...mappingRoutes(deps),
   ];
   return routes;
 }

@@ -130,7 +130,7 @@ export class VaultHttpServer {
           "no credentials: send 'Authorization: Bearer <API token>' (secondsite vault token create), or a provider certificate",
         );
       }
-      const raw = await readJson(req);
+      const raw = await readJson(req, route.maxBodyBytes ?? MAX_VAULT_BODY_BYTES);
       const base: VaultRequest<unknown> = {
         principal,
         params,
@@ -199,18 +199,18 @@ export class VaultHttpServer {
   }
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
   const chunks: Buffer[] = [];
   let total = 0;
   // read to the end even past the cap (bounded by the request timeout), so the client gets the answer
   for await (const chunk of req as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (total <= MAX_VAULT_BODY_BYTES) chunks.push(chunk);
+    if (total <= maxBytes) chunks.push(chunk);
   }
-  if (total > MAX_VAULT_BODY_BYTES) {
+  if (total > maxBytes) {
     throw new SecondsiteError(
       'SECONDSITE_ERR_PAYLOAD_TOO_LARGE',
-      `the request body is ${total} bytes; the vault takes at most ${MAX_VAULT_BODY_BYTES}`,
+      `the request body is ${total} bytes; the vault takes at most ${maxBytes}`,
     );
   }
   if (total === 0) return undefined;

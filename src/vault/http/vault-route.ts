@@ -34,6 +34,8 @@ export interface VaultRoute<B = unknown> {
   readonly action: Action | 'public';
   readonly body?: z.ZodType<B>;
   readonly response?: z.ZodType;
+  /** The largest request body taken (default MAX_VAULT_BODY_BYTES, 1 MiB; inventories are bigger). */
+  readonly maxBodyBytes?: number;
   /**
    * The management server the object belongs to (for machine principals' scope); undefined for
    * vault-wide objects. Runs after authentication, before the handler.

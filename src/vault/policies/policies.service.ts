@@ -4,8 +4,8 @@
  * pairings and audit entries know it by name) and delete. Every write validates with
  * domain/vault/replication-policy.ts; the table's checks repeat the rules as a last line.
  *
- * Not yet: refusing to delete a policy a cloud pairing uses (pairings do not exist yet; their table
- * will reference policy_id, and delete must then answer SECONDSITE_ERR_INVALID_STATE naming them).
+ * A policy a cloud pairing uses cannot be deleted: cloud_pairings.policy_id references it ON DELETE
+ * RESTRICT, and `delete` answers SECONDSITE_ERR_INVALID_STATE naming the pairings.
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import {
@@ -17,6 +17,7 @@ import {
 } from '../../domain/vault/replication-policy.js';
 import type { ResyncMode } from '../../domain/replication/resync-policy.js';
 import type { Database, Queryable } from '../../persistence/database.js';
+import { isForeignKeyViolation } from '../../persistence/postgres-errors.js';
 import type { PolicyView, UpdatePolicyBody } from '../../protocol/vault-api/policies.schema.js';
 import { newId } from '../auth/secret-token.js';
 
@@ -184,9 +185,26 @@ export class PoliciesService {
     });
   }
 
+  /** Deletes the policy; refused (SECONDSITE_ERR_INVALID_STATE, naming them) while pairings use it. */
   async delete(name: string): Promise<void> {
-    const r = await this.db.query('DELETE FROM replication_policies WHERE name = $1', [name]);
-    if (r.rowCount === 0) throw notFound(name);
+    let deleted: number;
+    try {
+      deleted = (await this.db.query('DELETE FROM replication_policies WHERE name = $1', [name])).rowCount;
+    } catch (e) {
+      if (!isForeignKeyViolation(e)) throw e;
+      const users = await this.db.query<{ pairing_id: string }>(
+        `SELECT p.pairing_id FROM cloud_pairings p JOIN replication_policies pol USING (policy_id)
+         WHERE pol.name = $1 ORDER BY p.pairing_id`,
+        [name],
+      );
+      const ids = users.rows.map((x) => x.pairing_id);
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_STATE',
+        `replication policy ${name} is used by cloud pairing${ids.length === 1 ? '' : 's'} ${ids.join(', ')}; delete ${ids.length === 1 ? 'it' : 'them'} first ('secondsite vault pairing delete ID'), or keep the policy`,
+        { name, pairingIds: ids },
+      );
+    }
+    if (deleted === 0) throw notFound(name);
   }
 
   private async row(q: Queryable, name: string, forUpdate = false): Promise<PolicyRow> {
