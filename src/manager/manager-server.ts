@@ -14,6 +14,7 @@ import {
   type ProviderIdentity,
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
+import { CommandLoop } from './provider/command-loop.js';
 import { managerRoutes } from './manager-routes.js';
 
 /** The control socket `secondsite manager ...` commands talk to. */
@@ -28,13 +29,22 @@ export interface ManagerServerOptions {
   readonly databaseUrl?: string | undefined;
   readonly log: Logger;
   readonly unsafeFastForTests?: boolean;
+  /** Default, until the manager's fabric inventory exists: version 0, the version its heartbeat reports. */
+  readonly inventorySync?: InventorySync;
 }
+
+/**
+ * Command `inventory.sync` from the vault (its inventory-refresh job): pushes the inventory to the
+ * vault when the vault's version differs, and answers the management server's inventory version.
+ */
+export type InventorySync = (signal: AbortSignal) => Promise<{ inventoryVersion: number }>;
 
 export class ManagerServer {
   private constructor(
     readonly db: Database,
     readonly identity: ProviderIdentity,
     readonly session: ProviderSession,
+    readonly commands: CommandLoop,
     private readonly control: ControlServer,
     private readonly log: Logger,
   ) {}
@@ -57,6 +67,16 @@ export class ManagerServer {
       options.log.child({ component: 'provider' }),
     );
     session.start();
+    const commands = new CommandLoop(
+      providerClient(identity),
+      r.managementServerId,
+      db,
+      options.log.child({ component: 'provider-commands' }),
+    );
+    const inventorySync: InventorySync =
+      options.inventorySync ?? (() => Promise.resolve({ inventoryVersion: 0 }));
+    commands.register('inventory.sync', (_body, ctx) => inventorySync(ctx.signal));
+    commands.start();
     const control = new ControlServer(
       managerRoutes({ db, identity, session, dataDir: options.dataDir }),
       options.log.child({ component: 'control' }),
@@ -68,12 +88,13 @@ export class ManagerServer {
       node: r.nodeName,
       vault: r.vaultUrl,
     });
-    return new ManagerServer(db, identity, session, control, options.log);
+    return new ManagerServer(db, identity, session, commands, control, options.log);
   }
 
   async stop(): Promise<void> {
     await this.control.close();
     await this.session.stop();
+    await this.commands.stop();
     await this.db.close();
     this.log.info('management server stopped');
   }

@@ -18,11 +18,16 @@ import { MetricsRegistry } from '../observability/metrics.js';
 import { openDatabase, type Database } from '../persistence/database.js';
 import { appendAudit } from './audit/audit-log.js';
 import { authenticator } from './auth/authenticate.js';
+import { CommandChannel } from './commands/provider-commands.js';
 import { ManagementServersService } from './fabric/management-servers.service.js';
 import { alertWebhookWorker } from './monitoring/alert-webhooks.js';
 import type { JobWorker } from '../persistence/jobs/job-worker.js';
 import { VaultHttpServer } from './http/vault-http-server.js';
 import { ensureVaultIdentity, issueServerTls, type VaultIdentity } from './identity/vault-identity.js';
+import { inventoryRefreshJob } from './jobs/inventory-refresh.job.js';
+import type { AnyJobKind } from './jobs/job-kind.js';
+import { JobRunner } from './jobs/job-runner.js';
+import { JobsService } from './jobs/jobs.service.js';
 import { RegistrationService } from './registration/registration.service.js';
 import { UsersService } from './users/users.service.js';
 import { vaultRoutes } from './vault-routes.js';
@@ -43,6 +48,8 @@ export interface VaultServerOptions {
   readonly monitorIntervalMs?: number;
   /** Alerts (raised and resolved) are POSTed here as JSON; none: they are only listed. */
   readonly alertWebhookUrl?: string | undefined;
+  /** Lease of a job run (default 30 s): another vault process takes a job over this long after its owner died. */
+  readonly jobLeaseMs?: number;
   readonly log: Logger;
   /** Tests only: a faster, less durable embedded PostgreSQL. */
   readonly unsafeFastForTests?: boolean;
@@ -67,6 +74,9 @@ export class VaultServer {
     readonly managementServers: ManagementServersService,
     private readonly log: Logger,
     private readonly webhooks: JobWorker,
+    readonly jobs: JobsService,
+    private readonly commands: CommandChannel,
+    private readonly runner: JobRunner,
   ) {}
 
   static async start(options: VaultServerOptions): Promise<VaultServer> {
@@ -97,6 +107,17 @@ export class VaultServer {
       if (await users.bootstrapOwner(tokenFile))
         log.info('first start: user admin (Owner) created', { tokenFile });
       const managementServers = new ManagementServersService(db);
+      const kinds = new Map<string, AnyJobKind>([[inventoryRefreshJob.kind, inventoryRefreshJob]]);
+      const jobs = new JobsService(db, kinds);
+      const commands = new CommandChannel(db);
+      await commands.start();
+      const runner = new JobRunner({
+        db,
+        kinds,
+        commands,
+        log: log.child({ component: 'jobs' }),
+        ...(options.jobLeaseMs !== undefined ? { leaseMs: options.jobLeaseMs } : {}),
+      });
       let url = '';
       const registration = new RegistrationService(db, identity, () => url);
       const metrics = new MetricsRegistry();
@@ -108,6 +129,8 @@ export class VaultServer {
           users,
           registration,
           managementServers,
+          jobs,
+          commands,
           heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? 10,
           metrics: () => metrics.render(),
         }),
@@ -130,8 +153,20 @@ export class VaultServer {
         options.alertWebhookUrl,
         log.child({ component: 'alert-webhooks' }),
       );
-      const server = new VaultServer(db, identity, http, url, managementServers, log, webhooks);
+      const server = new VaultServer(
+        db,
+        identity,
+        http,
+        url,
+        managementServers,
+        log,
+        webhooks,
+        jobs,
+        commands,
+        runner,
+      );
       webhooks.start();
+      runner.start();
       metrics.register('secondsite_vault_up', 'The vault process is running.', 'gauge', () => [
         { labels: { vault: identity.vaultId }, value: 1 },
       ]);
@@ -170,6 +205,8 @@ export class VaultServer {
     this.monitor = null;
     await this.monitorRun;
     await this.webhooks.stop({ abort: true });
+    await this.runner.stop();
+    await this.commands.close();
     await this.http.close();
     await this.db.close();
     this.log.info('vault stopped', { vaultId: this.identity.vaultId });

@@ -28,6 +28,8 @@ function routeTable(): VaultRoute[] {
     users: none,
     registration: none,
     managementServers: none,
+    jobs: none,
+    commands: none,
     heartbeatIntervalSeconds: 1,
     metrics: () => '',
   });

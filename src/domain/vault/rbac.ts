@@ -28,6 +28,8 @@ export const ACTIONS = [
   'mapping.write',
   'item.enable',
   'item.disable',
+  // cancelling a job of a cancellable kind (Contributor and Operator: both start jobs)
+  'job.cancel',
   // operations (Operator)
   'item.failover',
   'item.commit',
@@ -53,6 +55,7 @@ const OPERATE: Action[] = [
   'item.resync',
   'item.pause',
   'alert.write',
+  'job.cancel',
   ...TEST,
 ];
 const CONTRIBUTE: Action[] = [
@@ -63,6 +66,7 @@ const CONTRIBUTE: Action[] = [
   'mapping.write',
   'item.enable',
   'item.disable',
+  'job.cancel',
 ];
 const PROVIDER: Action[] = ['provider.heartbeat', 'provider.inventory', 'provider.commands'];
 
