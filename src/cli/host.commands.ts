@@ -9,6 +9,7 @@ import { compileHostConfig, loadHostConfig } from '../host/agent/host-config.js'
 import { stderrLogger } from '../observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
+import { enrollCommand } from './host-enroll.commands.js';
 import { authorizationCommands } from './host-authorization.commands.js';
 import { diskCommands, renderDisks } from './host-disk.commands.js';
 import { failoverCommands, renderFailovers } from './host-failover.commands.js';
@@ -180,5 +181,6 @@ export const hostCommands: CommandGroup = {
     ...replicaCommands,
     ...failoverCommands,
     ...authorizationCommands,
+    enrollCommand,
   ],
 };

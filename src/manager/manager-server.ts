@@ -14,8 +14,12 @@ import {
   type ProviderIdentity,
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
-import { CommandLoop } from './provider/command-loop.js';
 import { managerRoutes } from './manager-routes.js';
+import { DEFAULT_ENROL_LISTEN, EnrolmentListener } from './enrolment/enrolment-listener.js';
+import { EnrolmentService } from './enrolment/enrolment.service.js';
+import { ensureSiteCa, type SiteCa } from './enrolment/site-ca.js';
+import { DEFAULT_POLL_INTERVAL_MS, HostPoller } from './hosts/host-poller.js';
+import { hostsRoutes } from './hosts/hosts.routes.js';
 
 /** The control socket `secondsite manager ...` commands talk to. */
 export function managerControlSocket(dataDir: string): string {
@@ -29,24 +33,24 @@ export interface ManagerServerOptions {
   readonly databaseUrl?: string | undefined;
   readonly log: Logger;
   readonly unsafeFastForTests?: boolean;
-  /** Default, until the manager's fabric inventory exists: version 0, the version its heartbeat reports. */
-  readonly inventorySync?: InventorySync;
+  /** The enrolment listener (default 127.0.0.1:8443; port 0 = any free port). */
+  readonly enrolListen?: { host: string; port: number };
+  /** The enrolment URL key files carry, when hosts reach the listener by another name (default: as bound). */
+  readonly enrolUrl?: string | undefined;
+  /** How often the host poller reads every host's inventory (default 10 s). */
+  readonly hostPollIntervalMs?: number;
 }
-
-/**
- * Command `inventory.sync` from the vault (its inventory-refresh job): pushes the inventory to the
- * vault when the vault's version differs, and answers the management server's inventory version.
- */
-export type InventorySync = (signal: AbortSignal) => Promise<{ inventoryVersion: number }>;
 
 export class ManagerServer {
   private constructor(
     readonly db: Database,
     readonly identity: ProviderIdentity,
     readonly session: ProviderSession,
-    readonly commands: CommandLoop,
     private readonly control: ControlServer,
     private readonly log: Logger,
+    readonly enrolmentListener: EnrolmentListener,
+    readonly enrolmentService: EnrolmentService,
+    readonly hostPoller: HostPoller,
   ) {}
 
   static async start(options: ManagerServerOptions): Promise<ManagerServer> {
@@ -59,6 +63,25 @@ export class ManagerServer {
       ...(options.unsafeFastForTests ? { unsafeFastForTests: true } : {}),
     });
     const r = identity.registration;
+    // hosts: the site CA, the enrolment listener, the host poller (docs/design/vault.md section 6)
+    const enrolment = new EnrolmentService(
+      db,
+      () => ensureSiteCa(options.dataDir, r.managementServerName),
+      r.managementServerName,
+      (): string => options.enrolUrl ?? listener.url,
+    );
+    const listener = new EnrolmentListener(enrolment, options.log.child({ component: 'enrolment' }));
+    let siteCa: SiteCa;
+    try {
+      siteCa = await ensureSiteCa(options.dataDir, r.managementServerName);
+      await listener.listen(options.enrolListen ?? DEFAULT_ENROL_LISTEN, {
+        ...siteCa.enrolmentServer,
+        caCertPem: siteCa.caCertPem,
+      });
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
     const session = new ProviderSession(
       providerClient(identity),
       r.managementServerId,
@@ -67,18 +90,18 @@ export class ManagerServer {
       options.log.child({ component: 'provider' }),
     );
     session.start();
-    const commands = new CommandLoop(
-      providerClient(identity),
-      r.managementServerId,
+    const poller = new HostPoller(
       db,
-      options.log.child({ component: 'provider-commands' }),
+      () => Promise.resolve(siteCa),
+      { intervalMs: options.hostPollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS },
+      options.log.child({ component: 'host-poller' }),
     );
-    const inventorySync: InventorySync =
-      options.inventorySync ?? (() => Promise.resolve({ inventoryVersion: 0 }));
-    commands.register('inventory.sync', (_body, ctx) => inventorySync(ctx.signal));
-    commands.start();
+    poller.start();
     const control = new ControlServer(
-      managerRoutes({ db, identity, session, dataDir: options.dataDir }),
+      [
+        ...managerRoutes({ db, identity, session, dataDir: options.dataDir }),
+        ...hostsRoutes({ db, enrolment, poller }),
+      ],
       options.log.child({ component: 'control' }),
     );
     await control.listen(managerControlSocket(options.dataDir));
@@ -87,14 +110,16 @@ export class ManagerServer {
       name: r.managementServerName,
       node: r.nodeName,
       vault: r.vaultUrl,
+      enrolUrl: listener.url,
     });
-    return new ManagerServer(db, identity, session, commands, control, options.log);
+    return new ManagerServer(db, identity, session, control, options.log, listener, enrolment, poller);
   }
 
   async stop(): Promise<void> {
     await this.control.close();
+    await this.hostPoller.stop();
+    await this.enrolmentListener.close();
     await this.session.stop();
-    await this.commands.stop();
     await this.db.close();
     this.log.info('management server stopped');
   }

@@ -19,7 +19,9 @@ import { registerReplicationMetrics } from './host-metrics.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { isSecondsiteError } from '../../domain/errors.js';
-import { loadTlsIdentity, peerHostId, type TlsIdentity } from '../pki/tls-config.js';
+import { loadTlsIdentity, type TlsIdentity } from '../pki/tls-config.js';
+import { isManagerConnection, loadManagerTrust, peerCallerOf } from './manager-caller.js';
+import { managerPeerRoutes } from './manager-peer-routes.js';
 import { PEER_ALPN, plannedFailoverBodySchema } from '../../protocol/host-api/peer.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
 import {
@@ -235,11 +237,15 @@ export class HostAgent {
 
   /** Routes other hosts call over mutual TLS on the replication port (docs/design/failover.md 8). */
   private peerRoutes(): Route[] {
-    return peerFailoverRoutes(() => ({
-      replicas: this.replicas,
-      failovers: this.failovers,
-      relationships: this.relationships,
-    }));
+    return [
+      ...peerFailoverRoutes(() => ({
+        replicas: this.replicas,
+        failovers: this.failovers,
+        relationships: this.relationships,
+      })),
+      // the management server's calls (manager-caller.ts guards each)
+      ...managerPeerRoutes(() => ({ config: this.config, vms: this.vms, disks: this.disks })),
+    ];
   }
 
   async start(): Promise<void> {
@@ -279,9 +285,11 @@ export class HostAgent {
       const next = await this.identity().catch(() => null);
       if (next) replicas.updateTls(next);
     });
+    // the management server this host enrolled into (manager.json, read at start) calls too
+    const managerTrust = await loadManagerTrust(this.config.stateDir);
     const peer = new RouteDispatcher(this.peerRoutes(), this.log.child({ component: 'peer' }), (req) =>
       req.socket && 'alpnProtocol' in req.socket
-        ? (peerHostId(req.socket as TLSSocket) ?? undefined)
+        ? peerCallerOf(req.socket as TLSSocket, managerTrust)
         : undefined,
     );
     const peerHttp = createHttpServer(peer.listener());
@@ -289,6 +297,7 @@ export class HostAgent {
     this.replicaService.peer = {
       alpn: PEER_ALPN,
       onConnection: (socket) => peerHttp.emit('connection', socket),
+      admit: (socket) => isManagerConnection(socket, managerTrust),
     };
     await this.replicaService.start(identity);
     this.relationshipService = new RelationshipService(

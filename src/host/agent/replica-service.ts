@@ -87,7 +87,11 @@ export class ReplicaService {
   }
 
   /** The host peer API, served on the replication port to clients that ask for `alpn` (set by the agent). */
-  peer: { alpn: string; onConnection: (socket: TLSSocket) => void } | null = null;
+  peer: {
+    alpn: string;
+    onConnection: (socket: TLSSocket) => void;
+    admit?: (socket: TLSSocket) => boolean;
+  } | null = null;
 
   async start(identity: TlsIdentity | null): Promise<void> {
     for (const [location, dir] of Object.entries(this.config.replication.storageLocations)) {

@@ -56,7 +56,12 @@ export interface ReceiverConfig {
    * The host peer API shares the port: a client that negotiates ALPN `alpn` (over the same mutual TLS)
    * is handed to `onConnection` instead of the replication protocol (docs/design/failover.md section 8).
    */
-  readonly peer?: { readonly alpn: string; readonly onConnection: (socket: TLSSocket) => void };
+  readonly peer?: {
+    readonly alpn: string;
+    readonly onConnection: (socket: TLSSocket) => void;
+    /** Admits a peer-API caller the authorization list does not name (this host's manager). */
+    readonly admit?: (socket: TLSSocket) => boolean;
+  };
 }
 
 interface Binding {
@@ -100,7 +105,10 @@ export class ReplicationReceiver {
         if (peer && socket.alpnProtocol === peer.alpn) {
           // the peer API is for hosts this replica works with: the same authorization list
           const who = peerHostId(socket);
-          if (who === null || !this.config.authorization().allowsHost(who, peerIssuerFingerprint(socket))) {
+          const admitted =
+            (who !== null && this.config.authorization().allowsHost(who, peerIssuerFingerprint(socket))) ||
+            peer.admit?.(socket) === true;
+          if (!admitted) {
             this.counters.sessionsRefused++;
             this.event('replication:receiver:peer-refused', { peer: who, api: 'peer' });
             socket.destroy();

@@ -373,6 +373,7 @@ export class ProcessVmDriver implements VmDriver {
       name: e.spec.name,
       state: e.state,
       pid: e.rt.pid,
+      diskIds: e.spec.disks.map((d) => d.diskId),
       nics: e.spec.nics.map((n) => ({
         nicId: n.nicId,
         network: n.network,

@@ -100,6 +100,8 @@ export interface VmStatus {
   readonly name: string;
   readonly state: VmPowerState;
   readonly pid: number | null;
+  /** The host disk ids of the VM's disks, boot disk first. */
+  readonly diskIds: readonly string[];
   readonly nics: readonly VmNicStatus[];
   readonly startedWallMs: number | null;
   readonly lastExit: VmExit | null;

@@ -1,0 +1,155 @@
+/**
+ * `secondsite manager host ...`: enrolment keys for hosts, the enrolled hosts and their connection
+ * state, and an immediate poll of every host (docs/design/vault.md section 6). Through the running
+ * management server's control socket (`<data dir>/manager.sock`).
+ */
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ControlClient } from '../control-api/control-client.js';
+import { isSecondsiteError, SecondsiteError } from '../domain/errors.js';
+import { managerControlSocket } from '../manager/manager-server.js';
+import type { HostPollResult } from '../manager/hosts/host-poller.js';
+import {
+  ENROLMENT_KEY_DEFAULT_HOURS,
+  ENROLMENT_KEY_MAX_HOURS,
+  type EnrolmentKeyFile,
+  type ManagedHostView,
+} from '../protocol/host-api/enrolment.schema.js';
+import { optionalString, parseCommandArgs, parseIntOption } from './args.js';
+import type { Command } from './command.js';
+
+const DATA_DIR_HELP =
+  "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)";
+
+function socketOf(given: string | undefined): string {
+  return managerControlSocket(resolve(given ?? process.env['SECONDSITE_MANAGER_DIR'] ?? '.data/manager'));
+}
+
+/** Calls the management server; a server that does not run says how to start it. */
+async function call<T>(
+  dataDir: string | undefined,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const socket = socketOf(dataDir);
+  try {
+    return await new ControlClient(socket).call<T>(method, path, body);
+  } catch (e) {
+    if (isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST')) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_CONNECTION_LOST',
+        `the management server is not running (no answer on ${socket}); start it with 'secondsite manager serve'${dataDir ? ` --data-dir ${dataDir}` : ''}`,
+        { socketPath: socket },
+      );
+    }
+    throw e;
+  }
+}
+
+const enrollKeyHelp = `usage: secondsite manager host enroll-key [--expires-in-hours N] [--out FILE] [--data-dir DIR]
+                                          [--output json]
+
+Makes a host enrolment key on the running management server and writes the key file (mode 0600). Give
+the file to one host: 'secondsite host enroll --key FILE' there makes the host's key, and gets its
+certificate from this management server's site CA. A key is single-use, only the newest key is valid
+(making one supersedes the older unused ones), and it expires.
+
+  --expires-in-hours N   1 to ${ENROLMENT_KEY_MAX_HOURS} (default ${ENROLMENT_KEY_DEFAULT_HOURS})
+  --out FILE             where to write the key (default ./enrolment.key)
+${DATA_DIR_HELP}`;
+
+const enrollKey: Command = {
+  path: ['host', 'enroll-key'],
+  summary: 'make a single-use key a host enrols with',
+  help: enrollKeyHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(
+      args,
+      { 'expires-in-hours': { type: 'string' }, out: { type: 'string' }, 'data-dir': { type: 'string' } },
+      enrollKeyHelp,
+    );
+    const hours = parseIntOption(
+      optionalString(p, 'expires-in-hours'),
+      'expires-in-hours',
+      1,
+      ENROLMENT_KEY_MAX_HOURS,
+      ENROLMENT_KEY_DEFAULT_HOURS,
+    );
+    const key = await call<EnrolmentKeyFile>(optionalString(p, 'data-dir'), 'POST', '/v1/enrolment-keys', {
+      expiresInHours: hours,
+    });
+    const out = resolve(optionalString(p, 'out') ?? 'enrolment.key');
+    await writeFile(out, `${JSON.stringify(key, null, 2)}\n`, { mode: 0o600 });
+    io.out(
+      p.json
+        ? JSON.stringify({
+            keyFile: out,
+            keyId: key.keyId,
+            managerUrl: key.managerUrl,
+            expiresAt: key.expiresAt,
+          })
+        : `wrote enrolment key ${key.keyId} to ${out} (expires ${key.expiresAt}; enrolment at ${key.managerUrl}).\nOn the host: secondsite host enroll --key ${out}`,
+    );
+    return 0;
+  },
+};
+
+function hostLine(h: ManagedHostView): string {
+  return [
+    h.hostId.padEnd(20),
+    h.connectionState.padEnd(13),
+    `${h.replicationAddress}:${h.replicationPort}`.padEnd(24),
+    String(h.vmCount ?? '-').padEnd(5),
+    h.lastContactAt ?? '-',
+    h.lastError ? `  (${h.lastError})` : '',
+  ].join(' ');
+}
+
+function hostTable(hosts: ManagedHostView[]): string {
+  if (hosts.length === 0) return "no hosts enrolled; make a key with 'secondsite manager host enroll-key'";
+  const head = ['HOST'.padEnd(20), 'STATE'.padEnd(13), 'ADDRESS'.padEnd(24), 'VMS'.padEnd(5), 'LAST CONTACT'];
+  return [head.join(' '), ...hosts.map(hostLine)].join('\n');
+}
+
+const listHelp = `usage: secondsite manager host list [--data-dir DIR] [--output json]
+
+The hosts enrolled in the running management server: connection state (the host poller reads every
+host's inventory over its peer API every 10 s), replication address, VMs, last contact and last error.
+${DATA_DIR_HELP}`;
+
+const list: Command = {
+  path: ['host', 'list'],
+  summary: 'the enrolled hosts and their connection state',
+  help: listHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { 'data-dir': { type: 'string' } }, listHelp);
+    const hosts = await call<ManagedHostView[]>(optionalString(p, 'data-dir'), 'GET', '/v1/hosts');
+    io.out(p.json ? JSON.stringify(hosts) : hostTable(hosts));
+    return 0;
+  },
+};
+
+const refreshHelp = `usage: secondsite manager host refresh [--data-dir DIR] [--output json]
+
+Reads every enrolled host's inventory now (instead of at the next poll) and shows the hosts. Exits 0
+even when some host does not answer: its state is then disconnected, with the reason.
+${DATA_DIR_HELP}`;
+
+const refresh: Command = {
+  path: ['host', 'refresh'],
+  summary: "read every host's inventory now",
+  help: refreshHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { 'data-dir': { type: 'string' } }, refreshHelp);
+    const r = await call<{ results: HostPollResult[]; hosts: ManagedHostView[] }>(
+      optionalString(p, 'data-dir'),
+      'POST',
+      '/v1/hosts/refresh',
+    );
+    io.out(p.json ? JSON.stringify(r) : hostTable(r.hosts));
+    return 0;
+  },
+};
+
+export const managerHostCommands: readonly Command[] = [enrollKey, list, refresh];
