@@ -20,7 +20,11 @@ export function isUniqueViolation(e: unknown): boolean {
   return sqlState(e) === '23505';
 }
 
-/** foreign_key_violation: a row still references the one deleted (or the referenced row is absent). */
+/**
+ * foreign_key_violation (a row still references the one deleted, or the referenced row is absent) or
+ * restrict_violation (the same from an ON DELETE RESTRICT key).
+ */
 export function isForeignKeyViolation(e: unknown): boolean {
-  return sqlState(e) === '23503';
+  const state = sqlState(e);
+  return state === '23503' || state === '23001';
 }
