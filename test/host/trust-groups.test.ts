@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ControlClient } from '../../src/control-api/control-client.js';
-import { isSecondsiteError } from '../../src/domain/errors.js';
+import { isSecondsiteError, type ErrorCode } from '../../src/domain/errors.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';
 import { HostLab } from '../../src/lab/host-lab.js';
@@ -36,7 +36,7 @@ test('a replica trusts another site only for the hosts and storage locations its
   const b = lab.host('host-b1');
   const caA = await readFile(caPaths(lab.caDir('a')).certPath, 'utf8');
   const caB = await readFile(caPaths(lab.caDir('b')).certPath, 'utf8');
-  const refusedWith = (code: string) => (e: unknown) => isSecondsiteError(e, code);
+  const refusedWith = (code: ErrorCode) => (e: unknown) => isSecondsiteError(e, code);
 
   // before any trust: site A's host cannot even reach site B's peer API (neither trusts the other's CA)
   await assert.rejects(
@@ -104,11 +104,12 @@ test('a replica trusts another site only for the hosts and storage locations its
   const impostorDir = join(dir, 'impostor');
   await issueHostCert({ caDir: lab.caDir('b'), name: 'host-a1', outDir: impostorDir });
   const impostor = await loadTlsIdentity(impostorDir, 'host-a1');
+  const impostorTls = { ...replicationClientOptions(impostor, 'host-b1'), ALPNProtocols: [PEER_ALPN] };
   const asImpostor = ControlClient.peer({
     host: '127.0.0.1',
     port: b.replicationPort,
     hostId: 'host-b1',
-    tls: { ...replicationClientOptions(impostor, 'host-b1'), ALPNProtocols: [PEER_ALPN] },
+    tls: impostorTls,
   });
   await assert.rejects(
     asImpostor.get('/peer/v1/replicas/v/failover'),
@@ -116,14 +117,15 @@ test('a replica trusts another site only for the hosts and storage locations its
   );
   // while the real host-a1 (trusting site B's CA, as its agent does now) reaches it
   const realA = await loadTlsIdentity(join(a.stateDir, 'pki'), 'host-a1');
+  const realATls = {
+    ...replicationClientOptions({ ...realA, ca: Buffer.from(`${caA}\n${caB}`) }, 'host-b1'),
+    ALPNProtocols: [PEER_ALPN],
+  };
   const asA = ControlClient.peer({
     host: '127.0.0.1',
     port: b.replicationPort,
     hostId: 'host-b1',
-    tls: {
-      ...replicationClientOptions({ ...realA, ca: Buffer.from(`${caA}\n${caB}`) }, 'host-b1'),
-      ALPNProtocols: [PEER_ALPN],
-    },
+    tls: realATls,
   });
   await asA.get('/peer/v1/replicas/v/failover');
 

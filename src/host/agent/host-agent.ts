@@ -42,6 +42,8 @@ import {
   vmRoutes,
 } from './host-routes.js';
 import { AuthorizationService } from './authorization-service.js';
+import { managerDelegatedRoutes } from './manager-delegated-routes.js';
+import { hostReplicationStatus } from './replication-status.js';
 import { DiskService } from './disk-service.js';
 import type { HostConfig } from './host-config.js';
 import { RelationshipService, type RelationshipView } from './relationship-service.js';
@@ -173,6 +175,13 @@ export class HostAgent {
       { method: 'GET', path: '/v1/status', handler: async () => ({ body: await this.status() }) },
       {
         method: 'GET',
+        path: '/v1/replication-status',
+        handler: async () => ({
+          body: await hostReplicationStatus(this.config.hostId, this.relationships, this.replicas),
+        }),
+      },
+      {
+        method: 'GET',
         path: '/metrics',
         handler: () =>
           Promise.resolve({ body: this.metrics.render(), contentType: 'text/plain; version=0.0.4' }),
@@ -245,6 +254,7 @@ export class HostAgent {
       })),
       // the management server's calls (manager-caller.ts guards each)
       ...managerPeerRoutes(() => ({ config: this.config, vms: this.vms, disks: this.disks })),
+      ...managerDelegatedRoutes(this.routes()),
     ];
   }
 
