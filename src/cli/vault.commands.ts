@@ -19,6 +19,7 @@ import type { Command, CommandGroup, CommandIo } from './command.js';
 import { logLevelOf, untilSignalled } from './serve-options.js';
 import { table } from './simple-command.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, vaultClientFrom } from './vault-connection.js';
+import { jobCommands } from './vault-job.commands.js';
 import { policyCommands } from './vault-policy.commands.js';
 import type { VaultClient } from '../manager/provider/vault-client.js';
 
@@ -42,7 +43,9 @@ to DIR/admin.token (mode 0600). Prints one JSON line on stdout when ready ({"rea
   --name NAME               the vault's name (first start only; default secondsite)
   --heartbeat-interval S    the heartbeat interval given to providers (default 10)
   --alert-webhook URL       POST every alert (raised, resolved) as JSON to this URL, retried until it
-                            answers 2xx [SECONDSITE_ALERT_WEBHOOK]`;
+                            answers 2xx [SECONDSITE_ALERT_WEBHOOK]
+  --job-lease-seconds S     how long a job run's lease lasts (default 30): another vault process
+                            continues a job this long after the process running it died`;
 
 function parseListen(text: string | undefined): { host: string; port: number } {
   const m = /^(.+):(\d{1,5})$/.exec(text ?? '127.0.0.1:8443');
@@ -87,6 +90,7 @@ const serve: Command = {
         name: { type: 'string' },
         'heartbeat-interval': { type: 'string' },
         'alert-webhook': { type: 'string' },
+        'job-lease-seconds': { type: 'string' },
         'log-level': { type: 'string' },
       },
       serveHelp,
@@ -112,6 +116,8 @@ const serve: Command = {
         3600,
         10,
       ),
+      jobLeaseMs:
+        1000 * parseIntOption(optionalString(p, 'job-lease-seconds'), 'job-lease-seconds', 1, 3600, 30),
       log: stderrLogger(logLevelOf(p), { role: 'vault' }),
     });
     io.out(
@@ -327,7 +333,7 @@ const auditList = clientCommand(
 export const vaultCommands: CommandGroup = {
   name: 'vault',
   summary:
-    'the vault: control plane API (users, registration keys, management servers, policies, alerts, audit)',
+    'the vault: control plane API (users, registration keys, management servers, policies, jobs, alerts, audit)',
   commands: [
     serve,
     keyCreate,
@@ -336,6 +342,7 @@ export const vaultCommands: CommandGroup = {
     tokenCreate,
     msList,
     msShow,
+    ...jobCommands,
     ...policyCommands(clientCommand),
     alertList,
     auditList,

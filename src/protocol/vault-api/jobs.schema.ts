@@ -71,6 +71,9 @@ export const jobStartedSchema = z.object({
   created: z.boolean(),
 });
 
+/** Cancelling takes nothing (an empty object, as clients send for a POST). */
+export const cancelJobBodySchema = z.object({}).strict();
+
 export const refreshBodySchema = z
   .object({
     /** How long the vault waits for the management server to answer, and then for its inventory. */

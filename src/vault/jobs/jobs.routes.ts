@@ -8,6 +8,7 @@ import { SecondsiteError } from '../../domain/errors.js';
 import { principalName, type Principal } from '../../domain/vault/rbac.js';
 import {
   JOB_STATES,
+  cancelJobBodySchema,
   jobDetailSchema,
   jobListSchema,
   jobSchema,
@@ -73,6 +74,7 @@ export function jobRoutes(deps: {
       operationId: 'cancelJob',
       summary: 'Cancel a job of a cancellable kind (a running one stops at its next step or wait)',
       action: 'job.cancel',
+      body: cancelJobBodySchema,
       response: jobSchema,
       handler: async ({ params, principal }) => ({
         body: await deps.jobs.cancel(jobIdOf(params), who(principal)),
