@@ -174,6 +174,11 @@ test('refresh: queued through one vault process, long-polled and answered throug
   const show = await cli(owner, 'vault', 'job', 'show', failing.jobId);
   assert.match(show.stdout, /error SECONDSITE_ERR_IO: management server site-a failed command/);
   assert.match(show.stdout, /job\.failed/);
+  // stopping the manager ends its pending long-poll at once
+  await new Promise((r) => setTimeout(r, 300));
+  const stopAt = Date.now();
+  await loop.stop();
+  assert.ok(Date.now() - stopAt < 3000, `stop took ${Date.now() - stopAt} ms`);
 });
 
 test('a management server that never answers: the task fails with a message that says so; the expired command is never delivered', async (t) => {

@@ -91,6 +91,7 @@ export class CommandLoop {
         const waitSeconds = this.options.waitSeconds ?? 25;
         const { commands } = await this.client.get<{ commands: ProviderCommand[] }>(
           `${this.base}?waitSeconds=${waitSeconds}`,
+          signal,
         );
         if (this.lastError !== null) this.log.info('command poll reaches the vault again');
         this.lastError = null;

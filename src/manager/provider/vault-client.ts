@@ -36,8 +36,9 @@ export class VaultClient {
     }
   }
 
-  get<T>(path: string): Promise<T> {
-    return this.call<T>('GET', path);
+  /** `signal` ends the request (a long-poll) early: it then rejects. */
+  get<T>(path: string, signal?: AbortSignal): Promise<T> {
+    return this.call<T>('GET', path, undefined, signal);
   }
   post<T>(path: string, body?: unknown): Promise<T> {
     return this.call<T>('POST', path, body ?? {});
@@ -46,8 +47,8 @@ export class VaultClient {
     return this.call<T>('DELETE', path);
   }
 
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const { status, text } = await this.raw(method, path, body);
+  async call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const { status, text } = await this.raw(method, path, body, signal);
     let parsed: unknown;
     try {
       parsed = text ? (JSON.parse(text) as unknown) : undefined;
@@ -59,12 +60,22 @@ export class VaultClient {
   }
 
   /** Raw status and body text (e.g. /metrics, or to look at an error's shape). */
-  raw(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
-    return this.rawText(method, path, body === undefined ? undefined : JSON.stringify(body));
+  raw(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; text: string }> {
+    return this.rawText(method, path, body === undefined ? undefined : JSON.stringify(body), signal);
   }
 
   /** Like `raw`, with the body as given (tests send malformed JSON with it). */
-  rawText(method: string, path: string, payload?: string): Promise<{ status: number; text: string }> {
+  rawText(
+    method: string,
+    path: string,
+    payload?: string,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; text: string }> {
     const headers: Record<string, string | number> = {};
     if (payload !== undefined) {
       headers['content-type'] = 'application/json';
@@ -85,6 +96,7 @@ export class VaultClient {
             : {}),
           agent: false,
           timeout: this.options.timeoutMs ?? 30_000,
+          ...(signal ? { signal } : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];
