@@ -20,6 +20,8 @@ import { logLevelOf, untilSignalled } from './serve-options.js';
 import { table } from './simple-command.js';
 import { CONNECTION_HELP, CONNECTION_OPTIONS, vaultClientFrom } from './vault-connection.js';
 import { jobCommands } from './vault-job.commands.js';
+import { fabricCommands } from './vault-fabric.commands.js';
+import { mappingCommands, pairingCommands } from './vault-pairing.commands.js';
 import { policyCommands } from './vault-policy.commands.js';
 import type { VaultClient } from '../manager/provider/vault-client.js';
 
@@ -333,7 +335,7 @@ const auditList = clientCommand(
 export const vaultCommands: CommandGroup = {
   name: 'vault',
   summary:
-    'the vault: control plane API (users, registration keys, management servers, policies, jobs, alerts, audit)',
+    'the vault: control plane API (users, registration keys, management servers, fabric, policies, pairings, mappings, jobs, alerts, audit)',
   commands: [
     serve,
     keyCreate,
@@ -344,6 +346,9 @@ export const vaultCommands: CommandGroup = {
     msShow,
     ...jobCommands,
     ...policyCommands(clientCommand),
+    ...fabricCommands(clientCommand),
+    ...pairingCommands(clientCommand),
+    ...mappingCommands(clientCommand),
     alertList,
     auditList,
   ],

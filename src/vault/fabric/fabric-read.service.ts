@@ -21,6 +21,8 @@ export interface FabricFilter {
   readonly cloud?: string;
   readonly name?: string;
   readonly host?: string;
+  /** The listed object's own id. */
+  readonly id?: string;
 }
 
 export interface PageRequest {
@@ -296,6 +298,7 @@ export class FabricReadService {
   async vmNetworks(f: FabricFilter, page: PageRequest): Promise<Page<VmNetworkView>> {
     const w = where('n', 'vm_network_id', f, page);
     if (f.name !== undefined) w.add((p) => `n.name = ${p(f.name)}`);
+    if (f.id !== undefined) w.add((p) => `n.vm_network_id = ${p(f.id)}`);
     if (f.cloud !== undefined)
       w.add(
         (

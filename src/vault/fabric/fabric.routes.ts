@@ -25,7 +25,7 @@ const param = (params: Readonly<Record<string, string>>, name: string): string =
 
 function filterOf(query: URLSearchParams): FabricFilter {
   const f: { -readonly [K in keyof FabricFilter]: FabricFilter[K] } = {};
-  for (const key of ['managementServer', 'cloud', 'name', 'host'] as const) {
+  for (const key of ['managementServer', 'cloud', 'name', 'host', 'id'] as const) {
     const v = queryText(query, key);
     if (v !== undefined) f[key] = v;
   }
@@ -94,7 +94,7 @@ export function fabricRoutes(deps: { readonly db: Database }): VaultRoute[] {
       method: 'GET',
       path: '/v1/vm-networks',
       operationId: 'listVmNetworks',
-      summary: `VM networks with their subnets, IP pools and mapping (${FILTERS}, ?cloud=CLOUD_ID, ?name=NAME)`,
+      summary: `VM networks with their subnets, IP pools and mapping (${FILTERS}, ?cloud=CLOUD_ID, ?name=NAME, ?id=VM_NETWORK_ID)`,
       action: 'fabric.read',
       response: vmNetworkListSchema,
       handler: async ({ query }) => {
