@@ -6,10 +6,12 @@ import { resolve } from 'node:path';
 import { ManagerServer } from '../manager/manager-server.js';
 import { loadProviderIdentity, registerProvider } from '../manager/provider/provider-registration.js';
 import { stderrLogger } from '../observability/logger.js';
-import { optionalString, parseCommandArgs, requireString } from './args.js';
+import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { managerFabricCommands } from './manager-fabric.commands.js';
 import { logLevelOf, untilSignalled } from './serve-options.js';
+import { managerHostCommands } from './manager-host.commands.js';
+import { parseListenAddress } from '../manager/enrolment/enrolment-listener.js';
 
 const DATA_DIR_HELP =
   "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)";
@@ -67,11 +69,18 @@ const register: Command = {
   },
 };
 
-const serveHelp = `usage: secondsite manager serve [--data-dir DIR] [--log-level LEVEL]
+const serveHelp = `usage: secondsite manager serve [--data-dir DIR] [--log-level LEVEL] [--enrol-listen HOST:PORT]
+                              [--enrol-url URL] [--host-poll-interval SECONDS]
 
 Runs the management server in the foreground until SIGINT or SIGTERM: its database (DATABASE_URL, or
-a private PostgreSQL in DIR/postgres) and the provider's session with the vault (heartbeats; the
-vault never connects to a site). Register first. Prints one JSON line on stdout when ready.
+a private PostgreSQL in DIR/postgres), the provider's session with the vault (heartbeats; the
+vault never connects to a site), the enrolment listener for hosts (HTTPS, site CA in DIR/site-ca)
+and the host poller. Register first. Prints one JSON line on stdout when ready (with enrolUrl).
+
+  --enrol-listen HOST:PORT       where hosts enrol (default 127.0.0.1:8443; port 0 = any free port)
+  --enrol-url URL                the URL key files give hosts, when they reach the listener by
+                                 another name (default: https://HOST:PORT as bound)
+  --host-poll-interval SECONDS   how often every host's inventory is read (default 10)
 ${DATA_DIR_HELP}`;
 
 const serve: Command = {
@@ -81,14 +90,25 @@ const serve: Command = {
   async run(args, io) {
     const p = parseCommandArgs(
       args,
-      { 'data-dir': { type: 'string' }, 'log-level': { type: 'string' } },
+      {
+        'data-dir': { type: 'string' },
+        'log-level': { type: 'string' },
+        'enrol-listen': { type: 'string' },
+        'enrol-url': { type: 'string' },
+        'host-poll-interval': { type: 'string' },
+      },
       serveHelp,
     );
     const dataDir = dataDirOf(optionalString(p, 'data-dir'));
+    const listen = optionalString(p, 'enrol-listen');
     const manager = await ManagerServer.start({
       dataDir,
       databaseUrl: process.env['DATABASE_URL'],
       log: stderrLogger(logLevelOf(p), { role: 'manager' }),
+      ...(listen ? { enrolListen: parseListenAddress(listen, '--enrol-listen') } : {}),
+      enrolUrl: optionalString(p, 'enrol-url'),
+      hostPollIntervalMs:
+        parseIntOption(optionalString(p, 'host-poll-interval'), 'host-poll-interval', 1, 3600, 10) * 1000,
     });
     const r = manager.identity.registration;
     io.out(
@@ -98,6 +118,7 @@ const serve: Command = {
         name: r.managementServerName,
         node: r.nodeName,
         vault: r.vaultUrl,
+        enrolUrl: manager.enrolmentListener.url,
       }),
     );
     await untilSignalled();
@@ -124,6 +145,6 @@ const status: Command = {
 
 export const managerCommands: CommandGroup = {
   name: 'manager',
-  summary: 'a management server: register with a vault, run its provider',
-  commands: [register, serve, status, ...managerFabricCommands],
+  summary: 'a management server: register with a vault, run its provider, enrol and watch hosts',
+  commands: [register, serve, status, ...managerHostCommands, ...managerFabricCommands],
 };
