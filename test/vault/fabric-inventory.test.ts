@@ -217,7 +217,7 @@ test('an inconsistent inventory is refused whole, with the problems named', asyn
       broken((inv) => {
         inv.vms.push({ ...(inv.vms[0] as Inventory['vms'][number]) });
       }),
-      /VM id vm-prod-0-0 appears more than once/,
+      /VM \(host\/id\) host-prod-0\/vm-prod-0-0 appears more than once/,
     ],
     [
       'duplicate cloud names',
@@ -278,6 +278,24 @@ test('an inconsistent inventory is refused whole, with the problems named', asyn
     },
   );
   assert.equal(hb.inventoryVersion, 2);
+  // a VM id is its host's: two hosts may hold the same one (a failed-over VM and its source)
+  const twins = broken((inv) => {
+    (inv.vms[2] as { vmId: string }).vmId = inv.vms[0]?.vmId ?? '';
+  });
+  assert.notEqual(twins.vms[2]?.hostId, twins.vms[0]?.hostId);
+  assert.deepEqual(await east.client.call('PUT', `/v1/management-servers/${msId}/inventory`, twins), {
+    inventoryVersion: 3,
+    applied: true,
+  });
+  const same = await east.client
+    .get<{ vms: VmView[] }>(`/v1/vms?name=${twins.vms[2]?.name ?? ''}`)
+    .catch(() => null);
+  assert.equal(same, null, 'a provider reads no fabric');
+  const twinsListed = await v.admin.get<{ vms: VmView[] }>(`/v1/vms?managementServer=${msId}`);
+  assert.deepEqual(
+    twinsListed.vms.filter((x) => x.vmId === 'vm-prod-0-0').map((x) => x.hostId),
+    ['host-prod-0', 'host-prod-1'],
+  );
 });
 
 test('100 management servers x 120 VMs: ingest and reads stay quick', async (t) => {

@@ -52,28 +52,40 @@ class Where {
   }
 }
 
-function cursorOf(after: string | undefined): [string, string] | null {
+/** The key parts of a cursor `a/b[/c]` (the last part may hold '/'), or null for none. */
+function cursorOf(after: string | undefined, parts: number): string[] | null {
   if (after === undefined || after === '') return null;
-  const slash = after.indexOf('/');
-  if (slash <= 0) {
-    throw new SecondsiteError(
-      'SECONDSITE_ERR_INVALID_ARGUMENT',
-      `?after=${after} is not a page cursor; pass the 'next' value of the previous page`,
-    );
+  const out: string[] = [];
+  let rest = after;
+  for (let i = 1; i < parts; i++) {
+    const slash = rest.indexOf('/');
+    if (slash <= 0) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INVALID_ARGUMENT',
+        `?after=${after} is not a page cursor; pass the 'next' value of the previous page`,
+      );
+    }
+    out.push(rest.slice(0, slash));
+    rest = rest.slice(slash + 1);
   }
-  return [after.slice(0, slash), after.slice(slash + 1)];
+  out.push(rest);
+  return out;
 }
 
-/** Common filters and the page cursor; `t` is the listed table's alias, `id` its id column. */
-function where(t: string, id: string, f: FabricFilter, page: PageRequest): Where {
+/**
+ * Common filters and the page cursor; `t` is the listed table's alias, `ids` its key columns after
+ * management_server_id (the order of the list).
+ */
+function where(t: string, ids: string | string[], f: FabricFilter, page: PageRequest): Where {
+  const keys = ['management_server_id', ...(Array.isArray(ids) ? ids : [ids])].map((c) => `${t}.${c}`);
   const w = new Where();
   if (f.managementServer !== undefined)
     w.add((p) => {
       const v = p(f.managementServer);
       return `(${t}.management_server_id = ${v} OR m.name = ${v})`;
     });
-  const cursor = cursorOf(page.after);
-  if (cursor) w.add((p) => `(${t}.management_server_id, ${t}.${id}) > (${p(cursor[0])}, ${p(cursor[1])})`);
+  const cursor = cursorOf(page.after, keys.length);
+  if (cursor) w.add((p) => `(${keys.join(', ')}) > (${cursor.map((v) => p(v)).join(', ')})`);
   return w;
 }
 
@@ -342,7 +354,7 @@ export class FabricReadService {
   }
 
   async vms(f: FabricFilter, page: PageRequest): Promise<Page<VmView>> {
-    const w = where('v', 'vm_id', f, page);
+    const w = where('v', ['host_id', 'vm_id'], f, page);
     if (f.cloud !== undefined) w.add((p) => `v.cloud_id = ${p(f.cloud)}`);
     if (f.host !== undefined) w.add((p) => `v.host_id = ${p(f.host)}`);
     if (f.name !== undefined) w.add((p) => `v.name = ${p(f.name)}`);
@@ -352,7 +364,7 @@ export class FabricReadService {
               c.name AS cloud_name, v.power_state, v.disks, v.nics
        FROM fabric_vms v JOIN management_servers m USING (management_server_id)
        LEFT JOIN fabric_clouds c ON c.management_server_id = v.management_server_id AND c.cloud_id = v.cloud_id
-       ${w.sql} ORDER BY v.management_server_id, v.vm_id`,
+       ${w.sql} ORDER BY v.management_server_id, v.host_id, v.vm_id`,
       w,
       page,
       (r) => ({
@@ -367,7 +379,7 @@ export class FabricReadService {
         disks: r.disks,
         nics: r.nics,
       }),
-      (r) => `${r.management_server_id}/${r.vm_id}`,
+      (r) => `${r.management_server_id}/${r.host_id}/${r.vm_id}`,
     );
   }
 

@@ -54,8 +54,8 @@ export function inventoryProblems(inv: Inventory): string[] {
     inv.vmNetworks.map((n) => n.name),
   );
   dup(
-    'VM id',
-    inv.vms.map((v) => v.vmId),
+    'VM (host/id)',
+    inv.vms.map((v) => `${v.hostId}/${v.vmId}`),
   );
   dup(
     'IP pool id',

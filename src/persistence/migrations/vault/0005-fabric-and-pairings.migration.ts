@@ -119,11 +119,13 @@ CREATE TABLE fabric_vms (
   -- [{diskId, sizeBytes}], [{nicId, vmNetworkId, ipAddress}]
   disks                 jsonb NOT NULL DEFAULT '[]',
   nics                  jsonb NOT NULL DEFAULT '[]',
-  PRIMARY KEY (management_server_id, vm_id),
+  -- a VM's id is its host's (two hosts may hold the same id, e.g. a failed-over VM and its source)
+  PRIMARY KEY (management_server_id, host_id, vm_id),
   FOREIGN KEY (management_server_id, host_id) REFERENCES fabric_hosts (management_server_id, host_id),
   FOREIGN KEY (management_server_id, cloud_id) REFERENCES fabric_clouds (management_server_id, cloud_id)
 );
 CREATE INDEX fabric_vms_cloud ON fabric_vms (management_server_id, cloud_id);
+CREATE INDEX fabric_vms_vm ON fabric_vms (management_server_id, vm_id);
 
 -- Site Recovery's protection container mapping: primary cloud -> recovery cloud, with a policy.
 CREATE TABLE cloud_pairings (
