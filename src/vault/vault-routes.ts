@@ -23,6 +23,7 @@ import {
 import { listAudit } from './audit/audit-log.js';
 import { commandRoutes } from './commands/commands.routes.js';
 import type { CommandChannel } from './commands/provider-commands.js';
+import { fabricRoutes } from './fabric/fabric.routes.js';
 import type { ManagementServersService } from './fabric/management-servers.service.js';
 import { openApiDocument } from './http/openapi.js';
 import { route, type VaultRoute } from './http/vault-route.js';
@@ -30,6 +31,8 @@ import type { VaultIdentity } from './identity/vault-identity.js';
 import { jobRoutes } from './jobs/jobs.routes.js';
 import type { JobsService } from './jobs/jobs.service.js';
 import { listAlerts } from './monitoring/alerts.js';
+import { mappingRoutes } from './mappings/mappings.routes.js';
+import { pairingRoutes } from './pairings/pairings.routes.js';
 import { policyRoutes } from './policies/policies.routes.js';
 import type { RegistrationService } from './registration/registration.service.js';
 import type { UsersService } from './users/users.service.js';
@@ -236,6 +239,9 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
       handler: async ({ query }) => ({ body: { entries: await listAudit(deps.db, limitOf(query, 100)) } }),
     }),
     ...policyRoutes(deps),
+    ...fabricRoutes(deps),
+    ...pairingRoutes(deps),
+    ...mappingRoutes(deps),
     ...jobRoutes(deps),
     ...commandRoutes(deps),
   ];
