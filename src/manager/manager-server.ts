@@ -15,6 +15,7 @@ import {
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
 import { managerRoutes } from './manager-routes.js';
+import { createFabric, fabricRoutes } from './fabric/fabric.routes.js';
 import { DEFAULT_ENROL_LISTEN, EnrolmentListener } from './enrolment/enrolment-listener.js';
 import { EnrolmentService } from './enrolment/enrolment.service.js';
 import { ensureSiteCa, type SiteCa } from './enrolment/site-ca.js';
@@ -82,12 +83,22 @@ export class ManagerServer {
       await db.close();
       throw e;
     }
+    // the fabric (host groups, clouds, VM networks...) and its inventory, sent to the vault when the
+    // heartbeat's answer shows the vault holds another version
+    const fabric = createFabric({
+      db,
+      dataDir: options.dataDir,
+      managementServerName: r.managementServerName,
+      log: options.log.child({ component: 'fabric' }),
+      vault: { client: providerClient(identity), managementServerId: r.managementServerId },
+    });
     const session = new ProviderSession(
       providerClient(identity),
       r.managementServerId,
       r.heartbeatIntervalSeconds,
       PROVIDER_VERSION,
       options.log.child({ component: 'provider' }),
+      (answer) => fabric.sync?.afterHeartbeat(answer.inventoryVersion) ?? Promise.resolve(),
     );
     session.start();
     const poller = new HostPoller(
@@ -101,6 +112,7 @@ export class ManagerServer {
       [
         ...managerRoutes({ db, identity, session, dataDir: options.dataDir }),
         ...hostsRoutes({ db, enrolment, poller }),
+        ...fabricRoutes(fabric),
       ],
       options.log.child({ component: 'control' }),
     );
