@@ -14,6 +14,7 @@ import {
   type ProviderIdentity,
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
+import { CommandLoop } from './provider/command-loop.js';
 import { managerRoutes } from './manager-routes.js';
 import { createFabric, fabricRoutes } from './fabric/fabric.routes.js';
 import { DEFAULT_ENROL_LISTEN, EnrolmentListener } from './enrolment/enrolment-listener.js';
@@ -34,6 +35,8 @@ export interface ManagerServerOptions {
   readonly databaseUrl?: string | undefined;
   readonly log: Logger;
   readonly unsafeFastForTests?: boolean;
+  /** Default, until the manager's fabric inventory exists: version 0, the version its heartbeat reports. */
+  readonly inventorySync?: InventorySync;
   /** The enrolment listener (default 127.0.0.1:8443; port 0 = any free port). */
   readonly enrolListen?: { host: string; port: number };
   /** The enrolment URL key files carry, when hosts reach the listener by another name (default: as bound). */
@@ -42,11 +45,18 @@ export interface ManagerServerOptions {
   readonly hostPollIntervalMs?: number;
 }
 
+/**
+ * Command `inventory.sync` from the vault (its inventory-refresh job): pushes the inventory to the
+ * vault when the vault's version differs, and answers the management server's inventory version.
+ */
+export type InventorySync = (signal: AbortSignal) => Promise<{ inventoryVersion: number }>;
+
 export class ManagerServer {
   private constructor(
     readonly db: Database,
     readonly identity: ProviderIdentity,
     readonly session: ProviderSession,
+    readonly commands: CommandLoop,
     private readonly control: ControlServer,
     private readonly log: Logger,
     readonly enrolmentListener: EnrolmentListener,
@@ -101,6 +111,16 @@ export class ManagerServer {
       (answer) => fabric.sync?.afterHeartbeat(answer.inventoryVersion) ?? Promise.resolve(),
     );
     session.start();
+    const commands = new CommandLoop(
+      providerClient(identity),
+      r.managementServerId,
+      db,
+      options.log.child({ component: 'provider-commands' }),
+    );
+    const inventorySync: InventorySync =
+      options.inventorySync ?? (() => Promise.resolve({ inventoryVersion: 0 }));
+    commands.register('inventory.sync', (_body, ctx) => inventorySync(ctx.signal));
+    commands.start();
     const poller = new HostPoller(
       db,
       () => Promise.resolve(siteCa),
@@ -124,7 +144,17 @@ export class ManagerServer {
       vault: r.vaultUrl,
       enrolUrl: listener.url,
     });
-    return new ManagerServer(db, identity, session, control, options.log, listener, enrolment, poller);
+    return new ManagerServer(
+      db,
+      identity,
+      session,
+      commands,
+      control,
+      options.log,
+      listener,
+      enrolment,
+      poller,
+    );
   }
 
   async stop(): Promise<void> {
@@ -132,6 +162,7 @@ export class ManagerServer {
     await this.hostPoller.stop();
     await this.enrolmentListener.close();
     await this.session.stop();
+    await this.commands.stop();
     await this.db.close();
     this.log.info('management server stopped');
   }
