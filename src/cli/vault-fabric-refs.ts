@@ -64,6 +64,9 @@ export async function resolveCloud(client: VaultClient, ref: string): Promise<Cl
   let found = await allPages<CloudView>(client, `/v1/clouds?name=${q(name)}${scope}`, 'clouds');
   if (found.length === 0)
     found = await allPages<CloudView>(client, `/v1/clouds?cloud=${q(name)}${scope}`, 'clouds');
+  // a missing cloud (kept for its pairing) may share its name with a present one
+  if (found.length > 1 && found.filter((c) => c.state === 'present').length === 1)
+    found = found.filter((c) => c.state === 'present');
   return exactlyOne(
     found,
     'cloud',
@@ -79,6 +82,8 @@ export async function resolveNetwork(client: VaultClient, ref: string): Promise<
   let found = await allPages<VmNetworkView>(client, `/v1/vm-networks?name=${q(name)}${scope}`, 'vmNetworks');
   if (found.length === 0)
     found = await allPages<VmNetworkView>(client, `/v1/vm-networks?id=${q(name)}${scope}`, 'vmNetworks');
+  if (found.length > 1 && found.filter((n) => n.state === 'present').length === 1)
+    found = found.filter((n) => n.state === 'present');
   return exactlyOne(
     found,
     'VM network',

@@ -266,6 +266,31 @@ test('cloud pairing rules, policy delete refused, a paired cloud that leaves the
   await v.admin.delete('/v1/policies/gold');
 });
 
+test('concurrent pairings of one cloud: one wins, the other is told why; the same pairing twice is one', async (t) => {
+  const { v, east, west } = await twoSites(t);
+  for (let round = 0; round < 3; round++) {
+    const answers = await Promise.all([
+      v.admin.raw('POST', '/v1/cloud-pairings', pairBody(east, 'prod', west, 'dr')),
+      v.admin.raw('POST', '/v1/cloud-pairings', pairBody(east, 'prod', west, 'dr2')),
+      v.admin.raw('POST', '/v1/cloud-pairings', pairBody(east, 'prod', west, 'dr')),
+    ]);
+    const statuses = answers.map((a) => a.status);
+    const won = statuses.filter((s) => s === 201).length;
+    assert.equal(won, 1, `round ${round}: ${answers.map((a) => `${a.status} ${a.text}`).join(' | ')}`);
+    for (const a of answers) {
+      assert.ok([200, 201, 409].includes(a.status), a.text);
+      if (a.status === 409)
+        assert.match(
+          a.text,
+          /is already the (primary|recovery) cloud of pairing|a cloud is in at most one pairing/,
+        );
+    }
+    const { pairings } = await v.admin.get<{ pairings: PairingView[] }>('/v1/cloud-pairings');
+    assert.equal(pairings.length, 1, `round ${round}`);
+    await v.admin.delete(`/v1/cloud-pairings/${pairings[0]?.pairingId ?? ''}`);
+  }
+});
+
 test('network and storage mapping rules', async (t) => {
   const { v, east, west } = await twoSites(t);
   const netBody = (src: Site, srcNet: string, dst: Site, dstNet: string): Record<string, string> => ({
