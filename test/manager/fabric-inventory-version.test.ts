@@ -2,7 +2,8 @@
  * The inventory version (manager migration 0005): it moves on every change of a fabric table
  * (host groups, hosts, clouds, VM networks and their subnets and pools, storage classifications), and
  * not otherwise: not on reads, not on an update that writes the same values, not when the host poller
- * only records a contact time or an error, not on a refused change.
+ * only records a contact time or an error, not on a refused change, not when a storage location's free
+ * space moved within its step of max(1 GiB, 1 % of its capacity).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -56,6 +57,29 @@ test('the inventory version moves on each fabric change and not otherwise', asyn
     hostReport('host-a', [{ vmId: 'vm1', networks: ['prod'] }, { vmId: 'vm2' }]),
   ]);
   await moved('a VM appeared in the report');
+  // free space moves with every replica write: it counts in steps of max(1 GiB, 1 % of capacity)
+  const withFree = async (freeBytes: number): Promise<void> => {
+    await f.db.query(
+      `UPDATE hosts SET host_inventory = jsonb_set(host_inventory, '{storageLocations,0,freeBytes}', to_jsonb($1::bigint))`,
+      [Math.round(freeBytes)],
+    );
+  };
+  const capacity = 2 * 1024 ** 4; // hostReport's locations: 2 TiB, 1 TiB free
+  const step = capacity / 100; // 20.48 GiB
+  const free = 1024 ** 4 - (1024 ** 4 % step) + step / 2; // in the middle of a step
+  await withFree(free);
+  await moved('free space into another step');
+  await withFree(free - step / 4);
+  await still('free space moved a quarter step, within its step');
+  await withFree(free - step / 2 + 1);
+  await still('another small move within the step');
+  await withFree(free - step / 2 - 1);
+  await moved('the small moves added up to another step');
+  await f.db.query(
+    `UPDATE hosts SET host_inventory = jsonb_set(host_inventory, '{storageLocations,0,capacityBytes}', to_jsonb($1::bigint))`,
+    [capacity * 2],
+  );
+  await moved('a location grew');
 
   await f.fabric.clouds.create('gold', ['east'], { vmCount: 10, memoryBytes: null, storageBytes: null });
   await moved('cloud created');
