@@ -82,7 +82,7 @@ export class ControlPlaneLab {
         processes.push(
           await spawnServe(
             [],
-            ['manager', 'serve', '--data-dir', s.dataDir],
+            ['manager', 'serve', '--data-dir', s.dataDir, '--enrol-listen', '127.0.0.1:0'],
             ml.stream,
             s.managementServerName,
             ml.path,
