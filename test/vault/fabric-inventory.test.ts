@@ -340,3 +340,25 @@ test('100 management servers x 120 VMs: ingest and reads stay quick', async (t) 
   assert.ok(readMs < 5_000, `reads took ${readMs} ms`);
   t.diagnostic(`ingest ${ingestMs} ms, replace ${replaceMs} ms, reads ${readMs} ms`);
 });
+
+test('an inventory over 1 MiB is taken from its provider; a caller without the action is refused', async (t) => {
+  const v = await vaultFor(t);
+  const east = await v.register('vmm-east');
+  const msId = east.identity.registration.managementServerId;
+  const big = syntheticInventory({ version: 1, clouds: ['prod'], hostsPerCloud: 10, vmsPerHost: 600 });
+  const bytes = Buffer.byteLength(JSON.stringify(big));
+  assert.ok(bytes > 1024 * 1024, `${bytes} bytes`);
+  assert.deepEqual(await east.client.call('PUT', `/v1/management-servers/${msId}/inventory`, big), {
+    inventoryVersion: 1,
+    applied: true,
+  });
+  const { clouds } = await v.admin.get<{ clouds: CloudView[] }>('/v1/clouds');
+  assert.equal(clouds[0]?.vmCount, 6000);
+  const reader = await v.userClient('Reader');
+  const refused = await reader.raw('PUT', `/v1/management-servers/${msId}/inventory`, {
+    ...big,
+    inventoryVersion: 2,
+  });
+  assert.equal(refused.status, 403);
+  assert.match(refused.text, /may not provider\.inventory/);
+});

@@ -13,7 +13,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
-import { authorize, principalName, type Principal } from '../../domain/vault/rbac.js';
+import { allows, authorize, principalName, type Principal } from '../../domain/vault/rbac.js';
 import { compileRoutePath, routeParams, type RoutePattern } from '../../protocol/http/route-path.js';
 import type { ServerTls } from '../identity/vault-identity.js';
 import type { VaultRequest, VaultRoute } from './vault-route.js';
@@ -129,6 +129,12 @@ export class VaultHttpServer {
           'SECONDSITE_ERR_UNAUTHORIZED',
           "no credentials: send 'Authorization: Bearer <API token>' (secondsite vault token create), or a provider certificate",
         );
+      }
+      if (route.action !== 'public' && principal && !allows(principal, route.action)) {
+        // refused before the body is read (discarded unread): a caller without the action never
+        // makes the vault buffer a body, e.g. a big one for the inventory route
+        req.resume();
+        authorize(principal, route.action);
       }
       const raw = await readJson(req, route.maxBodyBytes ?? MAX_VAULT_BODY_BYTES);
       const base: VaultRequest<unknown> = {
