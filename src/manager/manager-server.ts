@@ -35,7 +35,7 @@ export interface ManagerServerOptions {
   readonly databaseUrl?: string | undefined;
   readonly log: Logger;
   readonly unsafeFastForTests?: boolean;
-  /** Default, until the manager's fabric inventory exists: version 0, the version its heartbeat reports. */
+  /** Tests: replaces the answer to the vault's `inventory.sync` (default: the fabric sends its inventory now). */
   readonly inventorySync?: InventorySync;
   /** The enrolment listener (default 127.0.0.1:8443; port 0 = any free port). */
   readonly enrolListen?: { host: string; port: number };
@@ -118,7 +118,8 @@ export class ManagerServer {
       options.log.child({ component: 'provider-commands' }),
     );
     const inventorySync: InventorySync =
-      options.inventorySync ?? (() => Promise.resolve({ inventoryVersion: 0 }));
+      options.inventorySync ??
+      (async () => ({ inventoryVersion: (await fabric.sync?.sendNow())?.inventoryVersion ?? 0 }));
     commands.register('inventory.sync', (_body, ctx) => inventorySync(ctx.signal));
     commands.start();
     const poller = new HostPoller(

@@ -2,7 +2,7 @@
  * End to end: a management server registered with a test vault (both in this process, each on its
  * own PostgreSQL database) describes its fabric through the CLI, and the vault lists it: the
  * inventory goes after a heartbeat whose answer shows an older version, and on `manager inventory
- * sync`. A vault that cannot be reached leaves the error logged and the send for the next heartbeat.
+ * sync` and the vault's inventory-refresh job. A vault that cannot be reached leaves the error logged and the send for the next heartbeat.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -121,6 +121,47 @@ test('a registered manager creates a cloud and a VM network; the vault lists the
   await cli('cloud', 'create', 'silver', '--host-group', 'west');
   await until('the vault to list cloud silver', () =>
     vaultHas<CloudView>('/v1/clouds', 'clouds', (cs) => cs.find((c) => c.name === 'silver')),
+  );
+});
+
+test("the vault's inventory-refresh job makes the manager send its inventory (no heartbeat in between)", async (t) => {
+  const vault = await startTestVault(pg, t, { heartbeatIntervalSeconds: 600 });
+  const { identity, dataDir } = await vault.register('vmm-north');
+  const managerDb = await pg.freshDatabase();
+  const manager = await ManagerServer.start({
+    dataDir,
+    databaseUrl: managerDb,
+    log: silentLogger,
+    enrolListen: { host: '127.0.0.1', port: 0 },
+    hostPollIntervalMs: 3_600_000,
+  });
+  t.after(async () => {
+    await manager.stop();
+    await pg.dropDatabase(managerDb);
+  });
+  const msId = identity.registration.managementServerId;
+  await until('the first heartbeat', () =>
+    Promise.resolve(manager.session.heartbeatsSent > 0 ? true : undefined),
+  );
+  const code = await main(['manager', 'host-group', 'create', 'north', '--data-dir', dataDir], {
+    out: () => {},
+    err: () => {},
+  });
+  assert.equal(code, 0);
+  await main(['manager', 'cloud', 'create', 'arctic', '--host-group', 'north', '--data-dir', dataDir], {
+    out: () => {},
+    err: () => {},
+  });
+  const started = await vault.admin.post<{ jobId: string }>(`/v1/management-servers/${msId}/refresh`, {});
+  const job = await until('the refresh job to finish', async () => {
+    const j = await vault.admin.get<{ state: string }>(`/v1/jobs/${started.jobId}`);
+    return j.state === 'Succeeded' || j.state === 'Failed' ? j : undefined;
+  });
+  assert.equal(job.state, 'Succeeded', JSON.stringify(job));
+  const clouds = await vault.admin.get<{ clouds: CloudView[] }>(`/v1/clouds?managementServer=${msId}`);
+  assert.deepEqual(
+    clouds.clouds.map((c) => c.name),
+    ['arctic'],
   );
 });
 
