@@ -252,6 +252,19 @@ test("another site's provider can neither read nor answer this server's commands
   const job = await waitJob(v.admin, jobId);
   assert.equal(job.state, 'Cancelled');
   assert.ok(job.events.some((e) => e.kind === 'job.cancelled' && /operator-/.test(e.message)));
+  // a job cancelled before its command was delivered: the command is never delivered
+  const forB = await v.admin.post<{ jobId: string }>(`/v1/management-servers/${bId}/refresh`, {});
+  for (let i = 0; i < 100; i++) {
+    const rows = await sql(v.databaseUrl, 'SELECT 1 FROM provider_commands WHERE job_id = $1', [forB.jobId]);
+    if (rows.length > 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await operator.post(`/v1/jobs/${forB.jobId}/cancel`);
+  assert.equal((await waitJob(v.admin, forB.jobId)).state, 'Cancelled');
+  const afterCancel = await b.client.get<{ commands: ProviderCommand[] }>(
+    `/v1/management-servers/${bId}/commands`,
+  );
+  assert.deepEqual(afterCancel.commands, []);
   assert.equal((await v.admin.raw('GET', '/v1/jobs/not-a-job')).status, 404);
   assert.equal((await v.admin.raw('GET', '/v1/jobs?state=Broken')).status, 400);
 });

@@ -244,6 +244,13 @@ export class JobRunner {
          WHERE job_id = $1 AND state IN ('NotStarted', 'InProgress')`,
         [jobId],
       );
+      // a command not delivered yet never will be; one delivered may still run on its server
+      await tx.query(
+        `UPDATE provider_commands SET state = 'failed', error_code = 'SECONDSITE_ERR_INVALID_STATE',
+           error_message = 'the job was cancelled before the command was delivered', completed_at = now()
+         WHERE job_id = $1 AND state = 'queued'`,
+        [jobId],
+      );
       await addEvent(tx, jobId, null, 'job.cancelled', `cancelled by ${row.cancel_requested_by ?? 'a user'}`);
       await wctx.complete(null, tx);
     });
