@@ -89,7 +89,10 @@ test('vault serve, key create, manager register/serve, users and tokens, lost he
   assert.equal(again.status, 2);
   assert.match(again.stderr, /SECONDSITE_ERR_KEY_USED.*single-use/);
 
-  const manager = spawnSecondsite(['manager', 'serve', '--data-dir', join(dir, 'east')], { env });
+  const manager = spawnSecondsite(
+    ['manager', 'serve', '--data-dir', join(dir, 'east'), '--enrol-listen', '127.0.0.1:0'],
+    { env },
+  );
   await ready(manager);
   const connected = async (want: string): Promise<void> => {
     const deadline = Date.now() + 30_000;
