@@ -39,7 +39,7 @@ async function call<T>(
     if (isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST')) {
       throw new SecondsiteError(
         'SECONDSITE_ERR_CONNECTION_LOST',
-        `the management server is not running (no answer on ${socket}); start it with 'secondsite manager serve'${dataDir ? ` --data-dir ${dataDir}` : ''}`,
+        `the management server is not running (no answer on ${socket}); start it with 'secondsite manager serve${dataDir ? ` --data-dir ${dataDir}` : ''}'`,
         { socketPath: socket },
       );
     }

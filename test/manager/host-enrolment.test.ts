@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ControlClient } from '../../src/control-api/control-client.js';
+import { ensureSiteCa } from '../../src/manager/enrolment/site-ca.js';
 import { managerControlSocket } from '../../src/manager/manager-server.js';
 import { initCa } from '../../src/pki/ca.js';
 import { createKeyAndCsr, signCsr } from '../../src/pki/csr.js';
@@ -162,9 +163,7 @@ test('enrol a host through the CLI; the poller follows it; its peer API admits o
         minVersion: 'TLSv1.3',
       } as object,
     }).get<HostInventory>('/peer/v1/manager/inventory');
-  const siteCa = await import('../../src/manager/enrolment/site-ca.js').then((m) =>
-    m.ensureSiteCa(msDir, 'vmm-east'),
-  );
+  const siteCa = await ensureSiteCa(msDir, 'vmm-east');
   assert.equal(
     (await peerCall({ key: siteCa.manager.keyPem, cert: siteCa.manager.certPem })).hostId,
     'host-a',

@@ -222,6 +222,12 @@ export class HostPoller {
           `host ${row.host_id} did not answer at ${where} within ${timeoutMs} ms`,
         );
       }
+      if (err.code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(err.code)) {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_UNAUTHORIZED',
+          `host ${row.host_id} at ${where} presents a certificate this site CA did not issue (${err.code}); restart its agent after 'secondsite host enroll', or enrol it again`,
+        );
+      }
       if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || /socket hang up/.test(err.message)) {
         throw new SecondsiteError(
           'SECONDSITE_ERR_CONNECTION_LOST',
