@@ -101,7 +101,18 @@ test('enrolment keys: used, superseded, expired, tampered and foreign keys are r
   ).rows[0];
   assert.notEqual(row2?.cert_serial, row1.cert_serial);
   assert.notEqual(await readFile(join(hostB, 'pki', 'host-b.key'), 'utf8'), keyBefore);
-  assert.equal((await db.query('SELECT 1 FROM hosts')).rowCount, 1);
+  assert.equal((await db.query('SELECT 1 FROM hosts')).rowCount, 1, 'host-b once');
+
+  // two hosts racing with one key: one enrols, the other is told the key was used
+  const k9 = await keyFile();
+  const raced = await Promise.allSettled([
+    enrol(await hostStateDir(t, 'host-d'), k9),
+    enrol(await hostStateDir(t, 'host-e'), k9),
+  ]);
+  assert.equal(raced.filter((r) => r.status === 'fulfilled').length, 1);
+  const lost = raced.find((r) => r.status === 'rejected');
+  assert.equal((lost?.reason as { code?: string } | undefined)?.code, 'SECONDSITE_ERR_KEY_USED');
+  assert.equal((await db.query("SELECT 1 FROM hosts WHERE host_id IN ('host-d', 'host-e')")).rowCount, 1);
 
   // the key's lifetime is bounded
   await assert.rejects(manager.enrolmentService.createKey(121), { code: 'SECONDSITE_ERR_INVALID_ARGUMENT' });
