@@ -179,6 +179,25 @@ test('refresh: queued through one vault process, long-polled and answered throug
   const stopAt = Date.now();
   await loop.stop();
   assert.ok(Date.now() - stopAt < 3000, `stop took ${Date.now() - stopAt} ms`);
+  // a poll whose client went away stops on the vault's side too: a command queued after it waits
+  // for the next poll (else the abandoned one would take it, and it would wait for its redelivery)
+  const abandon = new AbortController();
+  const abandoned = site.client
+    .get(`/v1/management-servers/${msId}/commands?waitSeconds=20`, abandon.signal)
+    .catch(() => null);
+  await new Promise((r) => setTimeout(r, 300));
+  abandon.abort();
+  await abandoned;
+  await new Promise((r) => setTimeout(r, 100));
+  const next = await admin.post<{ jobId: string }>(`/v1/management-servers/${msId}/refresh`, {});
+  const polled = await site.client.get<{ commands: ProviderCommand[] }>(
+    `/v1/management-servers/${msId}/commands?waitSeconds=5`,
+  );
+  assert.deepEqual(
+    polled.commands.map((c) => [c.kind, c.deliveries]),
+    [['inventory.sync', 1]],
+    `the command of job ${next.jobId} went to the next poll, not to the one that was abandoned`,
+  );
 });
 
 test('a management server that never answers: the task fails with a message that says so; the expired command is never delivered', async (t) => {

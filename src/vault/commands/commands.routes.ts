@@ -40,8 +40,8 @@ export function commandRoutes(deps: { readonly commands: CommandChannel }): Vaul
       action: 'provider.commands',
       scope: ({ params }) => msIdOf(params),
       response: commandListSchema,
-      handler: async ({ params, query }) => ({
-        body: { commands: await deps.commands.poll(msIdOf(params), waitSecondsOf(query)) },
+      handler: async ({ params, query, signal }) => ({
+        body: { commands: await deps.commands.poll(msIdOf(params), waitSecondsOf(query), signal) },
       }),
     }),
     route({

@@ -9,7 +9,8 @@
  *     command, with the same id and body, and waits for it; it never sends a second one.
  *   - Delivery hands each queued command to one poll (`FOR UPDATE SKIP LOCKED`); a command delivered
  *     but not answered within `redeliverSeconds` is delivered again (the answer may have been lost),
- *     and the provider's command loop runs it at most once per id.
+ *     and the provider's command loop runs it at most once per id. A poll whose client went away
+ *     stops waiting and delivers nothing more.
  *   - The first outcome posted wins; a second post is answered `accepted: false` and changes nothing.
  *   - A command not answered within its timeout (counted on the database clock from when it was
  *     recorded, so a re-run does not restart it) is failed with SECONDSITE_ERR_TIMEOUT, and is then
@@ -147,13 +148,21 @@ export class CommandChannel {
    * Hands up to `limit` commands of the management server to this caller: queued ones, and delivered
    * ones not answered for `redeliverSeconds`. Waits up to `waitSeconds` for one to be queued.
    */
-  async poll(managementServerId: string, waitSeconds: number, limit = 20): Promise<ProviderCommand[]> {
+  async poll(
+    managementServerId: string,
+    waitSeconds: number,
+    signal?: AbortSignal,
+    limit = 20,
+  ): Promise<ProviderCommand[]> {
     const deadline = Date.now() + waitSeconds * 1000;
     for (;;) {
+      // a caller gone (its poll aborted) gets nothing: delivering to it would hold the command until
+      // its redelivery
+      if (signal?.aborted) return [];
       const got = await this.deliver(managementServerId, limit);
       const left = deadline - Date.now();
       if (got.length > 0 || left <= 0 || this.closed) return got;
-      await this.wait(`q:${managementServerId}`, Math.min(left, this.pollMs));
+      await this.wait(`q:${managementServerId}`, Math.min(left, this.pollMs), signal);
     }
   }
 

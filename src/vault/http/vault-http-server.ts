@@ -137,12 +137,17 @@ export class VaultHttpServer {
         authorize(principal, route.action);
       }
       const raw = await readJson(req, route.maxBodyBytes ?? MAX_VAULT_BODY_BYTES);
+      const gone = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) gone.abort(new Error('the client went away'));
+      });
       const base: VaultRequest<unknown> = {
         principal,
         params,
         query: url.searchParams,
         body: raw,
         requestId,
+        signal: gone.signal,
       };
       if (route.action !== 'public' && principal)
         authorize(principal, route.action, await route.scope?.(base));

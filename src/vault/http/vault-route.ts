@@ -12,6 +12,8 @@ export interface VaultRequest<B> {
   readonly query: URLSearchParams;
   readonly body: B;
   readonly requestId: string;
+  /** Aborted when the client goes away before the answer (a long-poll then stops waiting). */
+  readonly signal: AbortSignal;
 }
 
 export interface VaultResponse {
