@@ -10,6 +10,9 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { enrollHost } from '../../src/host/agent/manager-enrolment.js';
+import { EnrolmentListener } from '../../src/manager/enrolment/enrolment-listener.js';
+import { ensureSiteCa } from '../../src/manager/enrolment/site-ca.js';
+import { silentLogger } from '../../src/observability/logger.js';
 import { initCa } from '../../src/pki/ca.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import type { EnrolmentKeyFile } from '../../src/protocol/host-api/enrolment.schema.js';
@@ -113,6 +116,17 @@ test('enrolment keys: used, superseded, expired, tampered and foreign keys are r
   const lost = raced.find((r) => r.status === 'rejected');
   assert.equal((lost?.reason as { code?: string } | undefined)?.code, 'SECONDSITE_ERR_KEY_USED');
   assert.equal((await db.query("SELECT 1 FROM hosts WHERE host_id IN ('host-d', 'host-e')")).rowCount, 1);
+
+  // a listener address in use is refused with the option to change
+  const taken = Number(new URL(manager.enrolmentListener.url).port);
+  const ca = await ensureSiteCa(dataDir, 'vmm-east');
+  await assert.rejects(
+    new EnrolmentListener(manager.enrolmentService, silentLogger).listen(
+      { host: '127.0.0.1', port: taken },
+      { ...ca.enrolmentServer, caCertPem: ca.caCertPem },
+    ),
+    { code: 'SECONDSITE_ERR_INVALID_ARGUMENT', message: /EADDRINUSE.*--enrol-listen/ },
+  );
 
   // the key's lifetime is bounded
   await assert.rejects(manager.enrolmentService.createKey(121), { code: 'SECONDSITE_ERR_INVALID_ARGUMENT' });

@@ -73,9 +73,21 @@ export class EnrolmentListener {
     );
     server.requestTimeout = 30_000;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const onError = (e: NodeJS.ErrnoException): void => {
+        const where = `${address.host}:${address.port}`;
+        reject(
+          e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES'
+            ? new SecondsiteError(
+                'SECONDSITE_ERR_INVALID_ARGUMENT',
+                `the enrolment listener cannot listen on ${where} (${e.code}); choose another address with --enrol-listen HOST:PORT (port 0 = any free port)`,
+                { address: where },
+              )
+            : e,
+        );
+      };
+      server.once('error', onError);
       server.listen(address.port, address.host, () => {
-        server.off('error', reject);
+        server.off('error', onError);
         resolve();
       });
     });
