@@ -10,6 +10,7 @@ import { main } from '../../src/cli/main.js';
 import { InventorySync } from '../../src/manager/fabric/inventory-sync.js';
 import { InventoryService } from '../../src/manager/fabric/inventory.service.js';
 import { ManagerServer } from '../../src/manager/manager-server.js';
+import { ProviderSession } from '../../src/manager/provider/provider-session.js';
 import { VaultClient } from '../../src/manager/provider/vault-client.js';
 import { silentLogger, type Logger } from '../../src/observability/logger.js';
 import type { CloudView, VmNetworkView, VmView } from '../../src/protocol/vault-api/fabric.schema.js';
@@ -202,4 +203,34 @@ test('a vault that cannot be reached: the send fails, is logged, and waits for t
   assert.equal(ok.vaultInventoryVersion, await inventory.currentVersion());
   await ok.afterHeartbeat(await inventory.currentVersion());
   assert.equal(ok.sendsDone, 1, 'nothing is sent when the vault holds the version');
+});
+
+test('a slow inventory send does not delay heartbeats; one runs at a time', async (t) => {
+  const vault = await startTestVault(pg, t, { heartbeatIntervalSeconds: 1 });
+  const { identity, client } = await vault.register('vmm-slow');
+  let release = (): void => {};
+  const gate = new Promise<void>((r) => (release = r));
+  let runs = 0;
+  const session = new ProviderSession(
+    client,
+    identity.registration.managementServerId,
+    1,
+    'test',
+    silentLogger,
+    async () => {
+      runs++;
+      await gate;
+    },
+  );
+  session.start();
+  t.after(() => {
+    release();
+    return session.stop();
+  });
+  await until('three heartbeats while the first send hangs', () =>
+    Promise.resolve(session.heartbeatsSent >= 3 ? true : undefined),
+  );
+  assert.equal(runs, 1);
+  release();
+  await until('a send after a later heartbeat', () => Promise.resolve(runs >= 2 ? true : undefined));
 });

@@ -34,12 +34,17 @@ export class InventorySync {
   /** Called with each heartbeat's answer; never throws (a failure waits for the next heartbeat). */
   async afterHeartbeat(vaultInventoryVersion: number): Promise<void> {
     this.vaultInventoryVersion = vaultInventoryVersion;
+    let current: number;
     try {
-      if ((await this.inventory.currentVersion()) === vaultInventoryVersion) return;
-      await this.sendNow();
-    } catch {
-      // logged by sendNow (or the version read failed: the database is down; the next beat retries)
+      current = await this.inventory.currentVersion();
+    } catch (e) {
+      this.log.warn('reading the inventory version failed; trying again after the next heartbeat', {
+        error: (e as Error).message,
+      });
+      return;
     }
+    if (current === vaultInventoryVersion) return;
+    await this.sendNow().catch(() => undefined); // logged by send
   }
 
   /** Sends the current document now; throws what the vault (or the way there) answered. */

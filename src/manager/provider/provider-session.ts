@@ -3,8 +3,9 @@
  * a heartbeat every interval the vault gave at registration (the vault may change it in its answer).
  * A failed heartbeat is logged and retried at the next tick; the session never gives up while the
  * management server runs. After each answered heartbeat, `afterHeartbeat` runs (the fabric sends its
- * inventory when the vault's `inventoryVersion` differs; its failures are its own to log) before the
- * next heartbeat is timed.
+ * inventory when the vault's `inventoryVersion` differs; its failures are its own to log) beside the
+ * heartbeats, one run at a time (a heartbeat answered while a run is still going starts none), so a
+ * slow inventory send never delays a heartbeat into a lost-heartbeat alert. `stop` waits for it.
  */
 import type { Logger } from '../../observability/logger.js';
 import type { VaultClient } from './vault-client.js';
@@ -19,6 +20,7 @@ export interface HeartbeatAnswer {
 export class ProviderSession {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> = Promise.resolve();
+  private afterRunning: Promise<void> | null = null;
   private stopped = false;
   heartbeatsSent = 0;
   lastError: string | null = null;
@@ -63,14 +65,19 @@ export class ProviderSession {
       this.lastError = message;
       return;
     }
-    await this.afterHeartbeat?.(r).catch((e: unknown) =>
-      this.log.warn('after-heartbeat work failed', { error: (e as Error).message }),
-    );
+    if (this.afterHeartbeat && this.afterRunning === null && !this.stopped) {
+      this.afterRunning = this.afterHeartbeat(r)
+        .catch((e: unknown) => this.log.warn('after-heartbeat work failed', { error: (e as Error).message }))
+        .finally(() => {
+          this.afterRunning = null;
+        });
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    await this.afterRunning;
   }
 }
