@@ -123,6 +123,36 @@ test('host groups, host move and clouds: nesting, capacity, idempotent creates, 
     ),
     /cloud gold exists with host groups east and max VMs 10, memory 64\.0 GiB, storage 2\.0 TiB \(asked: host groups east and max VMs 20, memory unlimited, storage unlimited\)/,
   );
+  // capacity is compared exactly (64 GiB and one byte is another setting), in any unit
+  const sameInMiB = await f.cliJson<CloudView & { created: boolean }>(
+    'cloud',
+    'create',
+    'gold',
+    '--host-group',
+    'east',
+    '--max-vms',
+    '10',
+    '--memory',
+    '65536MiB',
+    '--storage',
+    '2048GiB',
+  );
+  assert.equal(sameInMiB.created, false);
+  await refused(
+    f,
+    'SECONDSITE_ERR_ALREADY_EXISTS',
+    'cloud',
+    'create',
+    'gold',
+    '--host-group',
+    'east',
+    '--max-vms',
+    '10',
+    '--memory',
+    String(64 * 1024 ** 3 + 1),
+    '--storage',
+    '2TiB',
+  );
   assert.match(
     await refused(f, 'SECONDSITE_ERR_INVALID_STATE', 'cloud', 'create', 'silver', '--host-group', 'rack1'),
     /host group rack1 overlaps host group east of cloud gold \(one is nested in the other\); a host group belongs to one cloud at most/,
@@ -256,11 +286,11 @@ test('VM networks: subnet, gateway and IP pools checked with messages that say w
     '--gateway',
     '10.1.0.1',
     '--ip-pool',
-    '10.1.0.100-10.1.0.199',
-    '--ip-pool',
     '10.1.0.200-10.1.0.250',
+    '--ip-pool',
+    '10.1.0.100-10.1.0.199',
   );
-  assert.equal(same.created, false);
+  assert.equal(same.created, false, 'the same pools in another order are the same settings');
   assert.match(
     await refused(f, 'SECONDSITE_ERR_ALREADY_EXISTS', ...create, '--gateway', '10.1.0.254'),
     /VM network prod exists in cloud gold with subnet 10\.1\.0\.0\/24 gateway 10\.1\.0\.1 pool pool-1 10\.1\.0\.100-10\.1\.0\.199 pool pool-2 10\.1\.0\.200-10\.1\.0\.250 \(asked: cloud gold with subnet 10\.1\.0\.0\/24 gateway 10\.1\.0\.254\)/,

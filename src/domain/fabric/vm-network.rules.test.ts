@@ -8,13 +8,13 @@ const pool = (text: string): { rangeStart: string; rangeEnd: string } => {
   return r;
 };
 
-test('a valid subnet with a gateway and two pools is normalized; pools are named pool-1, pool-2', () => {
+test('a valid subnet with a gateway and two pools is normalized; pools are named pool-1, pool-2 in address order', () => {
   assert.deepEqual(
     validateSubnets([
       {
         cidr: '10.1.0.0/24',
         gateway: '10.1.0.1',
-        ipPools: [pool('10.1.0.100-10.1.0.199'), pool(' 10.1.0.200 - 10.1.0.250 ')],
+        ipPools: [pool(' 10.1.0.200 - 10.1.0.250 '), pool('10.1.0.100-10.1.0.199')],
       },
     ]),
     [

@@ -8,7 +8,8 @@
  *   - a gateway is a usable host address of its subnet (not the network or broadcast address) and
  *     lies in no IP pool (a VM must never be given the gateway's address);
  *   - an IP pool is START-END inside its subnet, on usable host addresses, START <= END, and the pools
- *     of a subnet do not overlap; pool names are unique within the subnet (default pool-1, pool-2...).
+ *     of a subnet do not overlap; pool names are unique within the subnet (default pool-1, pool-2...
+ *     in address order).
  */
 import { SecondsiteError } from '../errors.js';
 import {
@@ -104,7 +105,10 @@ function checkSubnet(subnet: Ipv4Subnet, spec: SubnetSpec, problems: string[]): 
       );
     }
   }
-  const pools = spec.ipPools ?? [];
+  // in address order, so that default names (pool-1 the lowest) do not depend on the order given
+  const pools = [...(spec.ipPools ?? [])].sort(
+    (a, b) => (parseIpv4(a.rangeStart) ?? -1) - (parseIpv4(b.rangeStart) ?? -1),
+  );
   if (pools.length > MAX_IP_POOLS_PER_SUBNET)
     problems.push(`subnet ${cidr} has more than ${MAX_IP_POOLS_PER_SUBNET} IP pools`);
   const seen: { name: string; range: Ipv4Range; text: string }[] = [];

@@ -55,7 +55,10 @@ export class CloudsService {
       if (existing) {
         const view = cloudView(rows, existing);
         const sameGroups = [...view.hostGroups].sort().join(',') === wanted.join(',');
-        const sameCapacity = capacityText(existing.capacity) === capacityText(capacity);
+        const sameCapacity =
+          existing.capacity.vmCount === capacity.vmCount &&
+          existing.capacity.memoryBytes === capacity.memoryBytes &&
+          existing.capacity.storageBytes === capacity.storageBytes;
         if (sameGroups && sameCapacity) return false;
         throw new SecondsiteError(
           'SECONDSITE_ERR_ALREADY_EXISTS',

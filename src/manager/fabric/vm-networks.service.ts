@@ -5,6 +5,7 @@
  * (their network mapping would be lost), naming them.
  */
 import { SecondsiteError } from '../../domain/errors.js';
+import { parseIpv4 } from '../../domain/fabric/ipv4.js';
 import { validateSubnets, type SubnetSpec, type ValidSubnet } from '../../domain/fabric/vm-network.rules.js';
 import type { Database } from '../../persistence/database.js';
 import type { Created, VmNetworkView } from './fabric-api.schema.js';
@@ -20,7 +21,10 @@ const subnetsText = (subnets: readonly ValidSubnet[]): string =>
   subnets
     .map(
       (s) =>
-        `${s.cidr}${s.gateway ? ` gateway ${s.gateway}` : ''}${s.ipPools.map((p) => ` pool ${p.name} ${p.rangeStart}-${p.rangeEnd}`).join('')}`,
+        `${s.cidr}${s.gateway ? ` gateway ${s.gateway}` : ''}${[...s.ipPools]
+          .sort((a, b) => (parseIpv4(a.rangeStart) ?? 0) - (parseIpv4(b.rangeStart) ?? 0))
+          .map((p) => ` pool ${p.name} ${p.rangeStart}-${p.rangeEnd}`)
+          .join('')}`,
     )
     .join('; ');
 
