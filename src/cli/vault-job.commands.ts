@@ -89,7 +89,12 @@ export async function waitForJob(
     const job = await getJob(client, jobId);
     const ended = job.state === 'Succeeded' || job.state === 'Failed' || job.state === 'Cancelled';
     if (tty) {
-      const text = renderDetail(job);
+      // one screen line per line (a wrapped line would break the redraw's count)
+      const width = Math.max(20, (process.stdout.columns || 100) - 1);
+      const text = renderDetail(job)
+        .split('\n')
+        .map((l) => (l.length > width ? `${l.slice(0, width - 1)}~` : l))
+        .join('\n');
       // move up over the previous drawing and clear each line before writing the new one
       const clear = drawn > 0 ? `\x1b[${drawn}A` : '';
       io.out(

@@ -15,6 +15,7 @@ import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { SecondsiteError } from '../../src/domain/errors.js';
+import { waitForJob } from '../../src/cli/vault-job.commands.js';
 import { CommandLoop, type CommandHandler } from '../../src/manager/provider/command-loop.js';
 import { providerClient, type ProviderIdentity } from '../../src/manager/provider/provider-registration.js';
 import type { VaultClient } from '../../src/manager/provider/vault-client.js';
@@ -174,6 +175,13 @@ test('refresh: queued through one vault process, long-polled and answered throug
   const show = await cli(owner, 'vault', 'job', 'show', failing.jobId);
   assert.match(show.stdout, /error SECONDSITE_ERR_IO: management server site-a failed command/);
   assert.match(show.stdout, /job\.failed/);
+  // on a terminal, wait draws the tasks with progress bars (in place)
+  const drawn: string[] = [];
+  const io = { out: (x: string) => drawn.push(x), err: () => {} };
+  assert.equal(await waitForJob(admin, second.jobId, io, { json: false, timeoutSeconds: 10, tty: true }), 0);
+  assert.ok((drawn[0] ?? '').includes('\u001b[2K'), 'lines are cleared before they are drawn');
+  assert.match(drawn[0] ?? '', / {2}\[#{20}\] 100% {2}Succeeded {2}Ask the management server/);
+  assert.match(drawn.at(-1) ?? '', /Succeeded: Refresh the inventory/);
   // stopping the manager ends its pending long-poll at once
   await new Promise((r) => setTimeout(r, 300));
   const stopAt = Date.now();
