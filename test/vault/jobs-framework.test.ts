@@ -224,3 +224,30 @@ test('cancel: a waiting job stops and its unfinished tasks are Cancelled; an exc
   await jobs.cancel(other.jobId, 'test');
   await waitForState(jobs, other.jobId, ['Cancelled']);
 });
+
+test('a step that fails because the database connection did is run again, not failed', async (t) => {
+  const db = await vaultDb(t);
+  let runs = 0;
+  const kind = defineJobKind<Record<string, never>>({
+    kind: 'test-flaky',
+    cancellable: false,
+    params: z.object({}),
+    title: () => 'flaky',
+    steps: [
+      step('connect', 'Reads the database', () => {
+        runs++;
+        // what pg throws when PostgreSQL restarts under a query
+        if (runs === 1) throw new Error('Connection terminated unexpectedly');
+        return Promise.resolve({ runs });
+      }),
+    ],
+  });
+  const kinds = new Map<string, AnyJobKind>([[kind.kind, kind]]);
+  const jobs = new JobsService(db, kinds);
+  runnerOn(db, kinds, t).start();
+  const { jobId } = await jobs.start({ kind: 'test-flaky', params: {}, target, startedBy: 'test' });
+  const done = await waitForState(jobs, jobId, ['Succeeded', 'Failed']);
+  assert.equal(done.state, 'Succeeded', JSON.stringify(done));
+  assert.deepEqual(done.result, { runs: 2 });
+  assert.equal(done.tasks[0]?.runs, 2);
+});

@@ -15,6 +15,9 @@
  * process stalled past the lease, and another took it) can record nothing. A run whose signal
  * aborted (lease lost, or this process stopping) records nothing either: the lease expires and
  * another vault process runs the job again from its first unfinished step.
+ * A step that fails because the database or the network did (a connection lost, PostgreSQL restarting)
+ * does not fail the job: the run ends and the queue runs the job again after a backoff, from the
+ * same step. Any other error fails the task and the job.
  * Cancel: a cancellable job with a cancel request stops before its next step and at every tick of a
  * wait; its unfinished tasks and the job become Cancelled.
  */
@@ -25,6 +28,7 @@ import { ZodError } from 'zod/v4';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Database, Queryable } from '../../persistence/database.js';
+import { sqlState } from '../../persistence/postgres-errors.js';
 import { JobQueue, type Job } from '../../persistence/jobs/job-queue.js';
 import { JobWorker, type JobContext, type JobHandler } from '../../persistence/jobs/job-worker.js';
 import type { JobState } from '../../protocol/vault-api/jobs.schema.js';
@@ -200,6 +204,8 @@ export class JobRunner {
         last = out;
       } catch (e) {
         if (wctx.signal.aborted || isSecondsiteError(e, 'SECONDSITE_ERR_LEASE_LOST')) throw e;
+        // the database or the network failed, not the step: the queue runs the job again (backoff)
+        if (isInfrastructureError(e)) throw e;
         if (e instanceof CancelRequested) return this.cancelled(jobId, await read(), wctx);
         const err = asJobError(e);
         log.warn('job failed', { jobId, kind: kind.kind, step: s.name, error: err });
@@ -358,6 +364,20 @@ export class JobRunner {
       },
     };
   }
+}
+
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH']);
+
+/** A lost database connection, PostgreSQL shutting down or out of resources, a socket error. */
+export function isInfrastructureError(e: unknown): boolean {
+  if (isSecondsiteError(e) || e instanceof ZodError || !(e instanceof Error)) return false;
+  const state = sqlState(e);
+  if (state !== undefined) return /^(08|53|57P0)/.test(state);
+  const errno = (e as NodeJS.ErrnoException).code;
+  if (errno !== undefined && CONNECTION_ERRNOS.has(errno)) return true;
+  return /Connection terminated|connection (is )?(lost|closed)|Client has encountered a connection error/i.test(
+    e.message,
+  );
 }
 
 function isFinal(state: JobState): boolean {
