@@ -295,3 +295,47 @@ test("another site's provider can neither read nor answer this server's commands
   assert.equal((await v.admin.raw('GET', '/v1/jobs/not-a-job')).status, 404);
   assert.equal((await v.admin.raw('GET', '/v1/jobs?state=Broken')).status, 400);
 });
+
+test('a manager stopped while it runs a command does not run it again after its restart: COMMAND_INTERRUPTED', async (t) => {
+  const v = await startTestVault(server, t);
+  const site = await v.register('site-a');
+  const msId = site.identity.registration.managementServerId;
+  const url = await server.freshDatabase();
+  const db = await openDatabase({ databaseUrl: url, dataDir: v.dataDir, component: 'manager' });
+  const loops: CommandLoop[] = [];
+  t.after(async () => {
+    for (const l of loops) await l.stop();
+    await db.close();
+    await server.dropDatabase(url);
+  });
+  let runs = 0;
+  let running: () => void = () => {};
+  const started = new Promise<void>((r) => (running = r));
+  const makeLoop = (): CommandLoop => {
+    const loop = new CommandLoop(site.client, msId, db, silentLogger, { waitSeconds: 5, maxBackoffMs: 500 });
+    loop.register('inventory.sync', async (_body, ctx) => {
+      runs++;
+      running();
+      await new Promise((_, reject) =>
+        ctx.signal.addEventListener('abort', () => reject(new Error('stopped'))),
+      );
+    });
+    loops.push(loop);
+    loop.start();
+    return loop;
+  };
+  const first = makeLoop();
+  const { jobId } = await v.admin.post<{ jobId: string }>(`/v1/management-servers/${msId}/refresh`, {});
+  await started;
+  await first.stop(); // the management server stops mid-command
+  // its answer never came: the vault delivers the command again (made due now instead of in 60 s)
+  await sql(v.databaseUrl, "UPDATE provider_commands SET delivered_at = now() - interval '2 minutes'");
+  makeLoop();
+  const job = await waitJob(v.admin, jobId);
+  assert.equal(job.state, 'Failed');
+  assert.equal(job.error?.code, 'SECONDSITE_ERR_COMMAND_INTERRUPTED');
+  assert.match(job.error?.message ?? '', /stopped while it ran command inventory\.sync .* not run again/);
+  assert.equal(runs, 1, 'the command ran once');
+  const rows = await sql<{ deliveries: number }>(v.databaseUrl, 'SELECT deliveries FROM provider_commands');
+  assert.deepEqual(rows, [{ deliveries: 2 }]);
+});
