@@ -16,7 +16,7 @@ import type {
   StorageLocationView,
   VmNetworkView,
 } from '../manager/fabric/fabric-api.schema.js';
-import type { InventorySyncResult } from '../manager/fabric/inventory-sync.js';
+import type { InventorySyncResult, InventorySyncStatus } from '../manager/fabric/inventory-sync.js';
 import { managerControlSocket } from '../manager/manager-server.js';
 import type { Inventory } from '../protocol/vault-api/inventory.schema.js';
 import {
@@ -546,6 +546,29 @@ version).`,
   },
 );
 
+const inventoryStatus = fabricCommand(
+  ['inventory', 'status'],
+  'whether the vault holds the current inventory',
+  `usage: secondsite manager inventory status
+
+The management server's inventory version, the version the vault last said it holds, and the last
+send's error, if any.`,
+  {},
+  async (call) => {
+    const s = await call<InventorySyncStatus>('GET', '/v1/inventory/sync');
+    const vault =
+      s.vaultInventoryVersion === null
+        ? 'the vault has not answered yet'
+        : s.inSync
+          ? 'the vault holds it'
+          : `the vault holds version ${s.vaultInventoryVersion}`;
+    return {
+      json: s,
+      text: `inventory version ${s.inventoryVersion}: ${vault}${s.lastError ? `; the last send failed: ${s.lastError}` : ''}`,
+    };
+  },
+);
+
 export const managerFabricCommands: readonly Command[] = [
   hostGroupCreate,
   hostGroupList,
@@ -564,4 +587,5 @@ export const managerFabricCommands: readonly Command[] = [
   storageUnclassify,
   inventoryShow,
   inventorySync,
+  inventoryStatus,
 ];

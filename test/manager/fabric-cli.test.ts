@@ -587,6 +587,10 @@ test('storage classifications, and the inventory as the vault will get it (place
     await refused(f, 'SECONDSITE_ERR_INVALID_STATE', 'inventory', 'sync'),
     /no session with a vault; register it first/,
   );
+  assert.match(
+    await refused(f, 'SECONDSITE_ERR_INVALID_STATE', 'inventory', 'status'),
+    /no session with a vault; register it first/,
+  );
 });
 
 test('a management server that does not run: the CLI says how to start it', async (t) => {

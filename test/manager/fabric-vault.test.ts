@@ -116,6 +116,10 @@ test('a registered manager creates a cloud and a VM network; the vault lists the
     applied: boolean;
   };
   assert.deepEqual(synced, { inventoryVersion: inv.inventoryVersion, applied: false });
+  assert.equal(
+    await cli('inventory', 'status'),
+    `inventory version ${inv.inventoryVersion}: the vault holds it`,
+  );
 
   // a change reaches the vault at the next heartbeat
   await cli('host-group', 'create', 'west');

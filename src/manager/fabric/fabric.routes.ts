@@ -66,6 +66,16 @@ const created = <V extends { created: boolean }>(v: V): { status: number; body: 
   body: v,
 });
 
+function syncOf(f: Fabric): InventorySync {
+  if (!f.sync) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_STATE',
+      'this management server has no session with a vault; register it first (secondsite manager register)',
+    );
+  }
+  return f.sync;
+}
+
 export function fabricRoutes(f: Fabric): Route[] {
   return [
     {
@@ -153,15 +163,12 @@ export function fabricRoutes(f: Fabric): Route[] {
     {
       method: 'POST',
       path: '/v1/inventory/sync',
-      handler: async () => {
-        if (!f.sync) {
-          throw new SecondsiteError(
-            'SECONDSITE_ERR_INVALID_STATE',
-            'this management server has no session with a vault; register it first (secondsite manager register)',
-          );
-        }
-        return { body: await f.sync.sendNow() };
-      },
+      handler: async () => ({ body: await syncOf(f).sendNow() }),
+    },
+    {
+      method: 'GET',
+      path: '/v1/inventory/sync',
+      handler: async () => ({ body: await syncOf(f).status() }),
     },
   ];
 }

@@ -17,6 +17,17 @@ export interface InventorySyncResult {
   readonly applied: boolean;
 }
 
+/** Where the inventory stands with the vault (`secondsite manager inventory status`). */
+export interface InventorySyncStatus {
+  readonly inventoryVersion: number;
+  /** The version the vault last said it holds; null before the first heartbeat or send. */
+  readonly vaultInventoryVersion: number | null;
+  readonly inSync: boolean;
+  readonly sendsDone: number;
+  /** The last send's error; null after a send that worked. */
+  readonly lastError: string | null;
+}
+
 export class InventorySync {
   private chain: Promise<unknown> = Promise.resolve();
   /** The version the vault last said it holds (heartbeat or send); null before the first. */
@@ -45,6 +56,17 @@ export class InventorySync {
     }
     if (current === vaultInventoryVersion) return;
     await this.sendNow().catch(() => undefined); // logged by send
+  }
+
+  async status(): Promise<InventorySyncStatus> {
+    const inventoryVersion = await this.inventory.currentVersion();
+    return {
+      inventoryVersion,
+      vaultInventoryVersion: this.vaultInventoryVersion,
+      inSync: this.vaultInventoryVersion === inventoryVersion,
+      sendsDone: this.sendsDone,
+      lastError: this.lastError,
+    };
   }
 
   /** Sends the current document now; throws what the vault (or the way there) answered. */
