@@ -17,7 +17,7 @@ export type ClientCommandFactory = (
   path: string[],
   summary: string,
   usage: string,
-  options: Record<string, { type: 'string' | 'boolean' }>,
+  options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>,
   call: (client: VaultClient, p: Parsed, io: CommandIo) => Promise<{ json: unknown; text: string }>,
 ) => Command;
 

@@ -22,6 +22,7 @@ import { CONNECTION_HELP, CONNECTION_OPTIONS, vaultClientFrom } from './vault-co
 import { jobCommands } from './vault-job.commands.js';
 import { fabricCommands } from './vault-fabric.commands.js';
 import { mappingCommands, pairingCommands } from './vault-pairing.commands.js';
+import { itemCommands } from './vault-item.commands.js';
 import { policyCommands } from './vault-policy.commands.js';
 import type { VaultClient } from '../manager/provider/vault-client.js';
 
@@ -143,7 +144,7 @@ function clientCommand(
   path: string[],
   summary: string,
   usage: string,
-  options: Record<string, { type: 'string' | 'boolean' }>,
+  options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>,
   call: (client: VaultClient, p: Parsed, io: CommandIo) => Promise<{ json: unknown; text: string }>,
 ): Command {
   const help = `${usage}\n\n${CONNECTION_HELP}\n  --output json     JSON for scripts`;
@@ -346,6 +347,7 @@ export const vaultCommands: CommandGroup = {
     msShow,
     ...jobCommands,
     ...policyCommands(clientCommand),
+    ...itemCommands(clientCommand),
     ...fabricCommands(clientCommand),
     ...pairingCommands(clientCommand),
     ...mappingCommands(clientCommand),

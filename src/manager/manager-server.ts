@@ -15,6 +15,8 @@ import {
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
 import { CommandLoop } from './provider/command-loop.js';
+import { registerProtectionCommands } from './protection/protection-commands.js';
+import { DEFAULT_STATUS_INTERVAL_MS, StatusReporter } from './protection/status-reporter.js';
 import { managerRoutes } from './manager-routes.js';
 import { createFabric, fabricRoutes } from './fabric/fabric.routes.js';
 import { DEFAULT_ENROL_LISTEN, EnrolmentListener } from './enrolment/enrolment-listener.js';
@@ -43,6 +45,8 @@ export interface ManagerServerOptions {
   readonly enrolUrl?: string | undefined;
   /** How often the host poller reads every host's inventory (default 10 s). */
   readonly hostPollIntervalMs?: number;
+  /** How often the replication status of the hosts is read and, when changed, sent to the vault. */
+  readonly statusIntervalMs?: number;
 }
 
 /**
@@ -62,6 +66,7 @@ export class ManagerServer {
     readonly enrolmentListener: EnrolmentListener,
     readonly enrolmentService: EnrolmentService,
     readonly hostPoller: HostPoller,
+    readonly statusReporter: StatusReporter,
   ) {}
 
   static async start(options: ManagerServerOptions): Promise<ManagerServer> {
@@ -121,7 +126,22 @@ export class ManagerServer {
       options.inventorySync ??
       (async () => ({ inventoryVersion: (await fabric.sync?.sendNow())?.inventoryVersion ?? 0 }));
     commands.register('inventory.sync', (_body, ctx) => inventorySync(ctx.signal));
+    // protection: authorization lists and relationships on this site's hosts (docs/design/protection.md)
+    registerProtectionCommands(commands, {
+      db,
+      siteCa: () => Promise.resolve(siteCa),
+      log: options.log.child({ component: 'protection' }),
+    });
     commands.start();
+    const statusReporter = new StatusReporter(
+      db,
+      () => Promise.resolve(siteCa),
+      providerClient(identity),
+      r.managementServerId,
+      options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
+      options.log.child({ component: 'status-reporter' }),
+    );
+    statusReporter.start();
     const poller = new HostPoller(
       db,
       () => Promise.resolve(siteCa),
@@ -155,11 +175,13 @@ export class ManagerServer {
       listener,
       enrolment,
       poller,
+      statusReporter,
     );
   }
 
   async stop(): Promise<void> {
     await this.control.close();
+    await this.statusReporter.stop();
     await this.hostPoller.stop();
     await this.enrolmentListener.close();
     await this.session.stop();

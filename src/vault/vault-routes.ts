@@ -29,6 +29,7 @@ import { openApiDocument } from './http/openapi.js';
 import { route, type VaultRoute } from './http/vault-route.js';
 import type { VaultIdentity } from './identity/vault-identity.js';
 import { jobRoutes } from './jobs/jobs.routes.js';
+import { protectionRoutes } from './protection/protection.routes.js';
 import type { JobsService } from './jobs/jobs.service.js';
 import { listAlerts } from './monitoring/alerts.js';
 import { mappingRoutes } from './mappings/mappings.routes.js';
@@ -244,6 +245,7 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
     ...mappingRoutes(deps),
     ...jobRoutes(deps),
     ...commandRoutes(deps),
+    ...protectionRoutes(deps),
   ];
   return routes;
 }

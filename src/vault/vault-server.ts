@@ -25,6 +25,7 @@ import type { JobWorker } from '../persistence/jobs/job-worker.js';
 import { VaultHttpServer } from './http/vault-http-server.js';
 import { ensureVaultIdentity, issueServerTls, type VaultIdentity } from './identity/vault-identity.js';
 import { inventoryRefreshJob } from './jobs/inventory-refresh.job.js';
+import { enableReplicationJob } from './protection/enable-replication.job.js';
 import type { AnyJobKind } from './jobs/job-kind.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { JobsService } from './jobs/jobs.service.js';
@@ -107,7 +108,10 @@ export class VaultServer {
       if (await users.bootstrapOwner(tokenFile))
         log.info('first start: user admin (Owner) created', { tokenFile });
       const managementServers = new ManagementServersService(db);
-      const kinds = new Map<string, AnyJobKind>([[inventoryRefreshJob.kind, inventoryRefreshJob]]);
+      const kinds = new Map<string, AnyJobKind>([
+        [inventoryRefreshJob.kind, inventoryRefreshJob],
+        [enableReplicationJob.kind, enableReplicationJob],
+      ]);
       const jobs = new JobsService(db, kinds);
       const commands = new CommandChannel(db);
       await commands.start();

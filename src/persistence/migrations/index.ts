@@ -14,8 +14,9 @@ import { migration as vault0002 } from './vault/0002-vault-core.migration.js';
 import { migration as vault0003 } from './vault/0003-replication-policies.migration.js';
 import { migration as vault0004 } from './vault/0004-orchestration-jobs.migration.js';
 import { migration as vault0005 } from './vault/0005-fabric-and-pairings.migration.js';
+import { migration as vault0006 } from './vault/0006-replicated-items.migration.js';
 
 export const MIGRATIONS: Readonly<Record<Component, readonly Migration[]>> = {
-  vault: [vault0001, vault0002, vault0003, vault0004, vault0005],
+  vault: [vault0001, vault0002, vault0003, vault0004, vault0005, vault0006],
   manager: [manager0001, manager0002, manager0003, manager0004, manager0005, manager0006],
 };
