@@ -77,7 +77,7 @@ a private PostgreSQL in DIR/postgres), the provider's session with the vault (he
 vault never connects to a site), the enrolment listener for hosts (HTTPS, site CA in DIR/site-ca)
 and the host poller. Register first. Prints one JSON line on stdout when ready (with enrolUrl).
 
-  --enrol-listen HOST:PORT       where hosts enrol (default 127.0.0.1:8443; port 0 = any free port)
+  --enrol-listen HOST:PORT       where hosts enrol (default 127.0.0.1:8444; port 0 = any free port)
   --enrol-url URL                the URL key files give hosts, when they reach the listener by
                                  another name (default: https://HOST:PORT as bound)
   --host-poll-interval SECONDS   how often every host's inventory is read (default 10)

@@ -39,7 +39,7 @@ export interface ManagerServerOptions {
   readonly unsafeFastForTests?: boolean;
   /** Tests: replaces the answer to the vault's `inventory.sync` (default: the fabric sends its inventory now). */
   readonly inventorySync?: InventorySync;
-  /** The enrolment listener (default 127.0.0.1:8443; port 0 = any free port). */
+  /** The enrolment listener (default 127.0.0.1:8444; port 0 = any free port). */
   readonly enrolListen?: { host: string; port: number };
   /** The enrolment URL key files carry, when hosts reach the listener by another name (default: as bound). */
   readonly enrolUrl?: string | undefined;

@@ -68,3 +68,13 @@ test('with trust group issuers, an entry matches only hosts whose certificate it
     (e) => isSecondsiteError(e, 'SECONDSITE_ERR_PEER_NOT_AUTHORIZED'),
   );
 });
+
+test("a pattern never matches the management server's own certificate names", () => {
+  const wide = new AuthorizationList([
+    { primaryHostId: '*.site', storageLocation: 'gold', trustGroup: 't' },
+    { primaryHostId: '*.manager.site', storageLocation: 'gold', trustGroup: 't' },
+  ]);
+  assert.ok(wide.allowsHost('h1.site'));
+  assert.ok(!wide.allowsHost('manager.site'));
+  assert.ok(!wide.allowsHost('enrol.manager.site'));
+});

@@ -16,6 +16,10 @@
  * group has no issuers matches nobody.
  */
 import { SecondsiteError } from '../../domain/errors.js';
+import { ENROLMENT_SERVER_CN, MANAGER_CALLER_CN } from '../../protocol/host-api/enrolment.schema.js';
+
+/** Names of the management server's own certificates: never a primary host, whatever a pattern says. */
+const RESERVED_NAMES: ReadonlySet<string> = new Set([MANAGER_CALLER_CN, ENROLMENT_SERVER_CN]);
 
 export interface AuthorizationEntry {
   readonly primaryHostId: string;
@@ -29,6 +33,7 @@ const HOST_PATTERN_RE = new RegExp(`^(?:\\*|${LABEL})(?:\\.${LABEL})*$`);
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 function hostMatches(pattern: string, hostId: string): boolean {
+  if (RESERVED_NAMES.has(hostId)) return false;
   if (!pattern.startsWith('*')) return pattern === hostId;
   const suffix = pattern.slice(1); // '.site-b.example' or ''
   if (!hostId.endsWith(suffix)) return false;

@@ -1,6 +1,6 @@
 /**
  * The management server's enrolment listener (`manager serve --enrol-listen HOST:PORT`, default
- * 127.0.0.1:8443): HTTPS with a server certificate from the site CA (CN `enrol.manager.site`; hosts
+ * 127.0.0.1:8444, beside the vault's 8443): HTTPS with a server certificate from the site CA (CN `enrol.manager.site`; hosts
  * trust it through the site CA in their key file), no client certificate (the key is the credential).
  * One route: `POST /enrol/v1/hosts`. Port 0 binds any free port; `url` is what key files carry.
  */
@@ -14,7 +14,7 @@ import { parseBody } from '../../protocol/host-api/schema.js';
 import type { EnrolmentService } from './enrolment.service.js';
 import type { KeyAndCert } from './site-ca.js';
 
-export const DEFAULT_ENROL_LISTEN = { host: '127.0.0.1', port: 8443 } as const;
+export const DEFAULT_ENROL_LISTEN = { host: '127.0.0.1', port: 8444 } as const;
 
 /** `HOST:PORT` (IPv6 in brackets) -> its parts; INVALID_ARGUMENT naming the option otherwise. */
 export function parseListenAddress(text: string, option: string): { host: string; port: number } {
@@ -23,7 +23,7 @@ export function parseListenAddress(text: string, option: string): { host: string
   if (!m || port > 65535) {
     throw new SecondsiteError(
       'SECONDSITE_ERR_INVALID_ARGUMENT',
-      `${option} must be HOST:PORT (e.g. 0.0.0.0:8443; port 0 = any free port), not '${text}'`,
+      `${option} must be HOST:PORT (e.g. 0.0.0.0:8444; port 0 = any free port), not '${text}'`,
     );
   }
   return { host: m[1] ?? m[2] ?? '', port };
