@@ -15,6 +15,7 @@ const base: PlacementInput = {
   networkMappings: new Map([['net-prod', 'net-dr']]),
   recoveryNetworks: new Set(['net-dr']),
   allowedClassifications: null,
+  cloud: { vmCount: null, storageBytes: null, usedVmCount: 0, usedStorageBytes: 0 },
 };
 
 test('the host with the fewest items wins, then the most free space, then the id', () => {
@@ -66,6 +67,26 @@ test('an unmapped NIC network, or one mapped outside the recovery cloud, refuses
       ...base,
       vm: { ...base.vm, nicNetworks: [{ nicId: 'nic0', vmNetworkId: null }] },
       networkMappings: new Map(),
+    }).ok,
+    true,
+  );
+});
+
+test("the recovery cloud's VM and storage capacity must hold one more replica", () => {
+  const full = placeReplica({
+    ...base,
+    cloud: { vmCount: 3, storageBytes: null, usedVmCount: 3, usedStorageBytes: 0 },
+  });
+  assert.ok(!full.ok && /capacity is 3 VMs and it holds 3 replicas/.test(full.reasons.join()));
+  const noRoom = placeReplica({
+    ...base,
+    cloud: { vmCount: null, storageBytes: 100 * GiB, usedVmCount: 9, usedStorageBytes: 95 * GiB },
+  });
+  assert.ok(!noRoom.ok && /storage capacity is 100\.0 GiB/.test(noRoom.reasons.join()));
+  assert.equal(
+    placeReplica({
+      ...base,
+      cloud: { vmCount: 4, storageBytes: 100 * GiB, usedVmCount: 3, usedStorageBytes: 90 * GiB },
     }).ok,
     true,
   );

@@ -3,9 +3,10 @@
  * which of its storage locations, keeps a VM's replica. Pure and deterministic (a re-run of the
  * enable job's step chooses the same host for the same facts).
  *
- * Rules: every NIC's VM network must be mapped to a network of the recovery cloud; only connected
- * hosts; only storage locations the storage mapping allows, with free bytes >= the VM's disks plus
- * 10 % headroom; then the fewest replicated items, the most free bytes, the host id.
+ * Rules: every NIC's VM network must be mapped to a network of the recovery cloud; the recovery
+ * cloud's capacity (VM count, storage) must hold one more replica; only connected hosts; only storage
+ * locations the storage mapping allows, with free bytes >= the VM's disks plus 10 % headroom; then
+ * the fewest replicated items, the most free bytes, the host id.
  */
 import { formatBytes } from '../units.js';
 
@@ -30,8 +31,17 @@ export interface PlacementHost {
   readonly replicatedItems: number;
 }
 
+/** The recovery cloud's capacity (null: unlimited) and what its replicas already take. */
+export interface CloudCapacity {
+  readonly vmCount: number | null;
+  readonly storageBytes: number | null;
+  readonly usedVmCount: number;
+  readonly usedStorageBytes: number;
+}
+
 export interface PlacementInput {
   readonly vm: PlacementVm;
+  readonly cloud: CloudCapacity;
   readonly hosts: readonly PlacementHost[];
   /** Primary VM network id -> recovery VM network id. */
   readonly networkMappings: ReadonlyMap<string, string>;
@@ -64,6 +74,17 @@ export function placeReplica(input: PlacementInput): PlacementResult {
         `NIC ${nic.nicId}'s network ${nic.vmNetworkId} is mapped to ${target}, which the recovery cloud does not offer: fix the network mapping`,
       );
     }
+  }
+  const c = input.cloud;
+  if (c.vmCount !== null && c.usedVmCount + 1 > c.vmCount) {
+    reasons.push(
+      `the recovery cloud's capacity is ${c.vmCount} VMs and it holds ${c.usedVmCount} replicas: raise the cloud's VM capacity on its management server`,
+    );
+  }
+  if (c.storageBytes !== null && c.usedStorageBytes + input.vm.diskBytes > c.storageBytes) {
+    reasons.push(
+      `the recovery cloud's storage capacity is ${formatBytes(c.storageBytes)}, its replicas take ${formatBytes(c.usedStorageBytes)} and this VM needs ${formatBytes(input.vm.diskBytes)}: raise the cloud's storage capacity`,
+    );
   }
   if (reasons.length > 0) return { ok: false, reasons };
   const need = neededBytes(input.vm.diskBytes);

@@ -155,7 +155,37 @@ async function place(ctx: Ctx): Promise<Placement> {
        WHERE source_management_server_id = $1 AND target_management_server_id = $2`,
       [item.primary_management_server_id, item.recovery_management_server_id],
     );
+    const capacity = await tx.query<{
+      capacity_vm_count: number | null;
+      capacity_storage_bytes: string | null;
+      used_vm_count: string;
+      used_storage_bytes: string | null;
+    }>(
+      `SELECT c.capacity_vm_count, c.capacity_storage_bytes,
+              (SELECT count(*) FROM replicated_items ri JOIN cloud_pairings cp USING (pairing_id)
+               WHERE cp.recovery_management_server_id = c.management_server_id AND cp.recovery_cloud_id = c.cloud_id
+                 AND ri.replica_host_id IS NOT NULL) AS used_vm_count,
+              (SELECT sum((d->>'sizeBytes')::bigint)
+               FROM replicated_items ri JOIN cloud_pairings cp USING (pairing_id)
+               JOIN fabric_vms v ON v.management_server_id = ri.primary_management_server_id
+                 AND v.host_id = ri.primary_host_id AND v.vm_id = ri.vm_id,
+               jsonb_array_elements(v.disks) d
+               WHERE cp.recovery_management_server_id = c.management_server_id AND cp.recovery_cloud_id = c.cloud_id
+                 AND ri.replica_host_id IS NOT NULL) AS used_storage_bytes
+       FROM fabric_clouds c WHERE c.management_server_id = $1 AND c.cloud_id = $2`,
+      [item.recovery_management_server_id, item.recovery_cloud_id],
+    );
+    const cap = capacity.rows[0];
     const result = placeReplica({
+      cloud: {
+        vmCount: cap?.capacity_vm_count ?? null,
+        storageBytes:
+          cap === undefined || cap.capacity_storage_bytes === null
+            ? null
+            : Number(cap.capacity_storage_bytes),
+        usedVmCount: Number(cap?.used_vm_count ?? 0),
+        usedStorageBytes: Number(cap?.used_storage_bytes ?? 0),
+      },
       vm: {
         vmId: item.vm_id,
         diskBytes: vm.disks.reduce((sum, d) => sum + d.sizeBytes, 0),
@@ -285,11 +315,18 @@ async function waitFirstPoint(ctx: Ctx): Promise<unknown> {
   await ctx.progress(0, 'initial replication');
   const point = await ctx.waitFor(
     async () => {
-      const r = await ctx.db.query<{ last_point_id: string | null }>(
-        'SELECT last_point_id FROM replicated_items WHERE replicated_item_id = $1',
+      const r = await ctx.db.query<{ last_point_id: string | null; protection_state: string }>(
+        'SELECT last_point_id, protection_state FROM replicated_items WHERE replicated_item_id = $1',
         [ctx.params.replicatedItemId],
       );
-      return r.rows[0]?.last_point_id ?? undefined;
+      const row = r.rows[0];
+      if (!row || row.protection_state === 'Disabling') {
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_STATE',
+          'replication was disabled during the initial replication (a disable job removes the item)',
+        );
+      }
+      return row.last_point_id ?? undefined;
     },
     {
       timeoutSeconds: ctx.params.initialReplicationTimeoutSeconds,
