@@ -143,10 +143,14 @@ export class HostAgent {
    */
   async identity(): Promise<TlsIdentity> {
     const local = await loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId);
-    const managed = this.authorizationService?.trustedCaPems() ?? [];
-    return managed.length === 0
-      ? local
-      : { ...local, ca: Buffer.concat([local.ca, Buffer.from('\n'), Buffer.from(managed.join('\n'))]) };
+    const authorization = this.authorizationService;
+    if (!authorization) return local;
+    const managed = authorization.trustedCaPems();
+    return {
+      ...local,
+      ca: managed.length === 0 ? local.ca : Buffer.concat([local.ca, Buffer.from(`\n${managed.join('\n')}`)]),
+      issuersOf: (hostId) => authorization.list().issuersOf(hostId),
+    };
   }
 
   get authorization(): AuthorizationService {

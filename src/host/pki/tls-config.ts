@@ -19,6 +19,12 @@ export interface TlsIdentity {
   cert: Buffer;
   /** Trust anchors: the CA certificate(s). */
   ca: Buffer;
+  /**
+   * The CAs (SHA-256 fingerprints) that may issue a given peer host's certificate, or null when the
+   * host is not pinned (any trust anchor may). With several sites' CAs trusted, this keeps one site's
+   * CA from presenting itself as another site's replica host (docs/design/protection.md section 2).
+   */
+  issuersOf?: (hostId: string) => ReadonlySet<string> | null;
 }
 
 /** Loads `<dir>/<hostId>.key`, `<hostId>.crt` and `ca.crt` as issued by `issueHostCert`. */
@@ -75,6 +81,16 @@ export function replicationClientOptions(id: TlsIdentity, expectedPeerHostId: st
           'SECONDSITE_ERR_UNAUTHORIZED',
           `the replica presented a certificate for '${got ?? '?'}' but '${expectedPeerHostId}' was expected: check the replica address`,
           { expected: expectedPeerHostId, got },
+        );
+      }
+      const pins = id.issuersOf?.(expectedPeerHostId) ?? null;
+      const issuer = (cert as Partial<PeerCertificate> & { issuerCertificate?: PeerCertificate })
+        .issuerCertificate?.fingerprint256;
+      if (pins !== null && (issuer === undefined || !pins.has(issuer))) {
+        return new SecondsiteError(
+          'SECONDSITE_ERR_UNAUTHORIZED',
+          `the replica presented a certificate for '${expectedPeerHostId}' from a CA that does not issue that host's certificates (its trust group's CA): refusing it`,
+          { expected: expectedPeerHostId, issuer: issuer ?? null },
         );
       }
       return undefined;

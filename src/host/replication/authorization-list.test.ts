@@ -78,3 +78,26 @@ test("a pattern never matches the management server's own certificate names", ()
   assert.ok(!wide.allowsHost('manager.site'));
   assert.ok(!wide.allowsHost('enrol.manager.site'));
 });
+
+test('issuersOf pins a host named exactly by entries to its trust groups; others are not pinned', () => {
+  const issuers = new Map([
+    ['site-b', new Set(['FP:B'])],
+    ['site-c', new Set(['FP:C'])],
+  ]);
+  const l = new AuthorizationList(
+    [
+      { primaryHostId: 'host-b1', storageLocation: 'gold', trustGroup: 'site-b' },
+      { primaryHostId: '*.c', storageLocation: 'gold', trustGroup: 'site-c' },
+    ],
+    issuers,
+  );
+  assert.deepEqual(l.issuersOf('host-b1'), new Set(['FP:B']));
+  assert.equal(l.issuersOf('h.c'), null);
+  assert.equal(l.issuersOf('host-z'), null);
+  assert.equal(
+    new AuthorizationList([{ primaryHostId: 'host-b1', storageLocation: 'g', trustGroup: 't' }]).issuersOf(
+      'host-b1',
+    ),
+    null,
+  );
+});

@@ -90,6 +90,18 @@ export class AuthorizationList {
   }
 
   /**
+   * The CAs that issue `hostId`'s certificates, from the entries that name it exactly (a replica of
+   * this host is also a primary toward it: reverse replication); null when none does or the list has
+   * no trust groups, so the host is not pinned.
+   */
+  issuersOf(hostId: string): ReadonlySet<string> | null {
+    if (!this.issuers) return null;
+    const exact = this.entries.filter((e) => e.primaryHostId === hostId);
+    if (exact.length === 0) return null;
+    return new Set(exact.flatMap((e) => [...(this.issuers?.get(e.trustGroup) ?? [])]));
+  }
+
+  /**
    * True if some entry names this host under a trust group whose CA issued its certificate (checked
    * right after the handshake). `issuerFingerprint`: the peer certificate's issuer, null if unknown.
    */
