@@ -1,8 +1,8 @@
 /**
  * The vault process (`secondsite vault serve`, docs/design/vault.md): its database (embedded unless
- * a URL is given), identity and CA, the HTTPS API, and the heartbeat monitor. Several vault processes
- * may run on one database: identity, bootstrap and every state change are single statements or
- * transactions that settle races in the database.
+ * a URL is given), identity and CA, the HTTPS API, and the monitor (lost heartbeats, protection
+ * alerts). Several vault processes may run on one database: identity, bootstrap and every state change
+ * are single statements or transactions that settle races in the database.
  *
  * Files in the data directory: `vault.json` (URL, vault id: what a CLI on this machine needs),
  * `ca.crt` (trust anchor for clients), `admin.token` (0600, written once, on the first start of a
@@ -21,6 +21,7 @@ import { authenticator } from './auth/authenticate.js';
 import { CommandChannel } from './commands/provider-commands.js';
 import { ManagementServersService } from './fabric/management-servers.service.js';
 import { alertWebhookWorker } from './monitoring/alert-webhooks.js';
+import { monitorProtectionAlerts } from './monitoring/protection-alerts.js';
 import type { JobWorker } from '../persistence/jobs/job-worker.js';
 import { VaultHttpServer } from './http/vault-http-server.js';
 import { ensureVaultIdentity, issueServerTls, type VaultIdentity } from './identity/vault-identity.js';
@@ -45,7 +46,7 @@ export interface VaultServerOptions {
   readonly name?: string;
   /** Heartbeat interval given to providers at registration (default 10 s). */
   readonly heartbeatIntervalSeconds?: number;
-  /** How often this process looks for lost heartbeats (default 5000 ms). */
+  /** How often this process looks for lost heartbeats and reconciles protection alerts (default 5000 ms). */
   readonly monitorIntervalMs?: number;
   /** Alerts (raised and resolved) are POSTed here as JSON; none: they are only listed. */
   readonly alertWebhookUrl?: string | undefined;
@@ -199,8 +200,11 @@ export class VaultServer {
         .then(async () => {
           const lost = await this.managementServers.markLostHeartbeats();
           if (lost.length > 0) this.log.warn('management servers lost their heartbeat', { lost });
+          const alerts = await monitorProtectionAlerts(this.db);
+          if (alerts.raised.length + alerts.resolved.length > 0)
+            this.log.info('protection alerts changed', { ...alerts });
         })
-        .catch((e: unknown) => this.log.error('heartbeat monitor failed', { error: e }));
+        .catch((e: unknown) => this.log.error('heartbeat and protection monitor failed', { error: e }));
     }, intervalMs);
   }
 

@@ -17,6 +17,7 @@ import type { Database, Queryable } from '../../persistence/database.js';
 import { isForeignKeyViolation } from '../../persistence/postgres-errors.js';
 import type { Inventory } from '../../protocol/vault-api/inventory.schema.js';
 import { checkInventory, cloudHosts, storageClassifications } from './inventory-check.js';
+import { reconcileHostAlerts } from '../monitoring/protection-alerts.js';
 import { reconcileAbsent } from './missing-objects.js';
 
 /** Inserts `rows` of management server `ms` (objects whose keys are the columns) with one statement. */
@@ -227,6 +228,8 @@ export class InventoryService {
         nics: v.nics,
       })),
     );
+    // hosts reported disconnected raise an alert, connected again resolve it (host-disconnected)
+    await reconcileHostAlerts(tx, ms, row.name);
     await tx.query(
       `UPDATE management_servers SET inventory_version = $2, site_ca_cert_pem = $3,
          inventory_received_at = now() WHERE management_server_id = $1`,

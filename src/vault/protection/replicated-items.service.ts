@@ -14,6 +14,7 @@ import type {
   ReplicatedItemView,
 } from '../../protocol/vault-api/replicated-items.schema.js';
 import type { ReplicationStatus } from '../../protocol/vault-api/replication-status.schema.js';
+import { reconcileItemCriticalAlerts } from '../monitoring/protection-alerts.js';
 
 interface ItemRow {
   replicated_item_id: string;
@@ -174,6 +175,8 @@ export class ReplicatedItemsService {
            AND i.vm_id = r."relationshipId"`,
         [managementServerId, JSON.stringify(status.replicas)],
       );
+      // raise or resolve health Critical alerts of this server's items, once across vault processes
+      await reconcileItemCriticalAlerts(tx, managementServerId);
       return { primaryItems: p.rowCount ?? 0, replicaItems: q.rowCount ?? 0 };
     });
   }
