@@ -130,11 +130,21 @@ export class VaultHttpServer {
           "no credentials: send 'Authorization: Bearer <API token>' (secondsite vault token create), or a provider certificate",
         );
       }
-      if (route.action !== 'public' && principal && !allows(principal, route.action)) {
-        // refused before the body is read (discarded unread): a caller without the action never
-        // makes the vault buffer a body, e.g. a big one for the inventory route
-        req.resume();
-        authorize(principal, route.action);
+      if (route.action !== 'public' && principal) {
+        // refused before the body is read (discarded unread): a caller without the action, or a
+        // provider asking for another site's object, never makes the vault buffer a body (the
+        // inventory route takes big ones)
+        try {
+          if (!allows(principal, route.action)) authorize(principal, route.action);
+          authorize(
+            principal,
+            route.action,
+            await route.scope?.({ principal, params, query: url.searchParams }),
+          );
+        } catch (e) {
+          req.resume();
+          throw e;
+        }
       }
       const raw = await readJson(req, route.maxBodyBytes ?? MAX_VAULT_BODY_BYTES);
       const gone = new AbortController();
@@ -149,8 +159,6 @@ export class VaultHttpServer {
         requestId,
         signal: gone.signal,
       };
-      if (route.action !== 'public' && principal)
-        authorize(principal, route.action, await route.scope?.(base));
       let body: unknown = raw;
       if (route.body) {
         const parsed = route.body.safeParse(raw ?? {});

@@ -40,9 +40,12 @@ export interface VaultRoute<B = unknown> {
   readonly maxBodyBytes?: number;
   /**
    * The management server the object belongs to (for machine principals' scope); undefined for
-   * vault-wide objects. Runs after authentication, before the handler.
+   * vault-wide objects. Runs after authentication, before the body is read (it sees the path and
+   * query only): a principal of another site never makes the vault buffer a body.
    */
-  readonly scope?: (req: VaultRequest<unknown>) => Promise<string | undefined> | string | undefined;
+  readonly scope?: (
+    req: Pick<VaultRequest<unknown>, 'principal' | 'params' | 'query'>,
+  ) => Promise<string | undefined> | string | undefined;
   /** The audited object when the path does not name it (e.g. the name in a create body). */
   readonly auditObject?: (req: VaultRequest<B>) => string | null;
   /** Mutating routes are audited unless this is false (heartbeats: frequent, and nobody's decision). */
