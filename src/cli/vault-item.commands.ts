@@ -1,12 +1,14 @@
 /**
  * `secondsite vault item ...`: replicated items (docs/design/protection.md). `enable` protects VMs of
  * a paired primary cloud (or the whole cloud) and can wait for the enable jobs; `list` and `show` give
- * protection state, health, RPO and recovery points.
+ * protection state, health, RPO and recovery points; `disable` stops replication of an item (keeping
+ * or deleting its replica) and can wait for the disable job.
  */
 import { SecondsiteError } from '../domain/errors.js';
 import type { VaultClient } from '../manager/provider/vault-client.js';
 import type { VmView } from '../protocol/vault-api/fabric.schema.js';
 import type {
+  DisableReplicationResult,
   ReplicatedItemDetail,
   ReplicatedItemView,
 } from '../protocol/vault-api/replicated-items.schema.js';
@@ -216,5 +218,73 @@ ITEM is an item id, or a VM name that only one item has.`,
       return { json: item, text: renderDetail(item) };
     },
   );
-  return [enable, list, show];
+  const disableUsage = `usage: secondsite vault item disable ITEM [--delete-replica | --keep-replica]
+                                   [--wait] [--timeout-seconds N]
+
+Disables replication of a replicated item: a job disables the relationship on the primary host
+and removes the item. The replica and its recovery points on the replica host are deleted or kept
+as the pairing's policy says (deleteReplicaOnDisable), unless an option says otherwise. An item
+being disabled already answers its running job. Needs the Contributor or Owner role.
+
+  ITEM                 an item id, or a VM name that only one item has
+  --delete-replica     delete the replica on the replica host
+  --keep-replica       keep the replica (its points stay on the replica host)
+  --wait               wait for the disable job and show its progress
+  --timeout-seconds N  how long --wait waits (default 600)`;
+  const disable = clientCommand(
+    ['item', 'disable'],
+    'disable replication of a replicated item',
+    disableUsage,
+    {
+      'delete-replica': { type: 'boolean' },
+      'keep-replica': { type: 'boolean' },
+      wait: { type: 'boolean' },
+      'timeout-seconds': { type: 'string' },
+    },
+    async (client, p, io) => {
+      const ref = p.positionals[0];
+      if (!ref)
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_ARGUMENT',
+          `the ITEM is missing\n\n${disableUsage}`,
+        );
+      const del = p.values['delete-replica'] === true;
+      const keep = p.values['keep-replica'] === true;
+      if (del && keep)
+        throw new SecondsiteError(
+          'SECONDSITE_ERR_INVALID_ARGUMENT',
+          'give --delete-replica or --keep-replica, not both',
+        );
+      const query = del ? '?deleteReplica=true' : keep ? '?deleteReplica=false' : '';
+      const r = await client.call<DisableReplicationResult>(
+        'DELETE',
+        `/v1/replicated-items/${q(ref)}${query}`,
+      );
+      const line = `${r.vmName}: disabling item ${r.replicatedItemId} (${r.deleteReplica ? 'deleting' : 'keeping'} the replica), job ${r.jobId}`;
+      if (p.values['wait'] === true) {
+        const timeoutSeconds = parseIntOption(
+          optionalString(p, 'timeout-seconds'),
+          'timeout-seconds',
+          1,
+          30 * 86400,
+          600,
+        );
+        if (!p.json) io.out(line);
+        const status = await waitForJob(
+          client,
+          r.jobId,
+          p.json ? { out: () => undefined, err: (text: string) => io.err(text) } : io,
+          { json: p.json, timeoutSeconds },
+        );
+        if (status !== 0)
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_INVALID_STATE',
+            `the disable job ${r.jobId} did not succeed; see 'secondsite vault job show ${r.jobId}', then disable the item again`,
+          );
+        return { json: r, text: '' };
+      }
+      return { json: r, text: line };
+    },
+  );
+  return [enable, list, show, disable];
 }

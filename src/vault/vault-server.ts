@@ -26,6 +26,8 @@ import type { JobWorker } from '../persistence/jobs/job-worker.js';
 import { VaultHttpServer } from './http/vault-http-server.js';
 import { ensureVaultIdentity, issueServerTls, type VaultIdentity } from './identity/vault-identity.js';
 import { inventoryRefreshJob } from './jobs/inventory-refresh.job.js';
+import { authorizationSyncJob } from './protection/authorization-sync.job.js';
+import { disableReplicationJob } from './protection/disable-replication.job.js';
 import { enableReplicationJob } from './protection/enable-replication.job.js';
 import type { AnyJobKind } from './jobs/job-kind.js';
 import { JobRunner } from './jobs/job-runner.js';
@@ -112,6 +114,8 @@ export class VaultServer {
       const kinds = new Map<string, AnyJobKind>([
         [inventoryRefreshJob.kind, inventoryRefreshJob],
         [enableReplicationJob.kind, enableReplicationJob],
+        [disableReplicationJob.kind, disableReplicationJob],
+        [authorizationSyncJob.kind, authorizationSyncJob],
       ]);
       const jobs = new JobsService(db, kinds);
       const commands = new CommandChannel(db);

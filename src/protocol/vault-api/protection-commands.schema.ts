@@ -64,6 +64,12 @@ export const relationshipDisableBodySchema = z
   })
   .strict();
 
+/** The host's answer: `disabled` false when it did not know the relationship (already disabled). */
+export const relationshipDisableResultSchema = z.object({
+  disabled: z.boolean(),
+  replicaDeleted: z.boolean().optional(),
+});
+
 export type AuthorizationApplyBody = z.infer<typeof authorizationApplyBodySchema>;
 export type AuthorizationApplyResult = z.infer<typeof authorizationApplyResultSchema>;
 export type RelationshipEnableBody = z.infer<typeof relationshipEnableBodySchema>;

@@ -73,6 +73,15 @@ export const enableReplicationResultSchema = z.object({
   ),
 });
 
+export const disableReplicationResultSchema = z.object({
+  replicatedItemId: z.string(),
+  vmName: z.string(),
+  /** Whether the replica (and its recovery points) is deleted on the replica host. */
+  deleteReplica: z.boolean(),
+  jobId: z.string(),
+});
+
 export type ReplicatedItemView = z.infer<typeof replicatedItemSchema>;
 export type ReplicatedItemDetail = z.infer<typeof replicatedItemDetailSchema>;
+export type DisableReplicationResult = z.infer<typeof disableReplicationResultSchema>;
 export type EnableReplicationRequest = z.infer<typeof enableReplicationBodySchema>;

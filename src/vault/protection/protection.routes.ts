@@ -1,12 +1,14 @@
 /**
  * Replicated items in the vault's API (docs/design/protection.md): list and show them
  * (`protection.read`), enable replication for VMs or a whole primary cloud (`item.enable`, 202 with a
- * job per item), and the providers' replication status reports (`provider.inventory`, own server).
+ * job per item), disable it (`item.disable`, 202 with the disable job), and the providers' replication status reports (`provider.inventory`, own server).
  */
+import { SecondsiteError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/vault/rbac.js';
 import { principalName } from '../../domain/vault/rbac.js';
 import type { Database } from '../../persistence/database.js';
 import {
+  disableReplicationResultSchema,
   enableReplicationBodySchema,
   enableReplicationResultSchema,
   replicatedItemDetailSchema,
@@ -17,6 +19,7 @@ import { z } from 'zod/v4';
 import { pageRequest, queryText } from '../fabric/list-query.js';
 import { route, type VaultRoute } from '../http/vault-route.js';
 import type { JobsService } from '../jobs/jobs.service.js';
+import { disableReplication } from './disable-replication.service.js';
 import { enableReplication } from './enable-replication.service.js';
 import { ReplicatedItemsService } from './replicated-items.service.js';
 
@@ -74,6 +77,34 @@ export function protectionRoutes(deps: { readonly db: Database; readonly jobs: J
           items: await enableReplication(deps.db, deps.jobs, body, principalName(principal as Principal)),
         },
       }),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/v1/replicated-items/:replicatedItemId',
+      operationId: 'disableReplication',
+      summary:
+        "Disable replication of an item (by id, or by VM name when unique): 202 with the disable job, which removes the relationship and then the item; ?deleteReplica=true|false overrides the policy's deleteReplicaOnDisable. An item in Disabling answers its running job",
+      action: 'item.disable',
+      response: disableReplicationResultSchema,
+      handler: async ({ params, query, principal }) => {
+        const flag = queryText(query, 'deleteReplica');
+        if (flag !== undefined && flag !== 'true' && flag !== 'false') {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_INVALID_ARGUMENT',
+            `?deleteReplica= is true or false, not '${flag}'`,
+          );
+        }
+        return {
+          status: 202,
+          body: await disableReplication(
+            deps.db,
+            deps.jobs,
+            params['replicatedItemId'] ?? '',
+            flag === undefined ? undefined : flag === 'true',
+            principalName(principal as Principal),
+          ),
+        };
+      },
     }),
     route({
       method: 'PUT',
