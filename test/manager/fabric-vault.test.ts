@@ -17,18 +17,9 @@ import type { CloudView, VmNetworkView, VmView } from '../../src/protocol/vault-
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { startTestVault } from '../vault/vault-fixtures.js';
 import { hostReport } from './fabric-fixtures.js';
+import { until } from '../../src/testing/wait/until.js';
 
 const pg = useTestPostgres();
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('a registered manager creates a cloud and a VM network; the vault lists them', async (t) => {
   const vault = await startTestVault(pg, t, { heartbeatIntervalSeconds: 1 });

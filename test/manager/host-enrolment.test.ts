@@ -25,6 +25,7 @@ import { PEER_ALPN } from '../../src/protocol/host-api/peer.schema.js';
 import { registerChildCleanup, spawnSecondsite } from '../../src/testing/process/child-process.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { freePort, startTestManager } from './manager-fixtures.js';
+import { until } from '../../src/testing/wait/until.js';
 
 registerChildCleanup();
 const pg = useTestPostgres();
@@ -38,21 +39,6 @@ function cli(...args: string[]): Promise<{ status: number | null; stdout: string
       resolve({ status: error ? (typeof code === 'number' ? code : null) : 0, stdout, stderr });
     });
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`${what} did not happen in ${timeoutMs} ms (last error: ${String(last)})`);
 }
 
 test('enrol a host through the CLI; the poller follows it; its peer API admits only its manager', async (t) => {
