@@ -3,53 +3,50 @@ import { labUp } from '../lab/lab-up.js';
 import { optionalString, parseCommandArgs, parseIntOption } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 
-const upHelp = `usage: secondsite lab up [--dir DIR] [--copy-frequency 30s|5m|15m|continuous] [--writes-per-second N]
-                        [--duration SECONDS] [--output json]
+const upHelp = `usage: secondsite lab up [--single-server] [--dir DIR] [--writes-per-second N] [--duration SECONDS]
+                        [--output json]
 
-Runs a two-site system on this machine (what 'npm start' runs): a vault and two management servers
-(vmm-site-a, vmm-site-b) registered with it, each with its own PostgreSQL; a CA and two host agents,
-host-a (site A) with VM vm1 whose two disks are written by a workload, replicating to host-b (site B).
-Prints the vault's URL and admin token file, then live status until Ctrl-C (or --duration).
+Runs the whole system on this machine (what 'npm start' runs), ready to protect: a vault; two
+management servers, vmm-site-a (hosts host-a1, host-a2; cloud prod, VM network net-prod) and
+vmm-site-b (host-b1; cloud dr, VM network net-dr), each with its own PostgreSQL, registered with the
+vault; the host agents enrolled into them; guest VMs web and db running in cloud prod, a workload
+writing db's data disk. Nothing is protected: it prints the vault's URL, the admin token file and the
+commands that protect the VMs (policy, pairing, network mapping, enable), then live status read from
+the vault until Ctrl-C (or --duration). Starting takes about a minute.
 Everything lives in DIR (default ./.data/lab), recreated at each start; the logs are in DIR/logs.
 
-  --copy-frequency F      30s (default), 5m, 15m or continuous
-  --writes-per-second N   the workload's write rate (default 200)
-  --duration SECONDS      stop by itself after this long
-  --output json           one JSON status object per second instead of the screen`;
-
-const FREQ: Record<string, number> = { '30s': 30, '5m': 300, '15m': 900, continuous: 0 };
+  --single-server         one management server, vmm-single, with both clouds: prod over host group
+                          hg-prod (host-a1, running web and db) and dr over hg-dr (host-b1)
+  --writes-per-second N   the workload's write rate on db-d1 (default 100; 0: no workload)
+  --duration SECONDS      stop by itself this long after it is ready
+  --output json           JSON lines: starting, ready (with the walkthrough's commands), status each
+                          second, stopped`;
 
 const up: Command = {
   path: ['up'],
-  summary: 'run the lab: two sites replicating a VM, with live status',
+  summary: 'run the lab: vault, management servers, hosts and VMs ready to protect, with live status',
   help: upHelp,
   async run(args, io) {
     const p = parseCommandArgs(
       args,
       {
         dir: { type: 'string' },
-        'copy-frequency': { type: 'string' },
+        'single-server': { type: 'boolean' },
         'writes-per-second': { type: 'string' },
         duration: { type: 'string' },
       },
       upHelp,
     );
-    const freqText = optionalString(p, 'copy-frequency') ?? '30s';
-    const copyFrequencySeconds = FREQ[freqText];
-    if (copyFrequencySeconds === undefined) {
-      io.err(`error: --copy-frequency must be 30s, 5m, 15m or continuous, not '${freqText}'\n\n${upHelp}`);
-      return 2;
-    }
     const duration = optionalString(p, 'duration');
     return labUp({
       dir: optionalString(p, 'dir') ?? '.data/lab',
-      copyFrequencySeconds,
+      singleServer: p.values['single-server'] === true,
       writesPerSecond: parseIntOption(
         optionalString(p, 'writes-per-second'),
         'writes-per-second',
-        1,
+        0,
         100_000,
-        200,
+        100,
       ),
       ...(duration !== undefined
         ? { durationSeconds: parseIntOption(duration, 'duration', 1, 86_400 * 365, 0) }

@@ -6,15 +6,26 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ControlClient } from '../control-api/control-client.js';
+import { SecondsiteError } from '../domain/errors.js';
+import { managerControlSocket } from '../manager/manager-server.js';
 import { registerProvider } from '../manager/provider/provider-registration.js';
 import { VaultClient } from '../manager/provider/vault-client.js';
 import type { ManagementServerView, RegistrationKeyFile } from '../protocol/vault-api/vault-api.schema.js';
 import { spawnServe, stopServe, type ServeProcess } from './serve-process.js';
 
 export interface ControlPlaneSite {
-  readonly site: string;
   readonly managementServerName: string;
   readonly dataDir: string;
+}
+
+/** A running management server of the lab. */
+export interface ControlPlaneManager {
+  readonly name: string;
+  readonly managementServerId: string;
+  readonly dataDir: string;
+  /** Its control socket (what `secondsite manager ...` talks to). */
+  readonly control: ControlClient;
 }
 
 export class ControlPlaneLab {
@@ -24,10 +35,18 @@ export class ControlPlaneLab {
     readonly admin: VaultClient,
     private readonly processes: ServeProcess[],
     private readonly logs: WriteStream[],
+    readonly managers: ControlPlaneManager[] = [],
   ) {}
 
-  /** Starts the vault, registers one management server per site, starts them. */
-  static async start(dir: string, sites: readonly ControlPlaneSite[]): Promise<ControlPlaneLab> {
+  /**
+   * Starts the vault, registers one management server per site, starts them (reading their hosts
+   * every `hostPollIntervalSeconds`, default 10).
+   */
+  static async start(
+    dir: string,
+    sites: readonly ControlPlaneSite[],
+    options: { hostPollIntervalSeconds?: number } = {},
+  ): Promise<ControlPlaneLab> {
     const logs: WriteStream[] = [];
     const processes: ServeProcess[] = [];
     const logFor = (name: string): { stream: WriteStream; path: string } => {
@@ -79,16 +98,30 @@ export class ControlPlaneLab {
           nodeName: 'node-1',
         });
         const ml = logFor(s.managementServerName);
-        processes.push(
-          await spawnServe(
-            [],
-            ['manager', 'serve', '--data-dir', s.dataDir, '--enrol-listen', '127.0.0.1:0'],
-            ml.stream,
-            s.managementServerName,
-            ml.path,
-            env,
-          ),
+        const manager = await spawnServe(
+          [],
+          [
+            'manager',
+            'serve',
+            '--data-dir',
+            s.dataDir,
+            '--enrol-listen',
+            '127.0.0.1:0',
+            '--host-poll-interval',
+            String(options.hostPollIntervalSeconds ?? 10),
+          ],
+          ml.stream,
+          s.managementServerName,
+          ml.path,
+          env,
         );
+        processes.push(manager);
+        lab.managers.push({
+          name: s.managementServerName,
+          managementServerId: String(manager.ready['managementServerId']),
+          dataDir: s.dataDir,
+          control: new ControlClient(managerControlSocket(s.dataDir)),
+        });
       }
       return lab;
     } catch (e) {
@@ -96,6 +129,12 @@ export class ControlPlaneLab {
       for (const l of logs) l.end();
       throw e;
     }
+  }
+
+  manager(name: string): ControlPlaneManager {
+    const m = this.managers.find((x) => x.name === name);
+    if (!m) throw new SecondsiteError('SECONDSITE_ERR_NOT_FOUND', `no lab management server '${name}'`);
+    return m;
   }
 
   async managementServers(): Promise<ManagementServerView[]> {

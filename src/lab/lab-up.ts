@@ -1,35 +1,37 @@
 /**
- * `secondsite lab up` (what `npm start` runs): a two-site system on this machine. The control plane:
- * a vault and one management server per site (vmm-site-a, vmm-site-b), real processes with their own
- * embedded PostgreSQL, registered with registration keys and sending heartbeats. The hosts: host-a
- * (site A, primary) runs VM vm1, a guest application that keeps a checksummed record log on its boot
- * disk vm1-d0 and answers over HTTP on its NIC, while a block workload writes its data disk vm1-d1,
- * both through the agent's NBD server; host-b (site B) keeps the replica, ready for a test failover or
- * a failover. The terminal shows live status: the management servers' connection, the guest's
- * records, the workload's writes, replication state, last recovery point, lag, bytes, throughput and
- * health. (The hosts are not yet enrolled in the management servers: the next step of issue 4.)
+ * `secondsite lab up` (what `npm start` runs): the whole system of DESIGN.md on this machine, as real
+ * processes, ready to protect. A vault; management servers (two, vmm-site-a and vmm-site-b, or one with
+ * `--single-server`), each with its own embedded PostgreSQL, registered with registration keys; host
+ * agents enrolled into them with enrolment keys; each server's fabric described (host groups, a primary
+ * cloud `prod` with VM network `net-prod`, a recovery cloud `dr` with `net-dr`); guest VMs `web` and
+ * `db` running on the primary cloud's hosts, each guest keeping a checksummed record log on its boot
+ * disk, and a block workload writing db's data disk. Everything reaches the vault's inventory; nothing
+ * is protected: the lab prints the commands of the walkthrough (policy, pairing, network mapping,
+ * enable replication) and then live status, read from the vault, until Ctrl-C (or --duration).
  */
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { formatBytes } from '../domain/units.js';
 import { NbdClient } from '../guest/nbd-client.js';
-import type { RelationshipView } from '../host/agent/relationship-service.js';
-import type { ReplicaView } from '../host/agent/replica-service.js';
 import { BLOCK_SIZE_BYTES } from '../testing/workload/block-format.js';
 import { WorkloadGenerator } from '../testing/workload/workload-generator.js';
-import type { VmStatus } from '../host/vm/vm-driver.js';
-import type { ManagementServerView } from '../protocol/vault-api/vault-api.schema.js';
 import { ControlPlaneLab } from './control-plane-lab.js';
-import { HostLab, freePort } from './host-lab.js';
+import { HostLab } from './host-lab.js';
+import { describeFabric, enrolHosts, startVms, waitForInventory } from './lab-fabric.js';
+import { renderSnapshot, takeSnapshot, type LabSnapshot } from './lab-status.js';
+import { labHosts, recoveryHostIds, SINGLE_SERVER, TWO_SERVERS, type LabTopology } from './lab-topology.js';
+import { BIN } from './serve-process.js';
+
+export type { LabSnapshot } from './lab-status.js';
 
 export interface LabUpOptions {
   dir: string;
-  /** Stop after this many seconds (default: run until SIGINT/SIGTERM). */
+  /** One management server with both clouds instead of one per site. */
+  singleServer: boolean;
+  /** Stop after this many seconds once ready (default: run until SIGINT/SIGTERM). */
   durationSeconds?: number;
-  copyFrequencySeconds: number;
-  /** Workload write operations per second. */
+  /** The block workload's write operations per second on db's data disk (0: no workload). */
   writesPerSecond: number;
   json: boolean;
   out: (line: string) => void;
@@ -37,18 +39,16 @@ export interface LabUpOptions {
   tty: boolean;
 }
 
-export interface LabSnapshot {
-  elapsedSeconds: number;
-  workload: { ops: number; bytesWritten: number; epochs: number };
-  /** The guest VM on host-a: its power state and its own report (records written, durable). */
-  vm: Pick<VmStatus, 'state' | 'guest' | 'nics'> | null;
-  relationship: RelationshipView['report'] | null;
-  replica: Pick<ReplicaView, 'points' | 'latestPoint' | 'lagMs' | 'epoch'> | null;
-  /** The vault and the management servers registered with it. */
-  controlPlane: {
-    url: string;
-    managementServers: Array<Pick<ManagementServerView, 'name' | 'connectionState' | 'lastHeartbeatAt'>>;
-  } | null;
+/** What the lab prints (JSON: `{"event":"ready",...}`) once everything is in the vault's inventory. */
+export interface LabReady {
+  topology: LabTopology['kind'];
+  url: string;
+  vaultDir: string;
+  adminTokenFile: string;
+  managementServers: string[];
+  /** The walkthrough, to run with SECONDSITE_VAULT_DIR=vaultDir (each without the `secondsite` word). */
+  walkthrough: string[][];
+  startupSeconds: number;
 }
 
 /**
@@ -65,144 +65,144 @@ function labDirFor(requested: string): { dir: string; moved: boolean } {
   return { dir, moved: false };
 }
 
-/** The boot disk holds the guest's log (kept small: the guest checks a blank disk whole at first boot). */
-const DISKS = [
-  { diskId: 'vm1-d0', sizeBytes: 64 * 1024 * 1024 },
-  { diskId: 'vm1-d1', sizeBytes: 1024 * 1024 * 1024 },
-];
+/** The seed's steps for this topology: policy, pairing, network mapping, enable, then look. */
+export function walkthroughFor(t: LabTopology): string[][] {
+  const firstVm = t.vms[0]?.vmId ?? 'web';
+  return [
+    ['vault', 'policy', 'create', 'gold', '--copy-frequency', '30s', '--retention-hours', '24'],
+    [
+      'vault',
+      'pairing',
+      'create',
+      '--primary-cloud',
+      t.primary.cloud,
+      '--recovery-cloud',
+      t.recovery.cloud,
+      '--policy',
+      'gold',
+    ],
+    ['vault', 'network-mapping', 'create', '--source', t.primary.network, '--target', t.recovery.network],
+    ['vault', 'item', 'enable', '--cloud', t.primary.cloud, '--wait'],
+    ['vault', 'item', 'list'],
+    ['vault', 'item', 'show', firstVm],
+  ];
+}
+
+const STARTUP_TIMEOUT_MS = 180_000;
 
 export async function labUp(o: LabUpOptions): Promise<number> {
+  const t = o.singleServer ? SINGLE_SERVER : TWO_SERVERS;
   const { dir, moved } = labDirFor(o.dir);
   await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdir(join(dir, 'logs'), { recursive: true, mode: 0o755 });
+  const hostIds = labHosts(t).map((h) => h.hostId);
   o.out(
     o.json
-      ? JSON.stringify({ event: 'starting', dir })
-      : `secondsite lab: starting a vault, two management servers and two host agents in ${dir}${moved ? ` (not ${resolve(o.dir)}: as root, PostgreSQL's own user must be able to reach the folder)` : ''} ...`,
+      ? JSON.stringify({ event: 'starting', dir, topology: t.kind })
+      : `secondsite lab: starting a vault, ${t.managementServers.length === 1 ? 'one management server' : `${t.managementServers.length} management servers`} and ${hostIds.length} host agents in ${dir}${moved ? ` (not ${resolve(o.dir)}: as root, PostgreSQL's own user must be able to reach the folder)` : ''}; this takes a minute ...`,
   );
-  const lab = await HostLab.create(dir, [{ hostId: 'host-a' }, { hostId: 'host-b', authorize: ['host-a'] }]);
-  let control: ControlPlaneLab | null = null;
-  const controlStarting = ControlPlaneLab.start(dir, [
-    { site: 'a', managementServerName: 'vmm-site-a', dataDir: join(dir, 'manager-a') },
-    { site: 'b', managementServerName: 'vmm-site-b', dataDir: join(dir, 'manager-b') },
-  ]);
-  controlStarting.catch(() => undefined); // awaited below
-  const a = lab.host('host-a');
-  const b = lab.host('host-b');
-  const clients: NbdClient[] = [];
-  let gen: WorkloadGenerator | null = null;
-  let running: Promise<unknown> = Promise.resolve();
+  const startedMs = Date.now();
   const stopSignal = new AbortController();
   const onSignal = (): void => stopSignal.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const clients: NbdClient[] = [];
+  let gen: WorkloadGenerator | null = null;
+  let running: Promise<unknown> = Promise.resolve();
+  const [hostsStarted, controlStarted] = await Promise.allSettled([
+    HostLab.create(
+      dir,
+      hostIds.map((hostId) => ({ hostId })),
+    ),
+    ControlPlaneLab.start(
+      dir,
+      t.managementServers.map((m) => ({ managementServerName: m.name, dataDir: join(dir, m.dirName) })),
+      { hostPollIntervalSeconds: 2 },
+    ),
+  ]);
+  const hosts = hostsStarted.status === 'fulfilled' ? hostsStarted.value : null;
+  const control = controlStarted.status === 'fulfilled' ? controlStarted.value : null;
   try {
-    for (const d of DISKS) await a.client.post('/v1/disks', d);
-    const guestPort = await freePort();
-    await a.client.post('/v1/vms', {
-      vmId: 'vm1',
-      name: 'lab guest',
-      diskIds: DISKS.map((d) => d.diskId),
-      nics: [{ nicId: 'nic0', network: 'lab', ipv4: '127.0.0.1', port: guestPort }],
-      guest: { recordsPerSec: 50 },
-    });
-    await a.client.post('/v1/vms/vm1/start');
-    await a.client.post('/v1/relationships', {
-      vmId: 'vm1',
-      diskIds: DISKS.map((d) => d.diskId),
-      replica: { hostId: 'host-b', address: '127.0.0.1', port: b.replicationPort },
-      policy: { copyFrequencySeconds: o.copyFrequencySeconds },
-    });
-    // the block workload writes the data disk only: the boot disk is the guest's (its record log)
-    const dataDisks = DISKS.slice(1);
-    for (const d of dataDisks)
-      clients.push(await NbdClient.connect({ socketPath: a.nbdSocket, exportName: d.diskId }));
-    gen = new WorkloadGenerator({
-      seed: Date.now() >>> 0,
-      disks: dataDisks.map((d, i) => ({
-        diskId: i,
-        sizeBytes: d.sizeBytes,
-        target: clients[i] as NbdClient,
-      })),
-      opsPerSecond: o.writesPerSecond,
-      signal: stopSignal.signal,
-    });
-    running = gen.run();
-    control = await controlStarting;
-    const cp = control;
-    if (!o.json) o.out(intro(dir, a.stateDir, b.stateDir, guestPort, cp));
+    if (!hosts || !control) {
+      const failed = hostsStarted.status === 'rejected' ? hostsStarted : controlStarted;
+      throw failed.status === 'rejected' ? failed.reason : new Error('the lab did not start');
+    }
+    const step = async (what: string, f: () => Promise<void>): Promise<void> => {
+      if (stopSignal.signal.aborted) throw new Error('stopped before the lab was ready');
+      const atSeconds = Math.round((Date.now() - startedMs) / 1000);
+      o.out(o.json ? JSON.stringify({ event: 'step', what, atSeconds }) : `  t+${atSeconds}s ${what}`);
+      await f();
+    };
+    await step('enrolling the hosts into their management servers', () => enrolHosts(dir, t, hosts, control));
+    await step('describing the fabric: host groups, clouds, VM networks', () => describeFabric(t, control));
+    await step('starting the guest VMs', () => startVms(t, hosts));
+    const workloadVm = t.vms.find((v) => v.workloadDiskId !== undefined);
+    const workloadDisk = workloadVm?.disks.find((d) => d.diskId === workloadVm.workloadDiskId);
+    if (workloadVm && workloadDisk && o.writesPerSecond > 0) {
+      const client = await NbdClient.connect({
+        socketPath: hosts.host(workloadVm.hostId).nbdSocket,
+        exportName: workloadDisk.diskId,
+      });
+      clients.push(client);
+      gen = new WorkloadGenerator({
+        seed: Date.now() >>> 0,
+        disks: [{ diskId: 0, sizeBytes: workloadDisk.sizeBytes, target: client }],
+        opsPerSecond: o.writesPerSecond,
+        signal: stopSignal.signal,
+      });
+      running = gen.run();
+    }
+    await step("waiting for the vault's inventory (hosts, clouds, networks, VMs)", () =>
+      waitForInventory(t, control, STARTUP_TIMEOUT_MS),
+    );
+    const ready: LabReady = {
+      topology: t.kind,
+      url: control.url,
+      vaultDir: control.vaultDir,
+      adminTokenFile: join(control.vaultDir, 'admin.token'),
+      managementServers: t.managementServers.map((m) => m.name),
+      walkthrough: walkthroughFor(t),
+      startupSeconds: Math.round((Date.now() - startedMs) / 1000),
+    };
+    const introText = intro(dir, t, ready);
+    o.out(o.json ? JSON.stringify({ event: 'ready', ...ready }) : introText);
 
-    const startedMs = Date.now();
-    const deadline = o.durationSeconds !== undefined ? startedMs + o.durationSeconds * 1000 : Infinity;
+    const readyMs = Date.now();
+    const deadline = o.durationSeconds !== undefined ? readyMs + o.durationSeconds * 1000 : Infinity;
     let lastPrint = 0;
+    const workloadOf = (): LabSnapshot['workload'] =>
+      gen && workloadDisk
+        ? {
+            diskId: workloadDisk.diskId,
+            ops: gen.history.ops.length,
+            bytesWritten: countWrittenBytes(gen.history.ops),
+          }
+        : null;
     while (!stopSignal.signal.aborted && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
       if (Date.now() - lastPrint < 1000) continue;
       lastPrint = Date.now();
-      const snap = await snapshot(lab, cp, gen, startedMs);
+      const snap = await takeSnapshot(t, hosts, control, workloadOf(), readyMs);
       if (o.json) o.out(JSON.stringify({ event: 'status', ...snap }));
-      else if (o.tty)
-        o.out(`\x1b[H\x1b[2J${intro(dir, a.stateDir, b.stateDir, guestPort, cp)}\n${render(snap)}`);
-      else if (Math.round(snap.elapsedSeconds) % 5 === 0) o.out(render(snap));
+      else if (o.tty) o.out(`\x1b[H\x1b[2J${introText}\n${renderSnapshot(snap)}`);
+      else if (snap.elapsedSeconds % 5 === 0) o.out(renderSnapshot(snap));
     }
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    stopSignal.abort();
     gen?.stop();
-    await running;
+    await running.catch(() => undefined);
     for (const c of clients) await c.close().catch(() => undefined);
-    control ??= await controlStarting.catch(() => null);
     await control?.stop();
-    await lab.stop();
+    await hosts?.stop();
     o.out(
       o.json
         ? JSON.stringify({ event: 'stopped', dir })
         : `secondsite lab: stopped; state and logs stay in ${dir}`,
     );
   }
-}
-
-async function snapshot(
-  lab: HostLab,
-  control: ControlPlaneLab,
-  gen: WorkloadGenerator,
-  startedMs: number,
-): Promise<LabSnapshot> {
-  const servers = await control.managementServers().catch(() => null);
-  const rel = await lab
-    .host('host-a')
-    .client.get<RelationshipView>('/v1/relationships/vm1')
-    .catch(() => null);
-  const rep = await lab
-    .host('host-b')
-    .client.get<ReplicaView>('/v1/replicas/vm1')
-    .catch(() => null);
-  const vm = await lab
-    .host('host-a')
-    .client.get<VmStatus>('/v1/vms/vm1')
-    .catch(() => null);
-  const ops = gen.history.ops;
-  const bytesWritten = countWrittenBytes(ops);
-  return {
-    elapsedSeconds: Math.round((Date.now() - startedMs) / 1000),
-    workload: { ops: ops.length, bytesWritten, epochs: ops.at(-1)?.epoch ?? 0 },
-    vm: vm ? { state: vm.state, guest: vm.guest, nics: vm.nics } : null,
-    relationship: rel?.report ?? null,
-    replica: rep
-      ? { points: rep.points, latestPoint: rep.latestPoint, lagMs: rep.lagMs, epoch: rep.epoch }
-      : null,
-    controlPlane: servers
-      ? {
-          url: control.url,
-          managementServers: servers.map((m) => ({
-            name: m.name,
-            connectionState: m.connectionState,
-            lastHeartbeatAt: m.lastHeartbeatAt,
-          })),
-        }
-      : null,
-  };
 }
 
 const counted = new WeakMap<object, { upTo: number; bytes: number }>();
@@ -219,44 +219,32 @@ function countWrittenBytes(ops: ReadonlyArray<{ kind: string; blocks: number }>)
   return c.bytes;
 }
 
-function intro(dir: string, aDir: string, bDir: string, guestPort: number, control: ControlPlaneLab): string {
+function intro(dir: string, t: LabTopology, r: LabReady): string {
+  const servers = t.managementServers;
+  const where = servers
+    .map(
+      (m) =>
+        `  ${m.name}: ${m.hostGroups.map((g) => `host group ${g.name} (${g.hostIds.join(', ')})`).join(', ')}; ` +
+        m.clouds.map((c) => `cloud ${c.name} with VM network ${c.network.name}`).join(', '),
+    )
+    .join('\n');
+  const replicaHost = recoveryHostIds(t)[0];
   return [
-    'secondsite lab: host-a (site A) replicates VM vm1 (disks vm1-d0, vm1-d1) to host-b (site B)',
-    `vault API: ${control.url}   admin token: ${join(control.vaultDir, 'admin.token')}`,
-    `management servers vmm-site-a and vmm-site-b are registered with the vault (heartbeats)`,
+    `secondsite lab (${t.kind === 'single-server' ? 'one management server' : 'two sites'}) is ready after ${r.startupSeconds} s:`,
+    where,
+    `  VMs ${t.vms.map((v) => `${v.vmId} (${v.hostId}, ${v.ipv4})`).join(', ')} run in cloud ${t.primary.cloud}: not protected yet`,
+    `vault API: ${r.url}   admin token: ${r.adminTokenFile}`,
     `state and logs: ${dir}   (Ctrl-C stops)`,
-    `try:  export SECONDSITE_VAULT_DIR=${control.vaultDir}`,
-    `      node bin/secondsite.mjs vault management-server list`,
-    `      curl http://127.0.0.1:${guestPort}/state          (the guest's own report)`,
-    `      node bin/secondsite.mjs host status --state-dir ${aDir}`,
-    `      node bin/secondsite.mjs host replica points vm1 --state-dir ${bDir}`,
-    `      node bin/secondsite.mjs host failover test vm1 --state-dir ${bDir}`,
-    `      node bin/secondsite.mjs host failover test-cleanup vm1 --state-dir ${bDir}`,
-    `logs: ${join(dir, 'logs')}`,
     '',
-  ].join('\n');
-}
-
-function render(s: LabSnapshot): string {
-  const r = s.relationship;
-  const rp = s.replica;
-  const lag = (ms: number | null | undefined): string =>
-    ms === null || ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
-  const g = s.vm?.guest;
-  const cp = s.controlPlane;
-  return [
-    cp
-      ? `vault ${cp.url}: ${cp.managementServers.map((m) => `${m.name} ${m.connectionState}`).join(', ') || 'no management server yet'}`
-      : 'vault: not answering',
-    `t+${s.elapsedSeconds}s  VM vm1 ${s.vm?.state ?? '-'}: guest records ${g ? `${g.lastWrittenSeq} written, ${g.lastDurableSeq} durable` : '-'}; workload on vm1-d1 ${s.workload.ops} ops, ${formatBytes(s.workload.bytesWritten)}`,
-    r
-      ? `replication vm1 -> host-b: ${r.state}, last point ${r.lastPoint ? `#${r.lastPoint.sequence}` : '-'}, lag ${lag(r.lagMs)}, ` +
-        `sent ${formatBytes(r.bytes.wireSent)} (${formatBytes(r.bytes.logicalSent)} logical), ` +
-        `${formatBytes(r.throughputBytesPerSec)}/s, cycles ok ${r.cycles.ok} failed ${r.cycles.failed}, ` +
-        `health ${r.health.level}${r.health.reasons.length ? ` (${r.health.reasons.join('; ')})` : ''}`
-      : 'replication: starting',
-    rp
-      ? `replica on host-b: ${rp.points.length} retained point(s), latest ${rp.latestPoint ? `#${rp.latestPoint.sequence}` : '-'}, lag ${lag(rp.lagMs)}`
-      : 'replica on host-b: waiting for the initial replication',
+    'Protect the VMs (from another terminal):',
+    `  export SECONDSITE_VAULT_DIR=${r.vaultDir}`,
+    `  alias secondsite='node ${BIN}'`,
+    ...r.walkthrough.map((c) => `  secondsite ${c.join(' ')}`),
+    'Then:',
+    '  secondsite vault vm list; secondsite vault host list; secondsite vault job list',
+    ...(replicaHost
+      ? [`  secondsite host replica points ${t.vms[0]?.vmId ?? 'web'} --state-dir ${join(dir, replicaHost)}`]
+      : []),
+    '',
   ].join('\n');
 }
