@@ -16,6 +16,7 @@ import { format, resolveConfig } from 'prettier';
 import { deltaCycleSuite } from './delta-cycle.bench.js';
 import { initialReplicationSuite } from './initial-replication.bench.js';
 import { replicationLagSuite } from './replication-lag.bench.js';
+import { vaultScaleSuite } from './vault-scale.bench.js';
 import {
   nbdAgentVsBare,
   nbdSyncWriteExperiment,
@@ -32,6 +33,7 @@ const SUITES: readonly Suite[] = [
   initialReplicationSuite,
   deltaCycleSuite,
   replicationLagSuite,
+  vaultScaleSuite,
   nbdSyncWriteExperiment,
   nbdAgentVsBare,
 ];
