@@ -1,210 +1,152 @@
 /**
- * Protecting a VM through the vault, end to end (docs/design/protection.md): a vault, two management
- * servers (one per site, each with its own database and site CA), one real host agent per site
- * enrolled into its manager, the fabric described on each manager, a running VM on the primary host.
- * The vault gets both inventories, a policy, a pairing and a network mapping; enabling replication
- * places the replica on the recovery host, authorizes the hosts across the sites (trust groups),
- * starts replication, and the item becomes Protected with recovery points that advance.
+ * Protecting a VM through the vault, end to end (docs/design/protection.md), on two sites with real
+ * host agents (protection-fixtures.ts: a vault, a management server per site with its own database and
+ * site CA, one host agent per site enrolled into its manager, the fabric, a running VM).
+ *
+ * Enabling replication places the replica on the recovery host, authorizes the hosts across the sites
+ * (trust groups), starts replication, and the item becomes Protected with recovery points that
+ * advance; enabling again is harmless. Disabling (sections 6-7): the policy's deleteReplicaOnDisable decides whether the
+ * replica stays on the replica host, `--keep-replica`/`--delete-replica` override it; the item leaves
+ * the list, the primary host no longer replicates, enabling again works; two disables at once are one
+ * job. Deleting the pairing afterwards withdraws the trust it gave (authorization-sync job): the
+ * recovery host's managed authorization list no longer names the primary host.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { ControlClient } from '../../src/control-api/control-client.js';
-import { HostLab } from '../../src/lab/host-lab.js';
-import { ManagerServer, managerControlSocket } from '../../src/manager/manager-server.js';
-import { silentLogger } from '../../src/observability/logger.js';
 import type { AuthorizationView } from '../../src/protocol/host-api/authorization.schema.js';
-import type { CloudView, VmNetworkView, VmView } from '../../src/protocol/vault-api/fabric.schema.js';
-import type { ReplicatedItemDetail } from '../../src/protocol/vault-api/replicated-items.schema.js';
+import type {
+  DisableReplicationResult,
+  ReplicatedItemDetail,
+  ReplicatedItemView,
+} from '../../src/protocol/vault-api/replicated-items.schema.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { startTestVault } from '../vault/vault-fixtures.js';
+import { cli, startTwoSites, until } from './protection-fixtures.js';
 
 const pg = useTestPostgres();
-const bin = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
-const MiB = 1024 * 1024;
 
-/** The CLI in a child process (asynchronously: the management servers answer it from this process). */
-async function cli(...args: string[]): Promise<string> {
-  try {
-    return (await promisify(execFile)(process.execPath, [bin, ...args], { encoding: 'utf8' })).stdout;
-  } catch (e) {
-    const err = e as { stderr?: string; stdout?: string };
-    assert.fail(`secondsite ${args.join(' ')} failed: ${err.stderr ?? ''}${err.stdout ?? ''}`);
-  }
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  assert.fail(`${what} did not happen in ${timeoutMs} ms (last error: ${String(last)})`);
-}
-
-test('enable replication through the vault: placement, cross-site trust, Protected with advancing points', async (t) => {
+test('replication through the vault: enable (placement, cross-site trust, advancing points), disable keeping or deleting the replica (policy, override), enable again; a deleted pairing withdraws trust', async (t) => {
+  const t0 = Date.now();
   const vault = await startTestVault(pg, t);
-  const dir = await mkdtemp(join(tmpdir(), 'ss-protect-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-
-  // two sites: a management server each (own database, site CA, enrolment listener)
-  const managers: Record<
-    'a' | 'b',
-    { server: ManagerServer; dataDir: string; control: ControlClient; id: string }
-  > = {} as never;
-  for (const site of ['a', 'b'] as const) {
-    const { dataDir } = await vault.register(`vmm-site-${site}`);
-    const databaseUrl = await pg.freshDatabase();
-    const server = await ManagerServer.start({
-      dataDir,
-      databaseUrl,
-      log: silentLogger,
-      enrolListen: { host: '127.0.0.1', port: 0 },
-      hostPollIntervalMs: 500,
-      statusIntervalMs: 500,
-    });
-    t.after(async () => {
-      await server.stop();
-      await pg.dropDatabase(databaseUrl);
-    });
-    managers[site] = {
-      server,
-      dataDir,
-      control: new ControlClient(managerControlSocket(dataDir)),
-      id: server.identity.registration.managementServerId,
-    };
-  }
-
-  // one host agent per site, enrolled into its manager (then restarted with its new identity)
-  const lab = await HostLab.create(join(dir, 'hosts'), [{ hostId: 'host-a1' }, { hostId: 'host-b1' }]);
-  t.after(() => lab.stop());
-  for (const [site, hostId] of [
-    ['a', 'host-a1'],
-    ['b', 'host-b1'],
-  ] as const) {
-    const key = join(dir, `${hostId}.key.json`);
-    await cli('manager', 'host', 'enroll-key', '--data-dir', managers[site].dataDir, '--out', key);
-    await cli('host', 'enroll', '--state-dir', lab.host(hostId).stateDir, '--key', key);
-    await lab.stopHost(hostId);
-    await lab.start(hostId);
-  }
-
-  // the fabric of each site: host group, cloud, VM network
-  const fabric = async (site: 'a' | 'b', hostId: string, cloud: string, network: string, cidr: string) => {
-    const c = managers[site].control;
-    await c.post('/v1/host-groups', { name: `hg-${cloud}` });
-    await c.call('PUT', `/v1/hosts/${hostId}/host-group`, { hostGroup: `hg-${cloud}` });
-    await c.post('/v1/clouds', { name: cloud, hostGroups: [`hg-${cloud}`] });
-    await c.post('/v1/vm-networks', { name: network, clouds: [cloud], subnets: [{ cidr }] });
-  };
-  await fabric('a', 'host-a1', 'prod', 'net-prod', '127.1.0.0/24');
-  await fabric('b', 'host-b1', 'dr', 'net-dr', '127.2.0.0/24');
-
-  // a running VM on the primary host, its NIC on net-prod
-  const a1 = lab.host('host-a1');
-  await a1.client.post('/v1/disks', { diskId: 'web-d0', sizeBytes: 8 * MiB });
-  await a1.client.post('/v1/vms', {
-    vmId: 'web',
-    name: 'web',
-    diskIds: ['web-d0'],
-    nics: [{ nicId: 'nic0', network: 'net-prod', ipv4: '127.1.0.10', port: 0 }],
-    guest: { recordsPerSec: 50 },
-  });
-  await a1.client.post('/v1/vms/web/start', {});
-
-  // the vault receives both inventories
+  const { managers, lab, pairing } = await startTwoSites(pg, t, vault);
   const admin = vault.admin;
-  const vm = await until('the VM in the vault', async () => {
-    const vms = (await admin.get<{ vms: VmView[] }>(`/v1/vms?managementServer=${managers.a.id}`)).vms;
-    return vms.find((v) => v.vmId === 'web' && v.cloudId !== null);
-  });
-  const cloudOf = async (site: 'a' | 'b', name: string) =>
-    until(`cloud ${name}`, async () =>
-      (
-        await admin.get<{ clouds: CloudView[] }>(`/v1/clouds?managementServer=${managers[site].id}`)
-      ).clouds.find((c) => c.name === name),
+  const vaultArgs = ['--vault-dir', vault.dataDir];
+  const a1 = lab.host('host-a1').client;
+  const b1 = lab.host('host-b1').client;
+
+  const enable = async (): Promise<ReplicatedItemDetail> => {
+    const out = await cli(
+      'vault',
+      'item',
+      'enable',
+      ...vaultArgs,
+      '--management-server',
+      'vmm-site-a',
+      '--vm',
+      'web',
+      '--wait',
+      '--timeout-seconds',
+      '60',
     );
-  const networkOf = async (site: 'a' | 'b', name: string) =>
-    until(`network ${name}`, async () =>
-      (
-        await admin.get<{ vmNetworks: VmNetworkView[] }>(
-          `/v1/vm-networks?managementServer=${managers[site].id}`,
-        )
-      ).vmNetworks.find((n) => n.name === name),
+    assert.match(out, /Succeeded/);
+    const item = await admin.get<ReplicatedItemDetail>('/v1/replicated-items/web');
+    assert.equal(item.protectionState, 'Protected');
+    return until('points on the replica', async () => {
+      const i = await admin.get<ReplicatedItemDetail>(`/v1/replicated-items/${item.replicatedItemId}`);
+      return i.points.length > 0 ? i : undefined;
+    });
+  };
+  const relationships = async (): Promise<string[]> =>
+    (
+      await a1.get<{ relationships: Array<{ definition: { relationshipId: string } }> }>('/v1/relationships')
+    ).relationships.map((r) => r.definition.relationshipId);
+  /** The points of the replica of `web` on host-b1; null: no replica. */
+  const replicaPoints = async (): Promise<number | null> => {
+    const { replicas } = await b1.get<{ replicas: Array<{ relationshipId: string; points: unknown[] }> }>(
+      '/v1/replicas',
     );
-  const prod = await cloudOf('a', 'prod');
-  const dr = await cloudOf('b', 'dr');
-  assert.equal(vm.cloudId, prod.cloudId);
+    return replicas.find((r) => r.relationshipId === 'web')?.points.length ?? null;
+  };
+  const items = async (): Promise<ReplicatedItemView[]> =>
+    (await admin.get<{ items: ReplicatedItemView[] }>('/v1/replicated-items')).items;
 
-  // policy, pairing, network mapping
-  await admin.post('/v1/policies', { name: 'continuous', copyFrequencySeconds: 0, retentionHours: 2 });
-  await admin.post('/v1/cloud-pairings', {
-    primaryManagementServerId: managers.a.id,
-    primaryCloudId: prod.cloudId,
-    recoveryManagementServerId: managers.b.id,
-    recoveryCloudId: dr.cloudId,
-    policy: 'continuous',
-  });
-  await admin.post('/v1/network-mappings', {
-    sourceManagementServerId: managers.a.id,
-    sourceVmNetworkId: (await networkOf('a', 'net-prod')).vmNetworkId,
-    targetManagementServerId: managers.b.id,
-    targetVmNetworkId: (await networkOf('b', 'net-dr')).vmNetworkId,
-  });
-
-  // enable replication through the CLI, waiting for the job
-  const out = await cli(
-    'vault',
-    'item',
-    'enable',
-    '--vault-dir',
-    vault.dataDir,
-    '--management-server',
-    'vmm-site-a',
-    '--vm',
-    'web',
-    '--wait',
-    '--timeout-seconds',
-    '120',
-  );
-  assert.match(out, /Succeeded/);
-  const item = await admin.get<ReplicatedItemDetail>('/v1/replicated-items/web');
-  assert.equal(item.protectionState, 'Protected');
-  assert.equal(item.replicaHostId, 'host-b1');
-  assert.equal(item.storageLocation, 'default');
-  assert.ok(item.lastPointId, 'a last recovery point');
-
+  t.diagnostic(`t+${Date.now() - t0} ms: setup`);
+  // 1. the policy keeps the replica (deleteReplicaOnDisable false, the default)
+  const first = await enable();
+  assert.equal(first.replicaHostId, 'host-b1');
+  assert.equal(first.storageLocation, 'default');
+  assert.ok(first.lastPointId, 'a last recovery point');
+  assert.deepEqual(await relationships(), ['web']);
   // the hosts trust each other through their sites' CAs, as the pairing says
-  const b1Auth = await lab.host('host-b1').client.get<AuthorizationView>('/v1/authorization');
-  assert.deepEqual(
-    b1Auth.entries.filter((e) => e.source === 'managed').map((e) => [e.primaryHostId, e.trustGroup]),
-    [['host-a1', managers.a.id]],
-  );
-  // the replica keeps points, and they advance while the VM runs
-  const first = await until('points on the item', async () => {
-    const i = await admin.get<ReplicatedItemDetail>(`/v1/replicated-items/${item.replicatedItemId}`);
-    return i.points.length > 0 ? i : undefined;
-  });
+  const managed = async (): Promise<string[]> =>
+    (await b1.get<AuthorizationView>('/v1/authorization')).entries
+      .filter((e) => e.source === 'managed')
+      .map((e) => `${e.primaryHostId}@${e.trustGroup}`);
+  assert.deepEqual(await managed(), [`host-a1@${managers.a.id}`]);
+  // the points advance while the VM runs
   await until('a newer point', async () => {
-    const i = await admin.get<ReplicatedItemDetail>(`/v1/replicated-items/${item.replicatedItemId}`);
+    const i = await admin.get<ReplicatedItemDetail>(`/v1/replicated-items/${first.replicatedItemId}`);
     return i.lastPointId !== first.lastPointId && i.replicationHealth === 'Normal' ? i : undefined;
   });
-
   // enabling again is harmless: same item, no new job
   const again = await admin.post<{ items: Array<{ replicatedItemId: string; jobId: string | null }> }>(
     '/v1/replicated-items',
     { managementServerId: managers.a.id, vmIds: ['web'] },
   );
-  assert.equal(again.items[0]?.replicatedItemId, item.replicatedItemId);
-  assert.equal(again.items[0]?.jobId, item.enableJobId);
+  assert.equal(again.items[0]?.replicatedItemId, first.replicatedItemId);
+  assert.equal(again.items[0]?.jobId, first.enableJobId);
+
+  const out = await cli('vault', 'item', 'disable', 'web', ...vaultArgs, '--wait');
+  t.diagnostic(`t+${Date.now() - t0} ms: first disable`);
+  assert.match(out, /keeping the replica/);
+  assert.match(out, /Succeeded/);
+  assert.deepEqual(await items(), [], 'the item left the list');
+  assert.deepEqual(await relationships(), [], 'the primary host no longer replicates');
+  const kept = await replicaPoints();
+  assert.ok(kept !== null && kept > 0, `the replica stays, with its points (${kept})`);
+  await assert.rejects(
+    admin.call('DELETE', `/v1/replicated-items/${first.replicatedItemId}`),
+    /no replicated item/,
+  );
+
+  // 2. enabling again works (the kept replica is taken up again or replaced); the policy now says
+  //    delete, --keep-replica overrides it; two disables at once are one job
+  const second = await enable();
+  assert.notEqual(second.replicatedItemId, first.replicatedItemId);
+  await admin.call('PUT', '/v1/policies/continuous', { deleteReplicaOnDisable: true });
+  t.diagnostic(`t+${Date.now() - t0} ms: second enable`);
+  const [d1, d2] = await Promise.all([
+    admin.call<DisableReplicationResult>('DELETE', '/v1/replicated-items/web?deleteReplica=false'),
+    admin.call<DisableReplicationResult>('DELETE', '/v1/replicated-items/web'),
+  ]);
+  assert.equal(d1.jobId, d2.jobId, 'a Disabling item answers its running job');
+  assert.equal(d1.deleteReplica, d2.deleteReplica, "the running job's choice holds for both");
+  await cli('vault', 'job', 'wait', d1.jobId, ...vaultArgs, '--timeout', '60');
+  assert.deepEqual(await items(), []);
+  assert.equal(
+    (await replicaPoints()) === null,
+    d1.deleteReplica,
+    `the replica is ${d1.deleteReplica ? 'deleted' : 'kept'} as the job said`,
+  );
+
+  t.diagnostic(`t+${Date.now() - t0} ms: second disable`);
+  // 3. the policy deletes the replica
+  await enable();
+  const out3 = await cli('vault', 'item', 'disable', 'web', ...vaultArgs, '--wait');
+  assert.match(out3, /deleting the replica/);
+  assert.deepEqual(await items(), []);
+  assert.equal(await replicaPoints(), null, 'the replica is gone from the replica host');
+  assert.deepEqual(await relationships(), []);
+
+  t.diagnostic(`t+${Date.now() - t0} ms: third disable`);
+  // 4. the pairing's trust: named on the recovery host while the pairing exists, withdrawn after
+  assert.deepEqual(await managed(), [`host-a1@${managers.a.id}`]);
+  await admin.call('DELETE', `/v1/cloud-pairings/${pairing.pairingId}`);
+  await until('the trust withdrawn from host-b1', async () =>
+    (await managed()).length === 0 ? true : undefined,
+  );
+  const a1Managed = (await a1.get<AuthorizationView>('/v1/authorization')).entries.filter(
+    (e) => e.source === 'managed',
+  );
+  assert.deepEqual(a1Managed, [], 'and the mirror entries from host-a1');
 });
