@@ -87,6 +87,7 @@ export class ControlPlaneLab {
         token: (await readFile(join(vaultDir, 'admin.token'), 'utf8')).trim(),
       });
       const lab = new ControlPlaneLab(vaultDir, url, admin, processes, logs);
+      // registration keys: only the newest is valid, so one server at a time; then all start at once
       for (const s of sites) {
         const key = await admin.post<RegistrationKeyFile>('/v1/registration-keys', { expiresInHours: 1 });
         const keyFile = join(dir, `${s.managementServerName}.vaultcredentials`);
@@ -97,32 +98,40 @@ export class ControlPlaneLab {
           managementServerName: s.managementServerName,
           nodeName: 'node-1',
         });
-        const ml = logFor(s.managementServerName);
-        const manager = await spawnServe(
-          [],
-          [
-            'manager',
-            'serve',
-            '--data-dir',
-            s.dataDir,
-            '--enrol-listen',
-            '127.0.0.1:0',
-            '--host-poll-interval',
-            String(options.hostPollIntervalSeconds ?? 10),
-          ],
-          ml.stream,
-          s.managementServerName,
-          ml.path,
-          env,
-        );
-        processes.push(manager);
+      }
+      const started = await Promise.allSettled(
+        sites.map((s) => {
+          const ml = logFor(s.managementServerName);
+          return spawnServe(
+            [],
+            [
+              'manager',
+              'serve',
+              '--data-dir',
+              s.dataDir,
+              '--enrol-listen',
+              '127.0.0.1:0',
+              '--host-poll-interval',
+              String(options.hostPollIntervalSeconds ?? 10),
+            ],
+            ml.stream,
+            s.managementServerName,
+            ml.path,
+            env,
+          );
+        }),
+      );
+      for (const r of started) if (r.status === 'fulfilled') processes.push(r.value);
+      sites.forEach((s, i) => {
+        const r = started[i];
+        if (r?.status !== 'fulfilled') throw r?.reason;
         lab.managers.push({
           name: s.managementServerName,
-          managementServerId: String(manager.ready['managementServerId']),
+          managementServerId: String(r.value.ready['managementServerId']),
           dataDir: s.dataDir,
           control: new ControlClient(managerControlSocket(s.dataDir)),
         });
-      }
+      });
       return lab;
     } catch (e) {
       for (const p of processes.reverse()) await stopServe(p.child);
