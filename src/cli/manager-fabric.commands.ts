@@ -27,6 +27,7 @@ import {
   requireString,
   type Parsed,
 } from './args.js';
+import type { ManagementVmView } from '../manager/fabric/management-vm.js';
 import type { Command } from './command.js';
 import { table } from './simple-command.js';
 
@@ -569,7 +570,59 @@ send's error, if any.`,
   },
 );
 
+const managementVmText = (v: ManagementVmView): string =>
+  v.managementVm
+    ? `this management server runs in VM ${v.managementVm.vmId} on host ${v.managementVm.hostId}: the vault will not protect it nor pair a cloud that holds it`
+    : 'no management server VM is set (the management server does not run on one of its hosts)';
+
+const managementVmSetUsage = `usage: secondsite manager management-vm set HOST/VM
+
+Names the VM that runs this management server, when it runs on one of its own hosts (the single
+management server topology). The vault then refuses to pair a cloud that holds it and to protect it:
+protect it with host replication directly ('secondsite host replication enable' on its host), as
+the complete-outage runbook expects.`;
+const managementVmSet = fabricCommand(
+  ['management-vm', 'set'],
+  'name the VM that runs this management server',
+  managementVmSetUsage,
+  {},
+  async (call, p) => {
+    const ref = p.positionals[0] ?? '';
+    const slash = ref.indexOf('/');
+    if (slash < 1)
+      throw new SecondsiteError('SECONDSITE_ERR_INVALID_ARGUMENT', `give HOST/VM\n\n${managementVmSetUsage}`);
+    const v = await call<ManagementVmView>('PUT', '/v1/management-vm', {
+      hostId: ref.slice(0, slash),
+      vmId: ref.slice(slash + 1),
+    });
+    return { json: v, text: managementVmText(v) };
+  },
+);
+const managementVmShow = fabricCommand(
+  ['management-vm', 'show'],
+  'show the VM that runs this management server',
+  'usage: secondsite manager management-vm show',
+  {},
+  async (call) => {
+    const v = await call<ManagementVmView>('GET', '/v1/management-vm');
+    return { json: v, text: managementVmText(v) };
+  },
+);
+const managementVmClear = fabricCommand(
+  ['management-vm', 'clear'],
+  'forget the management server VM setting',
+  'usage: secondsite manager management-vm clear',
+  {},
+  async (call) => {
+    const v = await call<ManagementVmView>('DELETE', '/v1/management-vm');
+    return { json: v, text: managementVmText(v) };
+  },
+);
+
 export const managerFabricCommands: readonly Command[] = [
+  managementVmSet,
+  managementVmShow,
+  managementVmClear,
   hostGroupCreate,
   hostGroupList,
   hostGroupDelete,

@@ -19,6 +19,7 @@ import { registerProtectionCommands } from './protection/protection-commands.js'
 import { DEFAULT_STATUS_INTERVAL_MS, StatusReporter } from './protection/status-reporter.js';
 import { managerRoutes } from './manager-routes.js';
 import { createFabric, fabricRoutes } from './fabric/fabric.routes.js';
+import { managementVmRoutes } from './fabric/management-vm.js';
 import { DEFAULT_ENROL_LISTEN, EnrolmentListener } from './enrolment/enrolment-listener.js';
 import { EnrolmentService } from './enrolment/enrolment.service.js';
 import { ensureSiteCa, type SiteCa } from './enrolment/site-ca.js';
@@ -154,6 +155,7 @@ export class ManagerServer {
         ...managerRoutes({ db, identity, session, dataDir: options.dataDir }),
         ...hostsRoutes({ db, enrolment, poller }),
         ...fabricRoutes(fabric),
+        ...managementVmRoutes(db),
       ],
       options.log.child({ component: 'control' }),
     );

@@ -19,6 +19,7 @@ import type {
 import { inventorySchema, type Inventory } from '../../src/protocol/vault-api/inventory.schema.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { hostReport, startFabric, type FabricFixture } from './fabric-fixtures.js';
+import type { ManagementVmView } from '../../src/manager/fabric/management-vm.js';
 
 const pg = useTestPostgres();
 
@@ -606,4 +607,22 @@ test('a management server that does not run: the CLI says how to start it', asyn
     err,
     /SECONDSITE_ERR_CONNECTION_LOST: the management server is not running \(no answer on .*manager\.sock\); start it with 'secondsite manager serve' --data-dir /,
   );
+});
+
+test("the management server's VM: set through the CLI, carried in the inventory, cleared", async (t) => {
+  const f = await startFabric(pg, t);
+  await f.insertHost('h1', null);
+  const before = await f.version();
+  const set = await f.cliJson<ManagementVmView>('management-vm', 'set', 'h1/vmm');
+  assert.deepEqual(set.managementVm, { hostId: 'h1', vmId: 'vmm' });
+  assert.ok((await f.version()) > before, 'the inventory version moves');
+  const inv = await f.cliJson<{ managementVm: unknown }>('inventory');
+  assert.deepEqual(inv.managementVm, { hostId: 'h1', vmId: 'vmm' });
+  const unknown = await f.cli('management-vm', 'set', 'h9/vmm');
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.err, /host h9 is not enrolled/);
+  const bad = await f.cli('management-vm', 'set', 'vmm');
+  assert.match(bad.err, /give HOST\/VM/);
+  assert.deepEqual((await f.cliJson<ManagementVmView>('management-vm', 'clear')).managementVm, null);
+  assert.match((await f.cli('management-vm', 'show')).out, /no management server VM is set/);
 });

@@ -16,6 +16,7 @@ import { silentLogger } from '../../src/observability/logger.js';
 import { openDatabase, type Database } from '../../src/persistence/database.js';
 import type { HostInventory } from '../../src/protocol/host-api/manager-peer.schema.js';
 import type { TestPostgres } from '../../src/testing/postgres/test-postgres.js';
+import { managementVmRoutes } from '../../src/manager/fabric/management-vm.js';
 
 export interface CliResult {
   code: number;
@@ -40,7 +41,7 @@ export async function startFabric(pg: TestPostgres, t: Pick<TestContext, 'after'
   const dataDir = await mkdtemp(join(tmpdir(), 'ss-fabric-'));
   const db = await openDatabase({ databaseUrl, dataDir, component: 'manager' });
   const fabric = createFabric({ db, dataDir, managementServerName: 'vmm-east', log: silentLogger });
-  const control = new ControlServer(fabricRoutes(fabric), silentLogger);
+  const control = new ControlServer([...fabricRoutes(fabric), ...managementVmRoutes(db)], silentLogger);
   await control.listen(managerControlSocket(dataDir));
   t.after(async () => {
     await control.close();

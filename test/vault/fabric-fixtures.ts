@@ -24,6 +24,7 @@ export function syntheticInventory(o: SyntheticOptions): Inventory {
   const inv: Inventory = {
     inventoryVersion: o.version,
     siteCaCertPem: TEST_SITE_CA_PEM,
+    managementVm: null,
     hostGroups: [{ hostGroupId: 'hg-all', name: 'All-Hosts', parentHostGroupId: null }],
     hosts: [],
     clouds: [],

@@ -77,6 +77,10 @@ export async function readFabric(q: Queryable): Promise<FabricRows> {
 
   return {
     inventoryVersion,
+    managementVm:
+      (
+        await q.query<{ host_id: string; vm_id: string }>('SELECT host_id, vm_id FROM management_vm')
+      ).rows.map((r) => ({ hostId: r.host_id, vmId: r.vm_id }))[0] ?? null,
     hostGroups: groups.rows.map((g) => ({
       hostGroupId: g.host_group_id,
       name: g.name,

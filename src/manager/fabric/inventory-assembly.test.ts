@@ -32,6 +32,7 @@ const host = (
 });
 
 const rows: FabricRows = {
+  managementVm: null,
   inventoryVersion: 7,
   hostGroups: [
     { hostGroupId: 'hg-top', name: 'top', parentHostGroupId: null },
@@ -75,4 +76,10 @@ test('VMs are placed through nested host groups; NICs get their VM network id; w
   assert.equal(problems.length, 2, problems.join('\n'));
   assert.match(problems[0] ?? '', /host host\.c left out: its id is not a lower-case DNS label/);
   assert.match(problems[1] ?? '', /VM bad id! on host host-d left out: vmId/);
+});
+
+test("the management server's VM, when set, travels in the inventory", () => {
+  assert.equal(assembleInventory(rows, PEM).inventory.managementVm, null);
+  const set = { hostId: 'h1', vmId: 'vmm' };
+  assert.deepEqual(assembleInventory({ ...rows, managementVm: set }, PEM).inventory.managementVm, set);
 });

@@ -69,6 +69,8 @@ export interface FabricRows {
   readonly clouds: CloudRow[];
   readonly vmNetworks: VmNetworkRow[];
   readonly storageClassifications: StorageClassificationRow[];
+  /** The VM that runs this management server, when it runs on one of its hosts. */
+  readonly managementVm: { readonly hostId: string; readonly vmId: string } | null;
 }
 
 const POWER_STATES = new Set<InventoryVm['powerState']>([
@@ -149,6 +151,7 @@ export function assembleInventory(
     inventory: {
       inventoryVersion: rows.inventoryVersion,
       siteCaCertPem,
+      managementVm: rows.managementVm === null ? null : { ...rows.managementVm },
       hostGroups: rows.hostGroups.map((g) => ({
         hostGroupId: g.hostGroupId,
         name: g.name,

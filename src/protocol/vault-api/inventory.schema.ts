@@ -145,6 +145,15 @@ export const inventorySchema = z
       .string()
       .max(16 * 1024)
       .regex(/^-----BEGIN CERTIFICATE-----/, 'a PEM certificate'),
+    /**
+     * The VM that runs this management server, when it runs on one of its own hosts (single
+     * management server topology): the vault refuses to protect it or to pair a cloud that holds it.
+     */
+    managementVm: z
+      .object({ hostId: hostIdSchema, vmId: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/) })
+      .strict()
+      .nullable()
+      .default(null),
     hostGroups: z.array(hostGroupSchema).max(10_000),
     hosts: z.array(inventoryHostSchema).max(10_000),
     clouds: z.array(cloudSchema).max(1000),

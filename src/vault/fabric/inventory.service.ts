@@ -231,9 +231,14 @@ export class InventoryService {
     // hosts reported disconnected raise an alert, connected again resolve it (host-disconnected)
     await reconcileHostAlerts(tx, ms, row.name);
     await tx.query(
-      `UPDATE management_servers SET inventory_version = $2, site_ca_cert_pem = $3,
+      `UPDATE management_servers SET inventory_version = $2, site_ca_cert_pem = $3, management_vm = $4,
          inventory_received_at = now() WHERE management_server_id = $1`,
-      [ms, inv.inventoryVersion, inv.siteCaCertPem],
+      [
+        ms,
+        inv.inventoryVersion,
+        inv.siteCaCertPem,
+        inv.managementVm === null ? null : JSON.stringify(inv.managementVm),
+      ],
     );
     return { inventoryVersion: inv.inventoryVersion, applied: true };
   }

@@ -15,6 +15,7 @@
  * pairing of the same clouds); a missing cloud that only the pairing kept is deleted with it.
  */
 import { SecondsiteError } from '../../domain/errors.js';
+import { refuseManagementVmInCloud } from '../protection/management-vm.js';
 import type { Database, Queryable } from '../../persistence/database.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../../persistence/postgres-errors.js';
 import type { CreatePairingBody, PairingView } from '../../protocol/vault-api/pairings.schema.js';
@@ -164,6 +165,7 @@ export class PairingsService {
         );
       }
     }
+    await refuseManagementVmInCloud(tx, primary.ms, primary.cloud);
     const policy = await tx.query<{ policy_id: string }>(
       'SELECT policy_id FROM replication_policies WHERE name = $1 FOR SHARE',
       [body.policy],

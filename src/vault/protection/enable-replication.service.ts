@@ -8,6 +8,7 @@ import { SecondsiteError } from '../../domain/errors.js';
 import type { Database } from '../../persistence/database.js';
 import type { EnableReplicationRequest } from '../../protocol/vault-api/replicated-items.schema.js';
 import { newId } from '../auth/secret-token.js';
+import { refuseManagementVm } from './management-vm.js';
 import type { JobsService } from '../jobs/jobs.service.js';
 import { startEnableReplication } from './enable-replication.job.js';
 
@@ -80,6 +81,12 @@ export async function enableReplication(
   const vms = {
     rows: request.vmIds === undefined ? all.rows : request.vmIds.map((ref) => pick(all.rows, ref, ms)),
   };
+  const server = await db.query<{ name: string; management_vm: { hostId: string; vmId: string } | null }>(
+    'SELECT name, management_vm FROM management_servers WHERE management_server_id = $1',
+    [ms],
+  );
+  for (const vm of vms.rows)
+    refuseManagementVm(server.rows[0]?.management_vm ?? null, vm, server.rows[0]?.name ?? ms);
   const unpaired = vms.rows.filter((v) => v.pairing_id === null);
   if (unpaired.length > 0) {
     throw new SecondsiteError(
