@@ -202,13 +202,17 @@ export class VaultServer {
     this.monitor = setInterval(() => {
       this.monitorRun = this.monitorRun
         .then(async () => {
-          const lost = await this.managementServers.markLostHeartbeats();
+          // two independent checks: one failing must not skip the other
+          const lost = await this.managementServers.markLostHeartbeats().catch((e: unknown) => {
+            this.log.error('heartbeat monitor failed', { error: e });
+            return [];
+          });
           if (lost.length > 0) this.log.warn('management servers lost their heartbeat', { lost });
           const alerts = await monitorProtectionAlerts(this.db);
           if (alerts.raised.length + alerts.resolved.length > 0)
             this.log.info('protection alerts changed', { ...alerts });
         })
-        .catch((e: unknown) => this.log.error('heartbeat and protection monitor failed', { error: e }));
+        .catch((e: unknown) => this.log.error('protection monitor failed', { error: e }));
     }, intervalMs);
   }
 
