@@ -84,16 +84,18 @@ export async function startVms(t: LabTopology, hosts: HostLab): Promise<void> {
 
 /**
  * Waits until the vault's inventory holds every host (connected, with its storage), every VM in its
- * cloud, and every cloud and VM network of the topology: what pairing and enabling need.
+ * cloud, and every cloud and VM network of the topology: what pairing and enabling need. Returns
+ * early when `signal` aborts.
  */
 export async function waitForInventory(
   t: LabTopology,
   cp: ControlPlaneLab,
   timeoutMs: number,
+  signal: AbortSignal,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let missing = 'the vault';
-  for (;;) {
+  while (!signal.aborted) {
     try {
       const m = await inventoryGaps(t, cp);
       if (m.length === 0) return;

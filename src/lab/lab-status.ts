@@ -29,6 +29,8 @@ export interface LabSnapshot {
     cloudName: string | null;
     state: VmStatus['state'] | null;
     guest: { lastWrittenSeq: number; lastDurableSeq: number } | null;
+    /** The guest's own report over HTTP on its NIC (`curl` it), while it runs. */
+    guestUrl: string | null;
   }>;
   /** The block workload on a data disk. */
   workload: { diskId: string; ops: number; bytesWritten: number } | null;
@@ -78,6 +80,7 @@ export async function takeSnapshot(
         .client.get<VmStatus>(`/v1/vms/${vm.vmId}`)
         .catch(() => null);
       const inVault = vaultVms.find((v) => v.vmId === vm.vmId && v.hostId === vm.hostId);
+      const nic = live?.nics[0];
       return {
         vmId: vm.vmId,
         hostId: vm.hostId,
@@ -86,6 +89,7 @@ export async function takeSnapshot(
         guest: live?.guest
           ? { lastWrittenSeq: live.guest.lastWrittenSeq, lastDurableSeq: live.guest.lastDurableSeq }
           : null,
+        guestUrl: nic?.port ? `http://${nic.ipv4}:${nic.port}/state` : null,
       };
     }),
   );
@@ -134,7 +138,7 @@ export function renderSnapshot(s: LabSnapshot): string {
     `hosts: ${s.hosts.map((h) => `${h.hostId} (${h.managementServerName}/${h.hostGroupName ?? '-'}) ${h.connectionState}`).join(', ') || '-'}`,
     ...s.vms.map(
       (v) =>
-        `VM ${v.vmId} on ${v.hostId} in cloud ${v.cloudName ?? '-'}: ${v.state ?? '-'}, guest records ${v.guest ? `${v.guest.lastWrittenSeq} written, ${v.guest.lastDurableSeq} durable` : '-'}`,
+        `VM ${v.vmId} on ${v.hostId} in cloud ${v.cloudName ?? '-'}: ${v.state ?? '-'}, guest records ${v.guest ? `${v.guest.lastWrittenSeq} written, ${v.guest.lastDurableSeq} durable` : '-'}${v.guestUrl ? ` (${v.guestUrl})` : ''}`,
     ),
   ];
   if (s.workload)

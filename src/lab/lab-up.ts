@@ -128,7 +128,7 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       throw failed.status === 'rejected' ? failed.reason : new Error('the lab did not start');
     }
     const step = async (what: string, f: () => Promise<void>): Promise<void> => {
-      if (stopSignal.signal.aborted) throw new Error('stopped before the lab was ready');
+      if (stopSignal.signal.aborted) return; // Ctrl-C while starting: stop without the remaining steps
       const atSeconds = Math.round((Date.now() - startedMs) / 1000);
       o.out(o.json ? JSON.stringify({ event: 'step', what, atSeconds }) : `  t+${atSeconds}s ${what}`);
       await f();
@@ -136,6 +136,7 @@ export async function labUp(o: LabUpOptions): Promise<number> {
     await step('enrolling the hosts into their management servers', () => enrolHosts(dir, t, hosts, control));
     await step('describing the fabric: host groups, clouds, VM networks', () => describeFabric(t, control));
     await step('starting the guest VMs', () => startVms(t, hosts));
+    if (stopSignal.signal.aborted) return 0;
     const workloadVm = t.vms.find((v) => v.workloadDiskId !== undefined);
     const workloadDisk = workloadVm?.disks.find((d) => d.diskId === workloadVm.workloadDiskId);
     if (workloadVm && workloadDisk && o.writesPerSecond > 0) {
@@ -153,8 +154,9 @@ export async function labUp(o: LabUpOptions): Promise<number> {
       running = gen.run();
     }
     await step("waiting for the vault's inventory (hosts, clouds, networks, VMs)", () =>
-      waitForInventory(t, control, STARTUP_TIMEOUT_MS),
+      waitForInventory(t, control, STARTUP_TIMEOUT_MS, stopSignal.signal),
     );
+    if (stopSignal.signal.aborted) return 0;
     const ready: LabReady = {
       topology: t.kind,
       url: control.url,

@@ -25,7 +25,7 @@ export interface RunningLab {
 }
 
 /** Starts `secondsite lab up ARGS --dir DIR --output json` and waits for its ready line. */
-export async function startLab(dir: string, args: string[], readyTimeoutMs = 150_000): Promise<RunningLab> {
+export async function startLab(dir: string, args: string[], readyTimeoutMs = 200_000): Promise<RunningLab> {
   const child = spawn(process.execPath, [bin, 'lab', 'up', '--dir', dir, '--output', 'json', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

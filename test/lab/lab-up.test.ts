@@ -82,6 +82,12 @@ test('lab up, then the walkthrough: policy, pairing, network mapping, enable the
       ],
     );
     assert.deepEqual(status.items, [], 'nothing is protected before the walkthrough');
+    // the guests answer on their NICs' addresses on net-prod
+    for (const vm of status.vms ?? []) {
+      assert.match(vm.guestUrl ?? '', /^http:\/\/127\.1\.0\.1[01]:\d+\/state$/);
+      const answer = await fetch(vm.guestUrl ?? '');
+      assert.match(await answer.text(), /Seq/, `${vm.vmId}'s guest answers`);
+    }
 
     // the walkthrough
     assert.match(
