@@ -16,6 +16,7 @@
  * then, separately, the sustained heartbeat rate with 32 concurrent senders. Targets are absolute
  * (the issue's): list/read p99 < 100 ms, vault memory < 500 MB. There is no peer program.
  */
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { cpus, loadavg } from 'node:os';
@@ -83,6 +84,23 @@ async function memoryOf(pid: number): Promise<{ rss: number; anon: number; shmem
   const kb = (key: string): number =>
     Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
   return { rss: kb('VmRSS'), anon: kb('RssAnon'), shmem: kb('RssShmem') };
+}
+
+/** CPU time (user + system) a process used so far, in seconds. */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // after the comm: state(0) ppid(1) ... utime(11) stime(12), in clock ticks (100 per second here)
+  return (Number(f[11] ?? 0) + Number(f[12] ?? 0)) / 100;
+}
+
+/** CPU seconds of PostgreSQL: the postmaster, its exited children (reaped) and its live ones. */
+async function postgresCpuSeconds(postmasterPid: number): Promise<number> {
+  const stat = await readFile(`/proc/${postmasterPid}/stat`, 'utf8').catch(() => '');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let total = (Number(f[13] ?? 0) + Number(f[14] ?? 0)) / 100; // cutime + cstime
+  for (const pid of await postgresPids(postmasterPid)) total += await cpuSecondsOf(pid);
+  return total;
 }
 
 /** The postmaster and its children (backends, checkpointer ...). */
@@ -346,7 +364,7 @@ export const vaultScaleSuite: Suite = {
         const partner = partnerOf(s.index, SERVERS);
         for (let k = 0; k < VMS_PER_SERVER; k++) {
           rows.push({
-            id: `item_${s.index.toString(16).padStart(4, '0')}${k.toString(16).padStart(4, '0')}${Math.random().toString(16).slice(2, 10)}`,
+            id: `item_${randomBytes(12).toString('hex')}`, // as newId('item') makes them
             ms: s.id,
             vm: vmId(s.index, k),
             name: `ms${s.index}-vm-${k}`,
@@ -461,11 +479,19 @@ export const vaultScaleSuite: Suite = {
           [probe.id, JSON.stringify(probeStatus.relationships)],
         ),
         await explain(
-          'status ingest, replica side (100 rows x 24 points)',
+          'status ingest, replica side (100 rows x 24 points, unchanged), as before 2026-11-22 18:00',
           `UPDATE replicated_items i SET points = r.points, updated_at = now()
            FROM json_to_recordset($2::json) AS r("hostId" text, "relationshipId" text, points jsonb)
            WHERE i.recovery_management_server_id = $1 AND i.replica_host_id = r."hostId"
              AND i.vm_id = r."relationshipId"`,
+          [probe.id, JSON.stringify(probeStatus.replicas)],
+        ),
+        await explain(
+          'status ingest, replica side (100 rows x 24 points, unchanged), as now (unchanged points not written)',
+          `UPDATE replicated_items i SET points = r.points, updated_at = now()
+           FROM json_to_recordset($2::json) AS r("hostId" text, "relationshipId" text, points jsonb)
+           WHERE i.recovery_management_server_id = $1 AND i.replica_host_id = r."hostId"
+             AND i.vm_id = r."relationshipId" AND i.points IS DISTINCT FROM r.points`,
           [probe.id, JSON.stringify(probeStatus.replicas)],
         ),
       ];
@@ -487,6 +513,13 @@ export const vaultScaleSuite: Suite = {
         readNewConn: [],
       };
       let peak = await memory();
+      const cpuAtStart = {
+        vault: await cpuSecondsOf(vault.proc.pid),
+        postgres: await postgresCpuSeconds(db.pid),
+        bench: process.cpuUsage(),
+        reports: ingestMs.length,
+      };
+      const loadStarted = performance.now();
       const loadEnd = performance.now() + loadSeconds * 1000;
       let round = 0;
       let loadAvgPeak = loadavg()[0] ?? 0;
@@ -522,6 +555,19 @@ export const vaultScaleSuite: Suite = {
         }
         await sleep(20);
       }
+      const loadElapsedS = (performance.now() - loadStarted) / 1000;
+      const cpuShare = {
+        vault: (await cpuSecondsOf(vault.proc.pid)) - cpuAtStart.vault,
+        postgres: (await postgresCpuSeconds(db.pid)) - cpuAtStart.postgres,
+        bench: (() => {
+          const u = process.cpuUsage(cpuAtStart.bench);
+          return (u.user + u.system) / 1e6;
+        })(),
+        reports: ingestMs.length - cpuAtStart.reports,
+      };
+      notes.push(
+        `CPU during the ${loadElapsedS.toFixed(0)} s under provider load (${cpuShare.reports} status reports, ~${Math.round((SERVERS * loadElapsedS) / (HEARTBEAT_INTERVAL_MS / 1000))} heartbeats, the list/read requests): vault ${cpuShare.vault.toFixed(1)} s, PostgreSQL ${cpuShare.postgres.toFixed(1)} s, this bench process (100 providers' TLS and documents, the reader) ${cpuShare.bench.toFixed(1)} s; per status report at most ${((1000 * cpuShare.vault) / Math.max(1, cpuShare.reports)).toFixed(0)} ms vault + ${((1000 * cpuShare.postgres) / Math.max(1, cpuShare.reports)).toFixed(0)} ms PostgreSQL CPU (all the load counted against the reports)`,
+      );
       // a whole walk of the list by cursor, as `vault item list --all` would
       t0 = performance.now();
       let after: string | null = '';
@@ -712,6 +758,12 @@ export const vaultScaleSuite: Suite = {
           mFirstIngest,
           mInventory,
           mHb,
+          measurement('vault CPU under provider load', '% of a core', false, {
+            vault: [(100 * cpuShare.vault) / loadElapsedS],
+          }),
+          measurement('PostgreSQL CPU under provider load', '% of a core', false, {
+            vault: [(100 * cpuShare.postgres) / loadElapsedS],
+          }),
           mVaultMem,
           mPgMem,
         ],

@@ -110,9 +110,14 @@ export function scaleInventory(i: number, vmsPerServer: number, version: number)
   return inv;
 }
 
+/** The copy frequency of the benchmark's policy: a new point every 5 minutes. */
+export const COPY_FREQUENCY_MS = 300_000;
+
 /**
- * Server i's replication status at `now`: every relationship healthy with a point cut `now - 60 s`,
- * and `pointsPerItem` points (one every 5 minutes, the newest at that cut) per replica it keeps.
+ * Server i's replication status at `now`, as a manager reports it: every relationship healthy, its
+ * last point the latest cut on the 5-minute grid and its lag the time since (so the relationships
+ * change at every report, as the lag does); `pointsPerItem` points per replica it keeps, one every
+ * 5 minutes (so the replicas change once per copy interval, not at every report).
  */
 export function scaleStatus(
   i: number,
@@ -122,7 +127,7 @@ export function scaleStatus(
   now: number,
 ): ReplicationStatus {
   const partner = partnerOf(i, servers);
-  const cutMs = now - 60_000;
+  const cutMs = Math.floor(now / COPY_FREQUENCY_MS) * COPY_FREQUENCY_MS;
   const relationships: ReplicationStatus['relationships'] = [];
   const replicas: ReplicationStatus['replicas'] = [];
   for (let k = 0; k < vmsPerServer; k++) {
@@ -136,14 +141,14 @@ export function scaleStatus(
       healthReasons: [],
       lastPointId: `pt-${cutMs}`,
       lastPointCutAt: new Date(cutMs).toISOString(),
-      lagSeconds: 60,
+      lagSeconds: Math.round((now - cutMs) / 1000),
       waitingFor: null,
       lastError: null,
     });
     // the replicas this server keeps are the partner's VMs (the pairing is symmetric: partner of partner = i)
     const points: ReplicationStatus['replicas'][number]['points'] = [];
     for (let p = pointsPerItem - 1; p >= 0; p--) {
-      const at = cutMs - p * 300_000;
+      const at = cutMs - p * COPY_FREQUENCY_MS;
       points.push({
         pointId: `pt-${at}`,
         cutAt: new Date(at).toISOString(),
