@@ -174,7 +174,9 @@ export class ReplicatedItemsService {
         `UPDATE replicated_items i SET points = r.points, updated_at = now()
          FROM json_to_recordset($2::json) AS r("hostId" text, "relationshipId" text, points jsonb)
          WHERE i.recovery_management_server_id = $1 AND i.replica_host_id = r."hostId"
-           AND i.vm_id = r."relationshipId" AND i.points IS DISTINCT FROM r.points`,
+           -- CASE: compare the points only of the one row that matches (the planner would run the
+           -- costlier jsonb comparison first, on all the rows of the replica host)
+           AND CASE WHEN i.vm_id = r."relationshipId" THEN i.points IS DISTINCT FROM r.points ELSE false END`,
         [managementServerId, JSON.stringify(status.replicas)],
       );
       // raise or resolve health Critical alerts of this server's items, once across vault processes
