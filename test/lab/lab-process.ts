@@ -8,6 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import type { LabReady, LabSnapshot } from '../../src/lab/lab-up.js';
+import { until } from '../../src/testing/wait/until.js';
 
 const bin = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
 
@@ -84,22 +85,4 @@ export async function startLab(dir: string, args: string[], readyTimeoutMs = 200
   };
 }
 
-/** Polls until `probe` answers something (not undefined), or fails the test after `timeoutMs`. */
-export async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  assert.fail(`${what} did not happen in ${timeoutMs} ms (last: ${String(last)})`);
-}
+export { until };

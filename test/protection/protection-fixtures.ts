@@ -22,6 +22,7 @@ import { silentLogger } from '../../src/observability/logger.js';
 import type { CloudView, VmNetworkView, VmView } from '../../src/protocol/vault-api/fabric.schema.js';
 import type { PairingView } from '../../src/protocol/vault-api/pairings.schema.js';
 import type { TestPostgres } from '../../src/testing/postgres/test-postgres.js';
+import { until } from '../../src/testing/wait/until.js';
 
 const bin = new URL('../../bin/secondsite.mjs', import.meta.url).pathname;
 export const MiB = 1024 * 1024;
@@ -36,24 +37,7 @@ export async function cli(...args: string[]): Promise<string> {
   }
 }
 
-export async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`${what} did not happen in ${timeoutMs} ms (last error: ${String(last)})`);
-}
+export { until };
 
 export interface VaultAccess {
   readonly admin: VaultClient;
