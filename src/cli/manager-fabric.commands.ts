@@ -4,9 +4,7 @@
  * flags into request fields (64GiB -> bytes); the server checks every rule, so its messages are the
  * same from any client.
  */
-import { resolve } from 'node:path';
-import { ControlClient } from '../control-api/control-client.js';
-import { isSecondsiteError, SecondsiteError } from '../domain/errors.js';
+import { SecondsiteError } from '../domain/errors.js';
 import { splitIpRange } from '../domain/fabric/vm-network.rules.js';
 import { formatBytes } from '../domain/units.js';
 import type {
@@ -17,7 +15,6 @@ import type {
   VmNetworkView,
 } from '../manager/fabric/fabric-api.schema.js';
 import type { InventorySyncResult, InventorySyncStatus } from '../manager/fabric/inventory-sync.js';
-import { managerControlSocket } from '../manager/manager-server.js';
 import type { Inventory } from '../protocol/vault-api/inventory.schema.js';
 import {
   optionalString,
@@ -29,10 +26,10 @@ import {
 } from './args.js';
 import type { ManagementVmView } from '../manager/fabric/management-vm.js';
 import type { Command } from './command.js';
+import { callManager, MANAGER_DATA_DIR_HELP } from './manager-connection.js';
 import { table } from './simple-command.js';
 
-const DATA_DIR_HELP =
-  "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)\n  --output json     JSON for scripts";
+const DATA_DIR_HELP = `${MANAGER_DATA_DIR_HELP}\n  --output json     JSON for scripts`;
 
 type Call = <T>(method: string, path: string, body?: unknown) => Promise<T>;
 
@@ -52,21 +49,8 @@ function fabricCommand(
     async run(args, io) {
       const p = parseCommandArgs(args, { ...options, 'data-dir': { type: 'string' } }, help);
       const given = optionalString(p, 'data-dir');
-      const socket = managerControlSocket(
-        resolve(given ?? process.env['SECONDSITE_MANAGER_DIR'] ?? '.data/manager'),
-      );
-      const call: Call = async <T>(method: string, route: string, body?: unknown): Promise<T> => {
-        try {
-          return await new ControlClient(socket).call<T>(method, route, body);
-        } catch (e) {
-          if (!isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST')) throw e;
-          throw new SecondsiteError(
-            'SECONDSITE_ERR_CONNECTION_LOST',
-            `the management server is not running (no answer on ${socket}); start it with 'secondsite manager serve'${given ? ` --data-dir ${given}` : ''}`,
-            { socketPath: socket },
-          );
-        }
-      };
+      const call: Call = <T>(method: string, route: string, body?: unknown): Promise<T> =>
+        callManager<T>(given, method, route, body);
       const r = await run(call, p);
       io.out(p.json ? JSON.stringify(r.json) : r.text);
       return 0;

@@ -5,9 +5,6 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ControlClient } from '../control-api/control-client.js';
-import { isSecondsiteError, SecondsiteError } from '../domain/errors.js';
-import { managerControlSocket } from '../manager/manager-server.js';
 import type { HostPollResult } from '../manager/hosts/host-poller.js';
 import {
   ENROLMENT_KEY_DEFAULT_HOURS,
@@ -17,35 +14,10 @@ import {
 } from '../protocol/host-api/enrolment.schema.js';
 import { optionalString, parseCommandArgs, parseIntOption } from './args.js';
 import type { Command } from './command.js';
+import { callManager, MANAGER_DATA_DIR_HELP } from './manager-connection.js';
 
-const DATA_DIR_HELP =
-  "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)";
-
-function socketOf(given: string | undefined): string {
-  return managerControlSocket(resolve(given ?? process.env['SECONDSITE_MANAGER_DIR'] ?? '.data/manager'));
-}
-
-/** Calls the management server; a server that does not run says how to start it. */
-async function call<T>(
-  dataDir: string | undefined,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<T> {
-  const socket = socketOf(dataDir);
-  try {
-    return await new ControlClient(socket).call<T>(method, path, body);
-  } catch (e) {
-    if (isSecondsiteError(e, 'SECONDSITE_ERR_CONNECTION_LOST')) {
-      throw new SecondsiteError(
-        'SECONDSITE_ERR_CONNECTION_LOST',
-        `the management server is not running (no answer on ${socket}); start it with 'secondsite manager serve${dataDir ? ` --data-dir ${dataDir}` : ''}'`,
-        { socketPath: socket },
-      );
-    }
-    throw e;
-  }
-}
+const DATA_DIR_HELP = MANAGER_DATA_DIR_HELP;
+const call = callManager;
 
 const enrollKeyHelp = `usage: secondsite manager host enroll-key [--expires-in-hours N] [--out FILE] [--data-dir DIR]
                                           [--output json]

@@ -11,14 +11,11 @@ import type { Command, CommandGroup } from './command.js';
 import { managerFabricCommands } from './manager-fabric.commands.js';
 import { logLevelOf, untilSignalled } from './serve-options.js';
 import { managerHostCommands } from './manager-host.commands.js';
+import { MANAGER_DATA_DIR_HELP, managerDataDir } from './manager-connection.js';
 import { parseListenAddress } from '../manager/enrolment/enrolment-listener.js';
 
-const DATA_DIR_HELP =
-  "  --data-dir DIR    the management server's data folder (default $SECONDSITE_MANAGER_DIR or ./.data/manager)";
-
-function dataDirOf(given: string | undefined): string {
-  return resolve(given ?? process.env['SECONDSITE_MANAGER_DIR'] ?? '.data/manager');
-}
+const DATA_DIR_HELP = MANAGER_DATA_DIR_HELP;
+const dataDirOf = managerDataDir;
 
 const registerHelp = `usage: secondsite manager register --key FILE --name NAME [--node NODE] [--vault URL]
                                  [--data-dir DIR] [--output json]

@@ -605,7 +605,7 @@ test('a management server that does not run: the CLI says how to start it', asyn
   assert.equal(code, 2);
   assert.match(
     err,
-    /SECONDSITE_ERR_CONNECTION_LOST: the management server is not running \(no answer on .*manager\.sock\); start it with 'secondsite manager serve' --data-dir /,
+    /SECONDSITE_ERR_CONNECTION_LOST: the management server is not running \(no answer on .*manager\.sock\); start it with 'secondsite manager serve --data-dir /,
   );
 });
 
