@@ -23,6 +23,7 @@ import {
   type AuthorizationApplyResult,
 } from '../../protocol/vault-api/protection-commands.schema.js';
 import type { SiteCa } from '../enrolment/site-ca.js';
+import { parseBody } from '../fabric/fabric-api.schema.js';
 import type { CommandLoop } from '../provider/command-loop.js';
 import { enrolledHostClient } from './host-client.js';
 
@@ -32,28 +33,11 @@ export interface ProtectionCommandDeps {
   readonly log: Logger;
 }
 
-function parse<T>(
-  schema: {
-    safeParse(v: unknown): { success: true; data: T } | { success: false; error: { message: string } };
-  },
-  body: unknown,
-  what: string,
-): T {
-  const r = schema.safeParse(body);
-  if (!r.success) {
-    throw new SecondsiteError(
-      'SECONDSITE_ERR_INVALID_ARGUMENT',
-      `invalid ${what} command: ${r.error.message}`,
-    );
-  }
-  return r.data;
-}
-
 export async function applyAuthorization(
   deps: ProtectionCommandDeps,
   body: unknown,
 ): Promise<AuthorizationApplyResult> {
-  const b = parse(authorizationApplyBodySchema, body, AUTHORIZATION_APPLY_COMMAND);
+  const b = parseBody(authorizationApplyBodySchema, body);
   const enrolled = (
     await deps.db.query<{ host_id: string }>('SELECT host_id FROM hosts ORDER BY host_id')
   ).rows.map((r) => r.host_id);
@@ -100,7 +84,7 @@ export async function applyAuthorization(
 export function registerProtectionCommands(loop: CommandLoop, deps: ProtectionCommandDeps): void {
   loop.register(AUTHORIZATION_APPLY_COMMAND, (body) => applyAuthorization(deps, body));
   loop.register(RELATIONSHIP_ENABLE_COMMAND, async (body) => {
-    const b = parse(relationshipEnableBodySchema, body, RELATIONSHIP_ENABLE_COMMAND);
+    const b = parseBody(relationshipEnableBodySchema, body);
     const client = await enrolledHostClient(deps.db, await deps.siteCa(), b.hostId);
     const view = await client.post<{ definition: { relationshipId: string }; protectionState: string }>(
       '/peer/v1/manager/relationships',
@@ -109,7 +93,7 @@ export function registerProtectionCommands(loop: CommandLoop, deps: ProtectionCo
     return { relationshipId: view.definition.relationshipId, protectionState: view.protectionState };
   });
   loop.register(RELATIONSHIP_DISABLE_COMMAND, async (body) => {
-    const b = parse(relationshipDisableBodySchema, body, RELATIONSHIP_DISABLE_COMMAND);
+    const b = parseBody(relationshipDisableBodySchema, body);
     const client = await enrolledHostClient(deps.db, await deps.siteCa(), b.hostId);
     return client.delete(
       `/peer/v1/manager/relationships/${encodeURIComponent(b.relationshipId)}${b.deleteReplica ? '?deleteReplica=true' : ''}`,
