@@ -3,7 +3,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { errnoCode, punchHole, seekData, seekHole, zeroRange } from './index.js';
+import { errnoCode, punchHole, pwriteBatch, seekData, seekHole, zeroRange } from './index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'secondsite-native-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -47,4 +47,48 @@ test('punchHole and zeroRange make ranges read as zeros; errors carry the errno 
   );
   assert.throws(() => seekData(-1, 0), TypeError);
   assert.throws(() => seekData(0, 1.5), TypeError);
+});
+
+test('pwriteBatch writes each buffer at its offset in array order; each write reports its own errno', async () => {
+  const fd = openSync(join(dir, 'batch.raw'), 'w+');
+  try {
+    ftruncateSync(fd, 4 * MiB);
+    const results = await pwriteBatch(
+      fd,
+      [Buffer.alloc(4096, 1), Buffer.alloc(8192, 2), Buffer.alloc(4096, 3), Buffer.alloc(512, 4)],
+      [0, 3 * MiB, 4096, 2048],
+    );
+    assert.deepEqual(results, [0, 0, 0, 0]);
+    const buf = Buffer.alloc(4 * MiB);
+    readSync(fd, buf, 0, buf.length, 0);
+    assert.ok(buf.subarray(0, 2048).every((b) => b === 1));
+    assert.ok(
+      buf.subarray(2048, 2560).every((b) => b === 4),
+      'a later write over an earlier one wins',
+    );
+    assert.ok(buf.subarray(2560, 4096).every((b) => b === 1));
+    assert.ok(buf.subarray(4096, 8192).every((b) => b === 3));
+    assert.ok(buf.subarray(3 * MiB, 3 * MiB + 8192).every((b) => b === 2));
+    assert.ok(buf.subarray(8192, 3 * MiB).every((b) => b === 0));
+
+    // A write past the file system's largest file size fails alone; the others land.
+    const mixed = await pwriteBatch(
+      fd,
+      [Buffer.alloc(4096, 5), Buffer.alloc(4096, 6), Buffer.alloc(4096, 7)],
+      [MiB, 2 ** 52, MiB + 4096],
+    );
+    assert.equal(mixed[0], 0);
+    assert.ok((mixed[1] as number) < 0, `a negative errno for the write at 4 PiB, got ${mixed[1]}`);
+    assert.equal(mixed[2], 0);
+    readSync(fd, buf, 0, 8192, MiB);
+    assert.ok(buf.subarray(0, 4096).every((b) => b === 5));
+    assert.ok(buf.subarray(4096, 8192).every((b) => b === 7));
+  } finally {
+    closeSync(fd);
+  }
+  assert.deepEqual(await pwriteBatch(987654, [Buffer.alloc(1)], [0]), [-9], 'EBADF is -9 on Linux');
+  assert.throws(() => pwriteBatch(0, [], []), TypeError);
+  assert.throws(() => pwriteBatch(0, [Buffer.alloc(1)], [0, 1]), TypeError);
+  assert.throws(() => pwriteBatch(0, ['x' as unknown as Buffer], [0]), TypeError);
+  assert.throws(() => pwriteBatch(0, [Buffer.alloc(1)], [-1]), TypeError);
 });

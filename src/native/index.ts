@@ -11,6 +11,7 @@ interface NativeBinding {
   seekHole(fd: number, offsetBytes: number): number;
   punchHole(fd: number, offsetBytes: number, lengthBytes: number): Promise<void>;
   zeroRange(fd: number, offsetBytes: number, lengthBytes: number): Promise<void>;
+  pwriteBatch(fd: number, buffers: Buffer[], offsets: number[]): Promise<number[]>;
 }
 
 /** Where scripts/setup.sh (node-gyp) puts the built addon. */
@@ -55,6 +56,17 @@ export function punchHole(fd: number, offsetBytes: number, lengthBytes: number):
  */
 export function zeroRange(fd: number, offsetBytes: number, lengthBytes: number): Promise<void> {
   return native().zeroRange(fd, offsetBytes, lengthBytes);
+}
+
+/** pwriteBatch takes at most this many writes per call. */
+export const PWRITE_BATCH_MAX = 1024;
+
+/**
+ * One pwrite per buffer at its offset, in array order, as one piece of thread-pool work; resolves with
+ * one entry per write: 0 when all its bytes were written, else the negative errno.
+ */
+export function pwriteBatch(fd: number, buffers: Buffer[], offsets: number[]): Promise<number[]> {
+  return native().pwriteBatch(fd, buffers, offsets);
 }
 
 /** The errno name of an addon or fs error (`'ENOSPC'`), or undefined. */

@@ -9,7 +9,7 @@ import { isSecondsiteError } from '../../domain/errors.js';
 import { Rng, seedFrom } from '../../domain/random.js';
 import { KiB, MiB } from '../../domain/units.js';
 import { NodeStorage } from '../storage/node-storage.js';
-import type { StorageFile } from '../storage/storage.js';
+import type { ScatteredWrite, StorageFile } from '../storage/storage.js';
 import {
   FileBlockDevice,
   MAX_WRITE_BATCHES_IN_FLIGHT,
@@ -337,5 +337,68 @@ test('queued writes that continue one another leave as one pwritev; each settles
       .subarray(7 * MiB, 7 * MiB + 64 * KiB)
       .every((b) => b === 40),
   );
+  await dev.close();
+});
+
+test('queued writes that do not continue one another leave as one scattered batch; each settles with its own result', async () => {
+  const path = join(dir, 'scatter.raw');
+  const base = await storage.open(path, 'create');
+  await base.truncate(8 * MiB);
+  const calls: { kind: string; offsets: number[] }[] = [];
+  let gate: Promise<void> | undefined;
+  const failAt = 5 * MiB;
+  const file = Object.assign(Object.create(base) as StorageFile, {
+    write: async (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number) => {
+      calls.push({ kind: 'write', offsets: [positionBytes] });
+      if (gate) await gate;
+      await base.write(buf, bufOffset, lengthBytes, positionBytes);
+    },
+    writeScattered: async (writes: readonly ScatteredWrite[]) => {
+      calls.push({ kind: 'scattered', offsets: writes.map((w) => w.positionBytes) });
+      const results = await (base.writeScattered as NonNullable<StorageFile['writeScattered']>).call(
+        base,
+        writes,
+      );
+      return results.map((r, i) =>
+        (writes[i] as ScatteredWrite).positionBytes === failAt
+          ? Object.assign(new Error('EIO: injected'), { code: 'EIO' })
+          : r,
+      );
+    },
+  });
+  const dev = await FileBlockDevice.open(file);
+  const page = (fill: number): Buffer => Buffer.alloc(4 * KiB, fill);
+  let open = (): void => {};
+  gate = new Promise<void>((r) => (open = r));
+  const held = [dev.write(0, page(1), { fua: false }), dev.write(MiB, page(2), { fua: false })];
+  // Random 4 KiB writes queue behind the held ones; the one at 5 MiB fails, the last overwrites the first.
+  const queued = [
+    dev.write(3 * MiB, page(3), { fua: false }),
+    dev.write(5 * MiB, page(5), { fua: false }),
+    dev.write(2 * MiB, page(4), { fua: false }),
+    dev.write(3 * MiB, page(6), { fua: false }),
+  ];
+  const outcome = queued.map((p) =>
+    p.then(
+      () => 'ok',
+      (e: unknown) => (e as { code?: string }).code,
+    ),
+  );
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls.length, MAX_WRITE_BATCHES_IN_FLIGHT);
+  gate = undefined;
+  open();
+  await Promise.all(held);
+  assert.deepEqual(await Promise.all(outcome), ['ok', 'EIO', 'ok', 'ok']);
+  assert.deepEqual(calls.slice(MAX_WRITE_BATCHES_IN_FLIGHT), [
+    { kind: 'scattered', offsets: [3 * MiB, 5 * MiB, 2 * MiB, 3 * MiB] },
+  ]);
+  assert.equal(dev.scatteredWriteCount, 4);
+  const image = readFileSync(path);
+  assert.ok(
+    image.subarray(3 * MiB, 3 * MiB + 4 * KiB).every((b) => b === 6),
+    'queue order kept',
+  );
+  assert.ok(image.subarray(2 * MiB, 2 * MiB + 4 * KiB).every((b) => b === 4));
   await dev.close();
 });

@@ -37,6 +37,28 @@ test('write then read round-trips, short read at EOF', async () => {
   await f.close();
 });
 
+test('writeScattered lands every write it can and reports each failure as a Node-style error', async () => {
+  const storage = new NodeStorage();
+  const f = await storage.open(join(dir, 'scattered.bin'), 'create');
+  const results = await f.writeScattered?.([
+    { data: Buffer.alloc(100, 1), positionBytes: 0 },
+    { data: Buffer.alloc(100, 2), positionBytes: 2 ** 52 },
+    { data: Buffer.alloc(100, 3), positionBytes: 1000 },
+  ]);
+  assert.ok(results, 'NodeStorage offers writeScattered');
+  assert.equal(results.length, 3);
+  assert.equal(results[0], undefined);
+  assert.equal(results[2], undefined);
+  const e = results[1] as Error & { code?: string; syscall?: string };
+  assert.equal(e.code, 'EFBIG', e.message);
+  assert.equal(e.syscall, 'pwrite');
+  const buf = Buffer.alloc(1100);
+  assert.equal(await f.read(buf, 0, 1100, 0), 1100);
+  assert.ok(buf.subarray(0, 100).every((b) => b === 1));
+  assert.ok(buf.subarray(1000, 1100).every((b) => b === 3));
+  await f.close();
+});
+
 test('allocation reports holes and data of a sparse file; punchHole deallocates and reads zeros', async () => {
   const storage = new NodeStorage();
   const f = await storage.open(join(dir, 'sparse.raw'), 'create');

@@ -1,7 +1,8 @@
 /**
  * `NodeStorage`: the production `Storage`, plain files through node:fs. Data calls use the fd-based
  * callback API wrapped in promises (cheaper per call than FileHandle); sparse-file calls (allocation map,
- * punch hole) use the native addon (lseek SEEK_DATA/SEEK_HOLE, fallocate).
+ * punch hole) and batches of scattered writes use the native addon (lseek SEEK_DATA/SEEK_HOLE,
+ * fallocate, pwrite batches).
  *
  * Safety: files are opened with O_NOFOLLOW (a symlink planted as a disk or state file is refused), new
  * files get mode 0600, and with `confineTo` every path must stay inside that root, checked lexically and
@@ -12,9 +13,17 @@
  */
 import * as fs from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import { SecondsiteError } from '../../domain/errors.js';
-import { errnoCode, punchHole, seekData, seekHole } from '../../native/index.js';
-import type { AllocationExtent, OpenMode, Storage, StorageFile } from './storage.js';
+import {
+  errnoCode,
+  PWRITE_BATCH_MAX,
+  punchHole,
+  pwriteBatch,
+  seekData,
+  seekHole,
+} from '../../native/index.js';
+import type { AllocationExtent, OpenMode, ScatteredWrite, Storage, StorageFile } from './storage.js';
 
 export interface NodeStorageOptions {
   /** If set, every path must resolve inside this directory (which must exist). */
@@ -227,6 +236,21 @@ class NodeStorageFile implements StorageFile {
     }
   }
 
+  async writeScattered(writes: readonly ScatteredWrite[]): Promise<Array<Error | undefined>> {
+    this.assertOpen();
+    const out: Array<Error | undefined> = [];
+    for (let i = 0; i < writes.length; i += PWRITE_BATCH_MAX) {
+      const part = writes.slice(i, i + PWRITE_BATCH_MAX);
+      const results = await pwriteBatch(
+        this.fd,
+        part.map((w) => w.data),
+        part.map((w) => w.positionBytes),
+      );
+      for (const r of results) out.push(r === 0 ? undefined : pwriteError(r, this.path));
+    }
+    return out;
+  }
+
   writeNow(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void {
     this.assertOpen();
     let done = 0;
@@ -328,4 +352,15 @@ class NodeStorageFile implements StorageFile {
     this.closed = true;
     await call<void>((cb) => fs.close(this.fd, (err) => cb(err, undefined)));
   }
+}
+
+/** A failed write of a batch as the error Node's fs would give (code, errno, syscall, path). */
+function pwriteError(negativeErrno: number, path: string): Error {
+  const code = getSystemErrorName(negativeErrno);
+  return Object.assign(new Error(`${code}: write failed, pwrite '${path}'`), {
+    code,
+    errno: negativeErrno,
+    syscall: 'pwrite',
+    path,
+  });
 }

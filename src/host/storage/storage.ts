@@ -11,6 +11,12 @@
  * A failed `datasync()` is fatal for that file: the caller must not retry it and report success
  * (the "fsyncgate" lesson); it marks the file suspect and requires a resync.
  */
+/** One write of a batch (`StorageFile.writeScattered`). */
+export interface ScatteredWrite {
+  readonly data: Buffer;
+  readonly positionBytes: number;
+}
+
 export interface StorageFile {
   readonly path: string;
   /** Reads up to `lengthBytes` at `positionBytes` into `buf[bufOffset..]`; returns bytes read (short at EOF). */
@@ -29,6 +35,13 @@ export interface StorageFile {
    * write their concatenation. Implementations without a vectored write leave it out.
    */
   writev?(buffers: readonly Buffer[], positionBytes: number): Promise<void>;
+  /**
+   * Optional: writes each buffer at its own position, in array order, with one thread-pool hand-off for
+   * all of them; resolves with one entry per write: undefined when all its bytes were written, else its
+   * error (one write failing does not stop the others). The buffers must not change until it settles.
+   * Implementations without a batched write leave it out.
+   */
+  writeScattered?(writes: readonly ScatteredWrite[]): Promise<Array<Error | undefined>>;
   /** Makes all data written so far durable (fdatasync). */
   datasync(): Promise<void>;
   sizeBytes(): Promise<number>;
