@@ -177,8 +177,10 @@ async function main(): Promise<number> {
   const text = await format(JSON.stringify(doc), { ...(await resolveConfig(outFile)), parser: 'json' });
   await writeFile(outFile, text);
   await writeFile(join(outDir, 'latest.json'), text);
-  // A full-length run (the documented defaults or longer) is kept under a stable name and committed.
-  if (options.runtimeSeconds >= 8 && options.repetitions >= 3)
+  // A full-length run (every default suite, the documented defaults or longer, none failed) is kept
+  // under a stable name and committed; a run of some suites does not replace it.
+  const everyDefaultSuite = SUITES.filter((s) => !s.optIn).every((s) => selected.includes(s));
+  if (everyDefaultSuite && failures.length === 0 && options.runtimeSeconds >= 8 && options.repetitions >= 3)
     await writeFile(join(outDir, 'last-full-run.json'), text);
   process.stdout.write(`\nbench: results written to bench/results/${stamp}.json (and latest.json)\n`);
   return failures.length > 0 ? 1 : 0;

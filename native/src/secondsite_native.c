@@ -12,6 +12,9 @@
  *                                    costs one thread-pool hand-off per write; scattered small writes
  *                                    (random 4 KiB at queue depth 32) spent most of the event loop there.
  *                                    The buffers are referenced until the promise settles.
+ *   preadBatch(fd, buffers, offsets) -> Promise<number[]>
+ *                                    the same for preads: per read the bytes read (short only at end of
+ *                                    file) or -errno.
  *
  * lseek on SEEK_DATA/SEEK_HOLE only walks the extent tree and is run synchronously. fallocate can wait on
  * the journal and on writeback of the range, so it runs as async work on the libuv thread pool and
@@ -204,47 +207,53 @@ static napi_value fallocate_common(napi_env env, napi_callback_info info, int ze
 static napi_value punch_hole(napi_env env, napi_callback_info info) { return fallocate_common(env, info, 0); }
 static napi_value zero_range(napi_env env, napi_callback_info info) { return fallocate_common(env, info, 1); }
 
-#define PWRITE_BATCH_MAX 1024
+#define IO_BATCH_MAX 1024
 
+/* A batch of preads or pwrites, one per buffer at its own offset, run as one piece of async work. */
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   int fd;
+  int is_write;
   uint32_t count;
   struct {
     napi_ref ref;
-    const char *data;
+    char *data;
     size_t length;
     int64_t offset;
-    int result; /* 0, or -errno */
+    int64_t result; /* bytes transferred, or -errno */
   } items[];
-} pwrite_batch_job;
+} io_batch_job;
 
-static void pwrite_batch_execute(napi_env env, void *data) {
-  (void)env;
-  pwrite_batch_job *job = data;
-  for (uint32_t i = 0; i < job->count; i++) {
-    size_t done = 0;
-    int result = 0;
-    while (done < job->items[i].length) {
-      ssize_t n = pwrite(job->fd, job->items[i].data + done, job->items[i].length - done,
-                         (off_t)(job->items[i].offset + (int64_t)done));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        result = -errno;
-        break;
-      }
-      if (n == 0) {
-        result = -EIO;
-        break;
-      }
-      done += (size_t)n;
+/* One item: a write loops until every byte is written; a read until the length or EOF. */
+static int64_t io_batch_item(int fd, int is_write, char *data, size_t length, int64_t offset) {
+  size_t done = 0;
+  while (done < length) {
+    ssize_t n = is_write ? pwrite(fd, data + done, length - done, (off_t)(offset + (int64_t)done))
+                         : pread(fd, data + done, length - done, (off_t)(offset + (int64_t)done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -(int64_t)errno;
     }
-    job->items[i].result = result;
+    if (n == 0) {
+      if (is_write) return -EIO;
+      break; /* end of file */
+    }
+    done += (size_t)n;
+  }
+  return (int64_t)done;
+}
+
+static void io_batch_execute(napi_env env, void *data) {
+  (void)env;
+  io_batch_job *job = data;
+  for (uint32_t i = 0; i < job->count; i++) {
+    job->items[i].result =
+        io_batch_item(job->fd, job->is_write, job->items[i].data, job->items[i].length, job->items[i].offset);
   }
 }
 
-static void pwrite_batch_free(napi_env env, pwrite_batch_job *job) {
+static void io_batch_free(napi_env env, io_batch_job *job) {
   for (uint32_t i = 0; i < job->count; i++) {
     if (job->items[i].ref != NULL) napi_delete_reference(env, job->items[i].ref);
   }
@@ -252,11 +261,11 @@ static void pwrite_batch_free(napi_env env, pwrite_batch_job *job) {
   free(job);
 }
 
-static void pwrite_batch_complete(napi_env env, napi_status status, void *data) {
-  pwrite_batch_job *job = data;
+static void io_batch_complete(napi_env env, napi_status status, void *data) {
+  io_batch_job *job = data;
   if (status != napi_ok) {
     napi_value msg, error;
-    napi_create_string_utf8(env, "secondsite_native: pwrite batch work was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, "secondsite_native: an I/O batch was cancelled", NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &error);
     napi_reject_deferred(env, job->deferred, error);
   } else {
@@ -264,15 +273,19 @@ static void pwrite_batch_complete(napi_env env, napi_status status, void *data) 
     napi_create_array_with_length(env, job->count, &results);
     for (uint32_t i = 0; i < job->count; i++) {
       napi_value r;
-      napi_create_int32(env, job->items[i].result, &r);
+      /* a write reports 0 when all its bytes were written; a read the bytes read (short at EOF) */
+      int64_t result = job->items[i].result;
+      if (job->is_write && result >= 0) result = 0;
+      napi_create_double(env, (double)result, &r);
       napi_set_element(env, results, i, r);
     }
     napi_resolve_deferred(env, job->deferred, results);
   }
-  pwrite_batch_free(env, job);
+  io_batch_free(env, job);
 }
 
-static napi_value pwrite_batch(napi_env env, napi_callback_info info) {
+static napi_value io_batch(napi_env env, napi_callback_info info, int is_write) {
+  const char *name = is_write ? "pwriteBatch" : "preadBatch";
   size_t argc = 3;
   napi_value argv[3];
   int64_t fd;
@@ -286,18 +299,21 @@ static napi_value pwrite_batch(napi_env env, napi_callback_info info) {
   }
   if (buffers_ok) napi_get_array_length(env, argv[1], &count);
   if (offsets_ok) napi_get_array_length(env, argv[2], &offsets_count);
-  if (!buffers_ok || !offsets_ok || count != offsets_count || count == 0 || count > PWRITE_BATCH_MAX) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                          "secondsite_native: pwriteBatch takes an fd and two arrays of the same length "
-                          "(1..1024): buffers and offsets");
+  if (!buffers_ok || !offsets_ok || count != offsets_count || count == 0 || count > IO_BATCH_MAX) {
+    char message[160];
+    snprintf(message, sizeof message,
+             "secondsite_native: %s takes an fd and two arrays of the same length (1..%d): buffers and offsets",
+             name, IO_BATCH_MAX);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
     return NULL;
   }
-  pwrite_batch_job *job = calloc(1, sizeof *job + (size_t)count * sizeof job->items[0]);
+  io_batch_job *job = calloc(1, sizeof *job + (size_t)count * sizeof job->items[0]);
   if (job == NULL) {
     throw_errno(env, ENOMEM, "calloc");
     return NULL;
   }
   job->fd = (int)fd;
+  job->is_write = is_write;
   for (uint32_t i = 0; i < count; i++) {
     napi_value buffer, offset_value;
     bool is_buffer = false;
@@ -307,18 +323,18 @@ static napi_value pwrite_batch(napi_env env, napi_callback_info info) {
     napi_get_element(env, argv[1], i, &buffer);
     napi_is_buffer(env, buffer, &is_buffer);
     if (!is_buffer || napi_get_buffer_info(env, buffer, &bytes, &length) != napi_ok) {
-      pwrite_batch_free(env, job);
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "secondsite_native: pwriteBatch buffers must be Buffers");
+      io_batch_free(env, job);
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "secondsite_native: batch buffers must be Buffers");
       return NULL;
     }
     napi_get_element(env, argv[2], i, &offset_value);
     if (!get_int64_arg(env, &offset_value, 1, 0, "offset", &offset)) {
-      pwrite_batch_free(env, job);
+      io_batch_free(env, job);
       return NULL;
     }
     job->count = i + 1;
     if (napi_create_reference(env, buffer, 1, &job->items[i].ref) != napi_ok) {
-      pwrite_batch_free(env, job);
+      io_batch_free(env, job);
       napi_throw_error(env, NULL, "secondsite_native: napi_create_reference failed");
       return NULL;
     }
@@ -328,20 +344,24 @@ static napi_value pwrite_batch(napi_env env, napi_callback_info info) {
   }
   napi_value promise, resource_name;
   if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
-    pwrite_batch_free(env, job);
+    io_batch_free(env, job);
     napi_throw_error(env, NULL, "secondsite_native: napi_create_promise failed");
     return NULL;
   }
-  napi_create_string_utf8(env, "secondsite.pwriteBatch", NAPI_AUTO_LENGTH, &resource_name);
-  if (napi_create_async_work(env, NULL, resource_name, pwrite_batch_execute, pwrite_batch_complete, job,
-                             &job->work) != napi_ok ||
+  napi_create_string_utf8(env, is_write ? "secondsite.pwriteBatch" : "secondsite.preadBatch", NAPI_AUTO_LENGTH,
+                          &resource_name);
+  if (napi_create_async_work(env, NULL, resource_name, io_batch_execute, io_batch_complete, job, &job->work) !=
+          napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
-    pwrite_batch_free(env, job);
-    napi_throw_error(env, NULL, "secondsite_native: could not queue pwrite batch work");
+    io_batch_free(env, job);
+    napi_throw_error(env, NULL, "secondsite_native: could not queue an I/O batch");
     return NULL;
   }
   return promise;
 }
+
+static napi_value pwrite_batch(napi_env env, napi_callback_info info) { return io_batch(env, info, 1); }
+static napi_value pread_batch(napi_env env, napi_callback_info info) { return io_batch(env, info, 0); }
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -350,6 +370,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"zeroRange", NULL, zero_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pwriteBatch", NULL, pwrite_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"preadBatch", NULL, pread_batch, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -3,7 +3,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { errnoCode, punchHole, pwriteBatch, seekData, seekHole, zeroRange } from './index.js';
+import { errnoCode, preadBatch, punchHole, pwriteBatch, seekData, seekHole, zeroRange } from './index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'secondsite-native-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -91,4 +91,38 @@ test('pwriteBatch writes each buffer at its offset in array order; each write re
   assert.throws(() => pwriteBatch(0, [Buffer.alloc(1)], [0, 1]), TypeError);
   assert.throws(() => pwriteBatch(0, ['x' as unknown as Buffer], [0]), TypeError);
   assert.throws(() => pwriteBatch(0, [Buffer.alloc(1)], [-1]), TypeError);
+});
+
+test('preadBatch fills each buffer from its offset; short at end of file; each read reports its own errno', async () => {
+  const path = join(dir, 'pread.raw');
+  const fd = openSync(path, 'w+');
+  try {
+    ftruncateSync(fd, 2 * MiB);
+    writeSync(fd, Buffer.alloc(4096, 1), 0, 4096, 0);
+    writeSync(fd, Buffer.alloc(4096, 2), 0, 4096, MiB);
+    const bufs = [
+      Buffer.alloc(4096, 0xff),
+      Buffer.alloc(4096, 0xff),
+      Buffer.alloc(8192, 0xff),
+      Buffer.alloc(16),
+    ];
+    const results = await preadBatch(fd, bufs, [MiB, 0, 2 * MiB - 4096, 2 ** 52]);
+    assert.deepEqual(results, [4096, 4096, 4096, 0], 'a read at the end is short, past it empty');
+    assert.ok(bufs[0]?.every((b) => b === 2));
+    assert.ok(bufs[1]?.every((b) => b === 1));
+    assert.ok(
+      bufs[2]?.subarray(0, 4096).every((b) => b === 0),
+      'a hole reads as zeros',
+    );
+  } finally {
+    closeSync(fd);
+  }
+  const wfd = openSync(path, 'w');
+  try {
+    const r = await preadBatch(wfd, [Buffer.alloc(16)], [0]);
+    assert.equal(r[0], -9, 'EBADF: the fd is open for writing only');
+  } finally {
+    closeSync(wfd);
+  }
+  assert.throws(() => preadBatch(0, [], []), TypeError);
 });

@@ -12,6 +12,7 @@ interface NativeBinding {
   punchHole(fd: number, offsetBytes: number, lengthBytes: number): Promise<void>;
   zeroRange(fd: number, offsetBytes: number, lengthBytes: number): Promise<void>;
   pwriteBatch(fd: number, buffers: Buffer[], offsets: number[]): Promise<number[]>;
+  preadBatch(fd: number, buffers: Buffer[], offsets: number[]): Promise<number[]>;
 }
 
 /** Where scripts/setup.sh (node-gyp) puts the built addon. */
@@ -58,8 +59,8 @@ export function zeroRange(fd: number, offsetBytes: number, lengthBytes: number):
   return native().zeroRange(fd, offsetBytes, lengthBytes);
 }
 
-/** pwriteBatch takes at most this many writes per call. */
-export const PWRITE_BATCH_MAX = 1024;
+/** pwriteBatch and preadBatch take at most this many buffers per call. */
+export const IO_BATCH_MAX = 1024;
 
 /**
  * One pwrite per buffer at its offset, in array order, as one piece of thread-pool work; resolves with
@@ -67,6 +68,14 @@ export const PWRITE_BATCH_MAX = 1024;
  */
 export function pwriteBatch(fd: number, buffers: Buffer[], offsets: number[]): Promise<number[]> {
   return native().pwriteBatch(fd, buffers, offsets);
+}
+
+/**
+ * One pread per buffer from its offset, as one piece of thread-pool work; resolves with one entry per
+ * read: the bytes read (short only at end of file), else the negative errno.
+ */
+export function preadBatch(fd: number, buffers: Buffer[], offsets: number[]): Promise<number[]> {
+  return native().preadBatch(fd, buffers, offsets);
 }
 
 /** The errno name of an addon or fs error (`'ENOSPC'`), or undefined. */

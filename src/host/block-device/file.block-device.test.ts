@@ -9,9 +9,10 @@ import { isSecondsiteError } from '../../domain/errors.js';
 import { Rng, seedFrom } from '../../domain/random.js';
 import { KiB, MiB } from '../../domain/units.js';
 import { NodeStorage } from '../storage/node-storage.js';
-import type { ScatteredWrite, StorageFile } from '../storage/storage.js';
+import type { PositionedBuffer, StorageFile } from '../storage/storage.js';
 import {
   FileBlockDevice,
+  MAX_READ_BATCHES_IN_FLIGHT,
   MAX_WRITE_BATCHES_IN_FLIGHT,
   SYNC_WRITE_MAX_BYTES,
   SYNC_WRITE_SLOW_MS,
@@ -353,14 +354,14 @@ test('queued writes that do not continue one another leave as one scattered batc
       if (gate) await gate;
       await base.write(buf, bufOffset, lengthBytes, positionBytes);
     },
-    writeScattered: async (writes: readonly ScatteredWrite[]) => {
+    writeScattered: async (writes: readonly PositionedBuffer[]) => {
       calls.push({ kind: 'scattered', offsets: writes.map((w) => w.positionBytes) });
       const results = await (base.writeScattered as NonNullable<StorageFile['writeScattered']>).call(
         base,
         writes,
       );
       return results.map((r, i) =>
-        (writes[i] as ScatteredWrite).positionBytes === failAt
+        (writes[i] as PositionedBuffer).positionBytes === failAt
           ? Object.assign(new Error('EIO: injected'), { code: 'EIO' })
           : r,
       );
@@ -400,5 +401,61 @@ test('queued writes that do not continue one another leave as one scattered batc
     'queue order kept',
   );
   assert.ok(image.subarray(2 * MiB, 2 * MiB + 4 * KiB).every((b) => b === 4));
+  await dev.close();
+});
+
+test('queued small reads leave as one scattered batch; each gets its own bytes or its own error', async () => {
+  const path = join(dir, 'scatter-read.raw');
+  const base = await storage.open(path, 'create');
+  await base.truncate(4 * MiB);
+  for (const i of [0, 1, 2, 3]) await base.write(Buffer.alloc(4 * KiB, 10 + i), 0, 4 * KiB, i * MiB);
+  const calls: { kind: string; offsets: number[] }[] = [];
+  let gate: Promise<void> | undefined;
+  const failAt = 2 * MiB;
+  const file = Object.assign(Object.create(base) as StorageFile, {
+    read: async (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number) => {
+      calls.push({ kind: 'read', offsets: [positionBytes] });
+      if (gate) await gate;
+      return base.read(buf, bufOffset, lengthBytes, positionBytes);
+    },
+    readScattered: async (reads: readonly PositionedBuffer[]) => {
+      calls.push({ kind: 'scattered', offsets: reads.map((r) => r.positionBytes) });
+      const results = await (base.readScattered as NonNullable<StorageFile['readScattered']>).call(
+        base,
+        reads,
+      );
+      return results.map((r, i) =>
+        (reads[i] as PositionedBuffer).positionBytes === failAt
+          ? Object.assign(new Error('EIO: injected'), { code: 'EIO' })
+          : r,
+      );
+    },
+  });
+  // The device is larger than the file: a read past the file's end reads zeros.
+  const dev = await FileBlockDevice.open(file, { sizeBytes: 8 * MiB });
+  let open = (): void => {};
+  gate = new Promise<void>((r) => (open = r));
+  const held = [dev.read(0, 4 * KiB), dev.read(MiB, 4 * KiB)];
+  const queued = [3 * MiB, 2 * MiB, 6 * MiB, 0].map((at) =>
+    dev.read(at, 4 * KiB).then(
+      (b) => b,
+      (e: unknown) => (e as { code?: string }).code,
+    ),
+  );
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls.length, MAX_READ_BATCHES_IN_FLIGHT);
+  gate = undefined;
+  open();
+  const [a, b] = await Promise.all(held);
+  assert.ok(a?.every((x) => x === 10) && b?.every((x) => x === 11));
+  const [r3, r2, r6, r0] = await Promise.all(queued);
+  assert.ok(Buffer.isBuffer(r3) && r3.every((x) => x === 13));
+  assert.equal(r2, 'EIO');
+  assert.ok(Buffer.isBuffer(r6) && r6.length === 4 * KiB && r6.every((x) => x === 0), 'zeros past the end');
+  assert.ok(Buffer.isBuffer(r0) && r0.every((x) => x === 10));
+  assert.deepEqual(calls.slice(MAX_READ_BATCHES_IN_FLIGHT), [
+    { kind: 'scattered', offsets: [3 * MiB, 2 * MiB, 6 * MiB, 0] },
+  ]);
+  assert.equal(dev.scatteredReadCount, 4);
   await dev.close();
 });

@@ -23,7 +23,9 @@
  *
  * Reads of at least SPARSE_READ_MIN_BYTES consult the allocation map first and never read holes from
  * the file (they are zero-filled in memory); smaller reads are one pread, where the kernel zero-fills
- * holes itself without touching the disk, which is cheaper than two extra lseeks.
+ * holes itself without touching the disk, which is cheaper than two extra lseeks. Small reads queue like
+ * writes: at most MAX_READ_BATCHES_IN_FLIGHT at once, the ones queued behind them leave as one scattered
+ * batch (`StorageFile.readScattered`, the native preadBatch).
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import { GiB, KiB, MiB } from '../../domain/units.js';
@@ -42,11 +44,14 @@ export const SYNC_WRITE_SLOW_MS = 2;
 export const SYNC_WRITE_BACKOFF_MS = 1000;
 /** pwritev calls of one device in flight at once (the rest wait in the device's write queue). */
 export const MAX_WRITE_BATCHES_IN_FLIGHT = 2;
-/** One pwritev takes at most this many adjacent queued writes, and stops adding at this many bytes. */
+/** Small-read batches of one device in flight at once (the rest wait in the device's read queue). */
+export const MAX_READ_BATCHES_IN_FLIGHT = 2;
+/** One batch takes at most this many queued writes (or reads), and stops adding at this many bytes. */
 const MAX_BATCH_WRITES = 64;
 const MAX_BATCH_BYTES = 8 * MiB;
 
-interface QueuedWrite {
+/** A queued write, or a queued small read (`data` is the buffer to fill). */
+interface QueuedIo {
   readonly offsetBytes: number;
   readonly data: Buffer;
   readonly resolve: () => void;
@@ -72,10 +77,13 @@ export class FileBlockDevice implements BlockDevice {
   /** performance.now() before which small writes use the thread pool (after a slow synchronous one). */
   private syncWritesOffUntilMs = 0;
   private slowSyncWrites = 0;
-  private readonly writeQueue: QueuedWrite[] = [];
+  private readonly writeQueue: QueuedIo[] = [];
   private batchesInFlight = 0;
   private batchedWrites = 0;
   private scatteredWrites = 0;
+  private readonly readQueue: QueuedIo[] = [];
+  private readBatchesInFlight = 0;
+  private scatteredReads = 0;
 
   private constructor(
     private readonly file: StorageFile,
@@ -94,7 +102,8 @@ export class FileBlockDevice implements BlockDevice {
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(lengthBytes);
     if (lengthBytes < SPARSE_READ_MIN_BYTES) {
-      await this.readInto(buf, 0, lengthBytes, offsetBytes);
+      if (this.file.readScattered === undefined) await this.readInto(buf, 0, lengthBytes, offsetBytes);
+      else await this.enqueueRead(buf, offsetBytes);
       return buf;
     }
     const map = await this.file.allocation(offsetBytes, lengthBytes);
@@ -158,7 +167,7 @@ export class FileBlockDevice implements BlockDevice {
   private pumpWrites(): void {
     if (this.file.writev === undefined) return;
     while (this.batchesInFlight < MAX_WRITE_BATCHES_IN_FLIGHT && this.writeQueue.length > 0) {
-      const first = this.writeQueue.shift() as QueuedWrite;
+      const first = this.writeQueue.shift() as QueuedIo;
       const batch = [first];
       let end = first.offsetBytes + first.data.length;
       let bytes = first.data.length;
@@ -172,7 +181,7 @@ export class FileBlockDevice implements BlockDevice {
       }
       if (batch.length === 1 && this.writeQueue.length > 0 && this.file.writeScattered !== undefined) {
         while (batch.length < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES && this.writeQueue.length > 0) {
-          const next = this.writeQueue.shift() as QueuedWrite;
+          const next = this.writeQueue.shift() as QueuedIo;
           batch.push(next);
           bytes += next.data.length;
         }
@@ -209,7 +218,7 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   /** One scattered batch in flight; each write settles with its own result. */
-  private startScattered(batch: readonly QueuedWrite[]): void {
+  private startScattered(batch: readonly QueuedIo[]): void {
     this.scatteredWrites += batch.length;
     this.batchesInFlight++;
     let run: Promise<Array<Error | undefined>>;
@@ -236,6 +245,61 @@ export class FileBlockDevice implements BlockDevice {
         for (const w of batch) w.reject(e);
       },
     );
+  }
+
+  private enqueueRead(buf: Buffer, offsetBytes: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.readQueue.push({ offsetBytes, data: buf, resolve, reject });
+      this.pumpReads();
+    });
+  }
+
+  /**
+   * Starts queued small reads: one alone as a plain pread, several as one scattered batch (one
+   * thread-pool hand-off for all), at most MAX_READ_BATCHES_IN_FLIGHT at once.
+   */
+  private pumpReads(): void {
+    while (this.readBatchesInFlight < MAX_READ_BATCHES_IN_FLIGHT && this.readQueue.length > 0) {
+      const batch: QueuedIo[] = [];
+      let bytes = 0;
+      while (batch.length < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES && this.readQueue.length > 0) {
+        const next = this.readQueue.shift() as QueuedIo;
+        batch.push(next);
+        bytes += next.data.length;
+      }
+      this.readBatchesInFlight++;
+      const settle = (results: ReadonlyArray<number | Error> | Error): void => {
+        this.readBatchesInFlight--;
+        this.pumpReads();
+        batch.forEach((r, i) => {
+          const n = results instanceof Error ? results : results[i];
+          if (typeof n !== 'number') r.reject(n);
+          else {
+            if (n < r.data.length) r.data.fill(0, n); // past the end of the file: zeros
+            r.resolve();
+          }
+        });
+      };
+      let run: Promise<ReadonlyArray<number | Error>>;
+      try {
+        const only = batch[0] as QueuedIo;
+        run =
+          batch.length === 1
+            ? this.file.read(only.data, 0, only.data.length, only.offsetBytes).then((n) => [n])
+            : (this.file as Required<StorageFile>).readScattered(
+                batch.map((r) => ({ data: r.data, positionBytes: r.offsetBytes })),
+              );
+      } catch (e) {
+        run = Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
+      if (batch.length > 1) this.scatteredReads += batch.length;
+      run.then(settle, (e: unknown) => settle(e instanceof Error ? e : new Error(String(e))));
+    }
+  }
+
+  /** Reads that left in a scattered batch of several reads (for tests and metrics). */
+  get scatteredReadCount(): number {
+    return this.scatteredReads;
   }
 
   /** Writes that left in a scattered batch of several writes (for tests and metrics). */

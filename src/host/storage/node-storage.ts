@@ -17,13 +17,14 @@ import { getSystemErrorName } from 'node:util';
 import { SecondsiteError } from '../../domain/errors.js';
 import {
   errnoCode,
-  PWRITE_BATCH_MAX,
+  IO_BATCH_MAX,
   punchHole,
+  preadBatch,
   pwriteBatch,
   seekData,
   seekHole,
 } from '../../native/index.js';
-import type { AllocationExtent, OpenMode, ScatteredWrite, Storage, StorageFile } from './storage.js';
+import type { AllocationExtent, OpenMode, PositionedBuffer, Storage, StorageFile } from './storage.js';
 
 export interface NodeStorageOptions {
   /** If set, every path must resolve inside this directory (which must exist). */
@@ -236,17 +237,31 @@ class NodeStorageFile implements StorageFile {
     }
   }
 
-  async writeScattered(writes: readonly ScatteredWrite[]): Promise<Array<Error | undefined>> {
+  async writeScattered(writes: readonly PositionedBuffer[]): Promise<Array<Error | undefined>> {
+    const results = await this.batch(pwriteBatch, writes);
+    return results.map((r) => (r === 0 ? undefined : ioError(r, 'pwrite', this.path)));
+  }
+
+  async readScattered(reads: readonly PositionedBuffer[]): Promise<Array<number | Error>> {
+    const results = await this.batch(preadBatch, reads);
+    return results.map((r) => (r >= 0 ? r : ioError(r, 'pread', this.path)));
+  }
+
+  private async batch(
+    call: (fd: number, buffers: Buffer[], offsets: number[]) => Promise<number[]>,
+    items: readonly PositionedBuffer[],
+  ): Promise<number[]> {
     this.assertOpen();
-    const out: Array<Error | undefined> = [];
-    for (let i = 0; i < writes.length; i += PWRITE_BATCH_MAX) {
-      const part = writes.slice(i, i + PWRITE_BATCH_MAX);
-      const results = await pwriteBatch(
-        this.fd,
-        part.map((w) => w.data),
-        part.map((w) => w.positionBytes),
+    const out: number[] = [];
+    for (let i = 0; i < items.length; i += IO_BATCH_MAX) {
+      const part = items.slice(i, i + IO_BATCH_MAX);
+      out.push(
+        ...(await call(
+          this.fd,
+          part.map((w) => w.data),
+          part.map((w) => w.positionBytes),
+        )),
       );
-      for (const r of results) out.push(r === 0 ? undefined : pwriteError(r, this.path));
     }
     return out;
   }
@@ -354,13 +369,13 @@ class NodeStorageFile implements StorageFile {
   }
 }
 
-/** A failed write of a batch as the error Node's fs would give (code, errno, syscall, path). */
-function pwriteError(negativeErrno: number, path: string): Error {
+/** A failed read or write of a batch as the error Node's fs would give (code, errno, syscall, path). */
+function ioError(negativeErrno: number, syscall: 'pread' | 'pwrite', path: string): Error {
   const code = getSystemErrorName(negativeErrno);
-  return Object.assign(new Error(`${code}: write failed, pwrite '${path}'`), {
+  return Object.assign(new Error(`${code}: ${syscall} failed, '${path}'`), {
     code,
     errno: negativeErrno,
-    syscall: 'pwrite',
+    syscall,
     path,
   });
 }

@@ -11,8 +11,8 @@
  * A failed `datasync()` is fatal for that file: the caller must not retry it and report success
  * (the "fsyncgate" lesson); it marks the file suspect and requires a resync.
  */
-/** One write of a batch (`StorageFile.writeScattered`). */
-export interface ScatteredWrite {
+/** One write or read of a batch (`StorageFile.writeScattered`, `readScattered`). */
+export interface PositionedBuffer {
   readonly data: Buffer;
   readonly positionBytes: number;
 }
@@ -41,7 +41,13 @@ export interface StorageFile {
    * error (one write failing does not stop the others). The buffers must not change until it settles.
    * Implementations without a batched write leave it out.
    */
-  writeScattered?(writes: readonly ScatteredWrite[]): Promise<Array<Error | undefined>>;
+  writeScattered?(writes: readonly PositionedBuffer[]): Promise<Array<Error | undefined>>;
+  /**
+   * Optional: fills each buffer from its own position, with one thread-pool hand-off for all; resolves
+   * with one entry per read: the bytes read (short only at end of file) or its error. Implementations
+   * without a batched read leave it out.
+   */
+  readScattered?(reads: readonly PositionedBuffer[]): Promise<Array<number | Error>>;
   /** Makes all data written so far durable (fdatasync). */
   datasync(): Promise<void>;
   sizeBytes(): Promise<number>;
