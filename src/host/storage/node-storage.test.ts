@@ -87,10 +87,7 @@ test('allocation reports holes and data of a sparse file; punchHole deallocates 
   await f.punchHole(13 * MiB, 2 * MiB);
   const tail = Buffer.alloc(4096, 1);
   await f.read(tail, 0, 4096, 14 * MiB + 8192);
-  assert.ok(
-    tail.every((b) => b === 0),
-    'data after a hole at the start of the range was punched',
-  );
+  assert.ok(tail.every((b) => b === 0), 'data after a hole at the start of the range was punched');
   const back = Buffer.alloc(MiB, 1);
   await f.read(back, 0, MiB, 4 * MiB);
   assert.ok(back.every((b) => b === 0));
