@@ -306,10 +306,6 @@ class NodeStorageFile implements StorageFile {
   async punchHole(positionBytes: number, lengthBytes: number): Promise<void> {
     this.assertOpen();
     if (lengthBytes <= 0) return;
-    // A range without data already reads as zeros: one lseek on the event loop instead of a thread-pool
-    // hand-off and a journalled fallocate (an initial replication's ZERO frames land on a fresh base).
-    const firstData = seekData(this.fd, positionBytes);
-    if (firstData === -1 || firstData >= positionBytes + lengthBytes) return;
     if (!this.punchUnsupported) {
       try {
         await punchHole(this.fd, positionBytes, lengthBytes);
