@@ -31,7 +31,10 @@ import { cutCycle } from '../../src/host/change-tracking/cycle-cut.js';
 import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import { compressChunk, isAllZero } from '../../src/host/replication/chunk-compression.js';
-import { ReplicationSender } from '../../src/host/replication/replication-sender.js';
+import {
+  DEFAULT_SENDER_POLICY,
+  ReplicationSender,
+} from '../../src/host/replication/replication-sender.js';
 import { NodeStorage } from '../../src/host/storage/node-storage.js';
 import { chunkChecksum } from '../../src/protocol/replication/cycle-digest.js';
 import { PRIMARY_HOST, REPLICA_HOST } from '../lib/bench-pki.js';
@@ -39,6 +42,8 @@ import { BLOCK_BYTES, fillBlocks } from '../lib/mix-data.js';
 
 const MiB = 1024 * 1024;
 const CHUNK_BYTES = MiB; // the sender's default chunk
+/** The receiver syncs when a DATA frame carries SYNC: every half window (32 MiB by default). */
+const SYNC_EVERY_CHUNKS = Math.ceil(DEFAULT_SENDER_POLICY.windowChunks / 2);
 const clock = { wallMs: () => Date.now(), monotonicMs: () => performance.now() };
 
 const { values } = parseArgs({
@@ -347,8 +352,8 @@ async function stages(): Promise<void> {
     for (const [i, c] of chunks.entries()) {
       if (isAllZero(c.data)) await w.zeroRange('d0', c.offset, c.data.length);
       else await w.writeChunk('d0', c.offset, c.data, digests[i]);
-      if (++sinceSync >= 8) {
-        await w.sync(); // the receiver syncs every half window: 8 MiB of data frames
+      if (++sinceSync >= SYNC_EVERY_CHUNKS) {
+        await w.sync(); // as the receiver: every half window of data frames
         sinceSync = 0;
       }
     }
