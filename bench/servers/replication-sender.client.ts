@@ -31,10 +31,7 @@ import { cutCycle } from '../../src/host/change-tracking/cycle-cut.js';
 import { loadTlsIdentity, replicationClientOptions } from '../../src/host/pki/tls-config.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import { compressChunk, isAllZero } from '../../src/host/replication/chunk-compression.js';
-import {
-  DEFAULT_SENDER_POLICY,
-  ReplicationSender,
-} from '../../src/host/replication/replication-sender.js';
+import { DEFAULT_SENDER_POLICY, ReplicationSender } from '../../src/host/replication/replication-sender.js';
 import { NodeStorage } from '../../src/host/storage/node-storage.js';
 import { chunkChecksum } from '../../src/protocol/replication/cycle-digest.js';
 import { PRIMARY_HOST, REPLICA_HOST } from '../lib/bench-pki.js';
