@@ -245,6 +245,31 @@ test('small writes land synchronously, large ones go through the thread pool; FU
   await dev.close();
 });
 
+test('a small write goes synchronously only when no other write of the device is in flight or queued', async () => {
+  const base = await storage.open(join(dir, 'inflight.raw'), 'create');
+  await base.truncate(4 * MiB);
+  const r = recorded(base);
+  let open = (): void => {};
+  const held = new Promise<void>((res) => (open = res));
+  const file = Object.assign(Object.create(r.file) as StorageFile, {
+    write: async (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number) => {
+      await held;
+      await r.file.write(buf, bufOffset, lengthBytes, positionBytes);
+    },
+  });
+  const dev = await FileBlockDevice.open(file, { syncWriteMaxBytes: SYNC_WRITE_MAX_BYTES });
+  const large = dev.write(0, Buffer.alloc(SYNC_WRITE_MAX_BYTES + 1, 1), { fua: false });
+  // With a write in flight, a synchronous pwrite would wait on the event loop for the inode lock.
+  const small = dev.write(MiB, Buffer.alloc(4 * KiB, 2), { fua: false });
+  assert.equal(await settled(small), false, 'queued behind the write in flight, not written at once');
+  open();
+  await Promise.all([large, small]);
+  assert.deepEqual(r.events, ['write', 'write']);
+  await dev.write(2 * MiB, Buffer.alloc(4 * KiB, 3), { fua: false });
+  assert.deepEqual(r.events.slice(2), ['writeNow'], 'nothing in flight: synchronous again');
+  await dev.close();
+});
+
 test('a slow synchronous write sends small writes to the thread pool for the back-off period; errors reject', async () => {
   const base = await storage.open(join(dir, 't.raw'), 'create');
   await base.truncate(MiB);

@@ -4,9 +4,12 @@
  * is one fdatasync (concurrent flushes and FUA writes share them: group commit), trim and zeroing punch
  * holes.
  *
- * Small writes (up to `syncWriteMaxBytes`, opt-in; SYNC_WRITE_MAX_BYTES is the measured value) go
- * synchronously on the event loop when the file offers `writeNow`: a buffered pwrite of a few KiB into the page cache takes microseconds, while the thread-pool
- * round trip costs two thread wake-ups, which is most of a queue-depth-1 write's latency. Ext4 cannot
+ * Small writes (up to `syncWriteMaxBytes`, opt-in; SYNC_WRITE_MAX_BYTES is the measured value; the host
+ * agent's disks opt in) go synchronously on the event loop when the file offers `writeNow` and no other
+ * write of the device is in flight or queued: a buffered pwrite of a few KiB into the page cache takes
+ * microseconds, while the thread-pool round trip costs two thread wake-ups, which is most of a
+ * queue-depth-1 write's latency. With writes in flight, a synchronous pwrite would wait on the event
+ * loop for the file's inode lock behind them, and the scattered batches below serve depth better. Ext4 cannot
  * tell in advance whether a buffered write would block (no RWF_NOWAIT for buffered writes), so a
  * synchronous write slower than SYNC_WRITE_SLOW_MS (dirty-page throttling, journal waits) turns the
  * fast path off for SYNC_WRITE_BACKOFF_MS: the event loop stalls at most once per back-off period.
@@ -64,9 +67,9 @@ export interface FileBlockDeviceOptions {
   /** The disk size; defaults to the file's size. */
   sizeBytes?: number;
   /**
-   * Largest write done synchronously (when the file offers `writeNow`); default 0: off. SYNC_WRITE_MAX_BYTES
-   * is the measured value (4k QD1 1.7x qemu-nbd); it stays opt-in until the failover crash test's
-   * failures seen with it on (test/failover/failover-crash.test.ts, 2 of 3 runs) are understood.
+   * Largest write done synchronously (when the file offers `writeNow` and no write of the device is in
+   * flight or queued); default 0: off. SYNC_WRITE_MAX_BYTES is the measured value (4k QD1 1.7x
+   * qemu-nbd), which the host agent's disk store uses.
    */
   syncWriteMaxBytes?: number;
 }
@@ -126,7 +129,12 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
-    if (data.length <= this.syncWriteMaxBytes && !this.readOnly) {
+    if (
+      data.length <= this.syncWriteMaxBytes &&
+      !this.readOnly &&
+      this.batchesInFlight === 0 &&
+      this.writeQueue.length === 0
+    ) {
       const startMs = performance.now();
       if (startMs >= this.syncWritesOffUntilMs) {
         try {

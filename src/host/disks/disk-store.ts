@@ -22,7 +22,7 @@ import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { Clock } from '../../domain/clock.js';
 import { formatBytes } from '../../domain/units.js';
 import type { BlockDevice } from '../block-device/block-device.js';
-import { FileBlockDevice } from '../block-device/file.block-device.js';
+import { FileBlockDevice, SYNC_WRITE_MAX_BYTES } from '../block-device/file.block-device.js';
 import { PassThroughFilter } from '../block-device/pass-through.filter.js';
 import type { Storage } from '../storage/storage.js';
 import { readWholeFile, replaceFileAtomically } from './atomic-file.js';
@@ -233,7 +233,11 @@ export class DiskStore {
         await file.truncate(info.sizeBytes);
         await file.datasync();
       }
-      const device = await FileBlockDevice.open(file, { readOnly, sizeBytes: info.sizeBytes });
+      const device = await FileBlockDevice.open(file, {
+        readOnly,
+        sizeBytes: info.sizeBytes,
+        syncWriteMaxBytes: SYNC_WRITE_MAX_BYTES,
+      });
       return readOnly ? device : new ReleasingDevice(device, () => this.writers.delete(diskId));
     } catch (e) {
       if (!readOnly) this.writers.delete(diskId);
