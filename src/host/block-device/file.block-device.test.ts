@@ -9,14 +9,9 @@ import { isSecondsiteError } from '../../domain/errors.js';
 import { Rng, seedFrom } from '../../domain/random.js';
 import { KiB, MiB } from '../../domain/units.js';
 import { NodeStorage } from '../storage/node-storage.js';
+import { MAX_BATCHES_IN_FLIGHT } from '../storage/file-io-queue.js';
 import type { PositionedBuffer, StorageFile } from '../storage/storage.js';
-import {
-  FileBlockDevice,
-  MAX_READ_BATCHES_IN_FLIGHT,
-  MAX_WRITE_BATCHES_IN_FLIGHT,
-  SYNC_WRITE_MAX_BYTES,
-  SYNC_WRITE_SLOW_MS,
-} from './file.block-device.js';
+import { FileBlockDevice, SYNC_WRITE_MAX_BYTES, SYNC_WRITE_SLOW_MS } from './file.block-device.js';
 
 let dir: string;
 const storage = new NodeStorage();
@@ -322,13 +317,13 @@ test('queued writes that continue one another leave as one pwritev; each settles
   const run = [1, 2, 3].map((i) => dev.write(MiB + i * 64 * KiB, big(10 + i), { fua: false }));
   const apart = dev.write(6 * MiB, big(20), { fua: false });
   await new Promise((r) => setImmediate(r));
-  assert.equal(calls.length, MAX_WRITE_BATCHES_IN_FLIGHT, 'no more than the in-flight limit starts');
+  assert.equal(calls.length, MAX_BATCHES_IN_FLIGHT, 'no more than the in-flight limit starts');
   assert.equal(await settled(Promise.all(run)), false, 'queued writes are not acknowledged before they run');
   gate = undefined;
   open();
   await Promise.all([...held, ...run, apart]);
   assert.deepEqual(
-    calls.slice(MAX_WRITE_BATCHES_IN_FLIGHT).map((c) => [c.kind, c.offsetBytes, c.count]),
+    calls.slice(MAX_BATCHES_IN_FLIGHT).map((c) => [c.kind, c.offsetBytes, c.count]),
     [
       ['writev', MiB + 64 * KiB, 3],
       ['write', 6 * MiB, 1],
@@ -411,12 +406,12 @@ test('queued writes that do not continue one another leave as one scattered batc
     ),
   );
   await new Promise((r) => setImmediate(r));
-  assert.equal(calls.length, MAX_WRITE_BATCHES_IN_FLIGHT);
+  assert.equal(calls.length, MAX_BATCHES_IN_FLIGHT);
   gate = undefined;
   open();
   await Promise.all(held);
   assert.deepEqual(await Promise.all(outcome), ['ok', 'EIO', 'ok', 'ok']);
-  assert.deepEqual(calls.slice(MAX_WRITE_BATCHES_IN_FLIGHT), [
+  assert.deepEqual(calls.slice(MAX_BATCHES_IN_FLIGHT), [
     { kind: 'scattered', offsets: [3 * MiB, 5 * MiB, 2 * MiB, 3 * MiB] },
   ]);
   assert.equal(dev.scatteredWriteCount, 4);
@@ -468,7 +463,7 @@ test('queued small reads leave as one scattered batch; each gets its own bytes o
     ),
   );
   await new Promise((r) => setImmediate(r));
-  assert.equal(calls.length, MAX_READ_BATCHES_IN_FLIGHT);
+  assert.equal(calls.length, MAX_BATCHES_IN_FLIGHT);
   gate = undefined;
   open();
   const [a, b] = await Promise.all(held);
@@ -478,7 +473,7 @@ test('queued small reads leave as one scattered batch; each gets its own bytes o
   assert.equal(r2, 'EIO');
   assert.ok(Buffer.isBuffer(r6) && r6.length === 4 * KiB && r6.every((x) => x === 0), 'zeros past the end');
   assert.ok(Buffer.isBuffer(r0) && r0.every((x) => x === 10));
-  assert.deepEqual(calls.slice(MAX_READ_BATCHES_IN_FLIGHT), [
+  assert.deepEqual(calls.slice(MAX_BATCHES_IN_FLIGHT), [
     { kind: 'scattered', offsets: [3 * MiB, 2 * MiB, 6 * MiB, 0] },
   ]);
   assert.equal(dev.scatteredReadCount, 4);

@@ -13,25 +13,20 @@
  * tell in advance whether a buffered write would block (no RWF_NOWAIT for buffered writes), so a
  * synchronous write slower than SYNC_WRITE_SLOW_MS (dirty-page throttling, journal waits) turns the
  * fast path off for SYNC_WRITE_BACKOFF_MS: the event loop stalls at most once per back-off period.
- * Larger writes stay on the thread pool, where they overlap with reading the next request, but through
- * a queue: at most MAX_WRITE_BATCHES_IN_FLIGHT pwritev calls run at once, and writes queued behind them
- * that continue one another (a sequential stream) leave as one pwritev; queued writes that do not (random
- * writes at depth) leave as one scattered batch (`StorageFile.writeScattered`, the native addon's
- * pwriteBatch: one pwrite each, one thread-pool hand-off for all). At random 4 KiB writes, queue depth
- * 32, the hand-off per write was ~37 % of the event loop (`writeBuffer` in the profile). Several thread-pool threads
- * writing one file only contend (the inode lock, libuv's queue mutex, wake-ups on few cores): measured
- * on 2 vCPUs, 64 KiB writes at queue depth 8 cost the event loop 3x more in the thread-pool hand-off
- * with 4 pool threads than with 1. Nothing is ordered by the queue that NBD orders: each write's promise
- * settles when its own bytes were written (or failed), FUA and flush work as before.
+ * Other writes go through the file's `FileIoQueue` (src/host/storage/file-io-queue.ts): at most two
+ * thread-pool calls at once, queued writes that continue one another leave as one pwritev, the others as
+ * one scattered batch (at random 4 KiB writes, queue depth 32, one hand-off per write was ~37 % of the
+ * event loop). Each write's promise settles when its own bytes were written (or failed); FUA and flush
+ * work as before.
  *
  * Reads of at least SPARSE_READ_MIN_BYTES consult the allocation map first and never read holes from
  * the file (they are zero-filled in memory); smaller reads are one pread, where the kernel zero-fills
- * holes itself without touching the disk, which is cheaper than two extra lseeks. Small reads queue like
- * writes: at most MAX_READ_BATCHES_IN_FLIGHT at once, the ones queued behind them leave as one scattered
- * batch (`StorageFile.readScattered`, the native preadBatch).
+ * holes itself without touching the disk, which is cheaper than two extra lseeks. Small reads go through
+ * the same queue (scattered read batches).
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import { GiB, KiB, MiB } from '../../domain/units.js';
+import { FileIoQueue } from '../storage/file-io-queue.js';
 import type { StorageFile } from '../storage/storage.js';
 import type { BlockDevice, BlockExtent, WriteFlags, ZeroFlags } from './block-device.js';
 
@@ -45,21 +40,6 @@ export const SYNC_WRITE_MAX_BYTES = 16 * KiB;
 /** A synchronous write slower than this turns the synchronous path off for a while. */
 export const SYNC_WRITE_SLOW_MS = 2;
 export const SYNC_WRITE_BACKOFF_MS = 1000;
-/** pwritev calls of one device in flight at once (the rest wait in the device's write queue). */
-export const MAX_WRITE_BATCHES_IN_FLIGHT = 2;
-/** Small-read batches of one device in flight at once (the rest wait in the device's read queue). */
-export const MAX_READ_BATCHES_IN_FLIGHT = 2;
-/** One batch takes at most this many queued writes (or reads), and stops adding at this many bytes. */
-const MAX_BATCH_WRITES = 64;
-const MAX_BATCH_BYTES = 8 * MiB;
-
-/** A queued write, or a queued small read (`data` is the buffer to fill). */
-interface QueuedIo {
-  readonly offsetBytes: number;
-  readonly data: Buffer;
-  readonly resolve: () => void;
-  readonly reject: (e: unknown) => void;
-}
 let zeroChunk: Buffer | undefined;
 
 export interface FileBlockDeviceOptions {
@@ -80,20 +60,16 @@ export class FileBlockDevice implements BlockDevice {
   /** performance.now() before which small writes use the thread pool (after a slow synchronous one). */
   private syncWritesOffUntilMs = 0;
   private slowSyncWrites = 0;
-  private readonly writeQueue: QueuedIo[] = [];
-  private batchesInFlight = 0;
-  private batchedWrites = 0;
-  private scatteredWrites = 0;
-  private readonly readQueue: QueuedIo[] = [];
-  private readBatchesInFlight = 0;
-  private scatteredReads = 0;
+  private readonly io: FileIoQueue;
 
   private constructor(
     private readonly file: StorageFile,
     readonly sizeBytes: number,
     readonly readOnly: boolean,
     private readonly syncWriteMaxBytes: number,
-  ) {}
+  ) {
+    this.io = new FileIoQueue(file);
+  }
 
   /** Serves `file` as a block device; the device owns the file and closes it on close(). */
   static async open(file: StorageFile, options: FileBlockDeviceOptions = {}): Promise<FileBlockDevice> {
@@ -106,7 +82,7 @@ export class FileBlockDevice implements BlockDevice {
     const buf = Buffer.allocUnsafe(lengthBytes);
     if (lengthBytes < SPARSE_READ_MIN_BYTES) {
       if (this.file.readScattered === undefined) await this.readInto(buf, 0, lengthBytes, offsetBytes);
-      else await this.enqueueRead(buf, offsetBytes);
+      else await this.io.read(buf, offsetBytes);
       return buf;
     }
     const map = await this.file.allocation(offsetBytes, lengthBytes);
@@ -129,12 +105,7 @@ export class FileBlockDevice implements BlockDevice {
   }
 
   write(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
-    if (
-      data.length <= this.syncWriteMaxBytes &&
-      !this.readOnly &&
-      this.batchesInFlight === 0 &&
-      this.writeQueue.length === 0
-    ) {
+    if (data.length <= this.syncWriteMaxBytes && !this.readOnly && this.io.writesIdle) {
       const startMs = performance.now();
       if (startMs >= this.syncWritesOffUntilMs) {
         try {
@@ -155,169 +126,23 @@ export class FileBlockDevice implements BlockDevice {
 
   private async writeAsync(offsetBytes: number, data: Buffer, flags: WriteFlags): Promise<void> {
     this.assertWritable();
-    if (this.file.writev === undefined) await this.file.write(data, 0, data.length, offsetBytes);
-    else await this.enqueueWrite(offsetBytes, data);
+    await this.io.write(offsetBytes, data);
     if (flags.fua) await this.flush();
-  }
-
-  private enqueueWrite(offsetBytes: number, data: Buffer): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.writeQueue.push({ offsetBytes, data, resolve, reject });
-      this.pumpWrites();
-    });
-  }
-
-  /**
-   * Starts queued writes: a write with the queued writes that continue it as one pwritev; a write that
-   * nothing continues, with the writes queued behind it (any offsets), as one scattered batch when the
-   * file offers it (one thread-pool hand-off for all). Both up to the batch limits.
-   */
-  private pumpWrites(): void {
-    if (this.file.writev === undefined) return;
-    while (this.batchesInFlight < MAX_WRITE_BATCHES_IN_FLIGHT && this.writeQueue.length > 0) {
-      const first = this.writeQueue.shift() as QueuedIo;
-      const batch = [first];
-      let end = first.offsetBytes + first.data.length;
-      let bytes = first.data.length;
-      while (batch.length < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES) {
-        const next = this.writeQueue[0];
-        if (next === undefined || next.offsetBytes !== end) break;
-        this.writeQueue.shift();
-        batch.push(next);
-        end += next.data.length;
-        bytes += next.data.length;
-      }
-      if (batch.length === 1 && this.writeQueue.length > 0 && this.file.writeScattered !== undefined) {
-        while (batch.length < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES && this.writeQueue.length > 0) {
-          const next = this.writeQueue.shift() as QueuedIo;
-          batch.push(next);
-          bytes += next.data.length;
-        }
-        this.startScattered(batch);
-        continue;
-      }
-      if (batch.length > 1) this.batchedWrites += batch.length;
-      this.batchesInFlight++;
-      let run: Promise<void>;
-      try {
-        run =
-          batch.length === 1
-            ? this.file.write(first.data, 0, first.data.length, first.offsetBytes)
-            : (this.file as Required<StorageFile>).writev(
-                batch.map((w) => w.data),
-                first.offsetBytes,
-              );
-      } catch (e) {
-        run = Promise.reject(e instanceof Error ? e : new Error(String(e)));
-      }
-      run.then(
-        () => {
-          this.batchesInFlight--;
-          this.pumpWrites();
-          for (const w of batch) w.resolve();
-        },
-        (e: unknown) => {
-          this.batchesInFlight--;
-          this.pumpWrites();
-          for (const w of batch) w.reject(e);
-        },
-      );
-    }
-  }
-
-  /** One scattered batch in flight; each write settles with its own result. */
-  private startScattered(batch: readonly QueuedIo[]): void {
-    this.scatteredWrites += batch.length;
-    this.batchesInFlight++;
-    let run: Promise<Array<Error | undefined>>;
-    try {
-      run = (this.file as Required<StorageFile>).writeScattered(
-        batch.map((w) => ({ data: w.data, positionBytes: w.offsetBytes })),
-      );
-    } catch (e) {
-      run = Promise.reject(e instanceof Error ? e : new Error(String(e)));
-    }
-    run.then(
-      (results) => {
-        this.batchesInFlight--;
-        this.pumpWrites();
-        batch.forEach((w, i) => {
-          const e = results[i];
-          if (e === undefined) w.resolve();
-          else w.reject(e);
-        });
-      },
-      (e: unknown) => {
-        this.batchesInFlight--;
-        this.pumpWrites();
-        for (const w of batch) w.reject(e);
-      },
-    );
-  }
-
-  private enqueueRead(buf: Buffer, offsetBytes: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.readQueue.push({ offsetBytes, data: buf, resolve, reject });
-      this.pumpReads();
-    });
-  }
-
-  /**
-   * Starts queued small reads: one alone as a plain pread, several as one scattered batch (one
-   * thread-pool hand-off for all), at most MAX_READ_BATCHES_IN_FLIGHT at once.
-   */
-  private pumpReads(): void {
-    while (this.readBatchesInFlight < MAX_READ_BATCHES_IN_FLIGHT && this.readQueue.length > 0) {
-      const batch: QueuedIo[] = [];
-      let bytes = 0;
-      while (batch.length < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES && this.readQueue.length > 0) {
-        const next = this.readQueue.shift() as QueuedIo;
-        batch.push(next);
-        bytes += next.data.length;
-      }
-      this.readBatchesInFlight++;
-      const settle = (results: ReadonlyArray<number | Error> | Error): void => {
-        this.readBatchesInFlight--;
-        this.pumpReads();
-        batch.forEach((r, i) => {
-          const n = results instanceof Error ? results : results[i];
-          if (typeof n !== 'number') r.reject(n);
-          else {
-            if (n < r.data.length) r.data.fill(0, n); // past the end of the file: zeros
-            r.resolve();
-          }
-        });
-      };
-      let run: Promise<ReadonlyArray<number | Error>>;
-      try {
-        const only = batch[0] as QueuedIo;
-        run =
-          batch.length === 1
-            ? this.file.read(only.data, 0, only.data.length, only.offsetBytes).then((n) => [n])
-            : (this.file as Required<StorageFile>).readScattered(
-                batch.map((r) => ({ data: r.data, positionBytes: r.offsetBytes })),
-              );
-      } catch (e) {
-        run = Promise.reject(e instanceof Error ? e : new Error(String(e)));
-      }
-      if (batch.length > 1) this.scatteredReads += batch.length;
-      run.then(settle, (e: unknown) => settle(e instanceof Error ? e : new Error(String(e))));
-    }
-  }
-
-  /** Reads that left in a scattered batch of several reads (for tests and metrics). */
-  get scatteredReadCount(): number {
-    return this.scatteredReads;
-  }
-
-  /** Writes that left in a scattered batch of several writes (for tests and metrics). */
-  get scatteredWriteCount(): number {
-    return this.scatteredWrites;
   }
 
   /** Writes that left merged with others in one pwritev (for tests and metrics). */
   get mergedWriteCount(): number {
-    return this.batchedWrites;
+    return this.io.mergedWriteCount;
+  }
+
+  /** Writes that left in a scattered batch of several writes (for tests and metrics). */
+  get scatteredWriteCount(): number {
+    return this.io.scatteredWriteCount;
+  }
+
+  /** Small reads that left in a scattered batch of several reads (for tests and metrics). */
+  get scatteredReadCount(): number {
+    return this.io.scatteredReadCount;
   }
 
   /** Synchronous writes that were slow enough to turn the synchronous path off (for tests, metrics). */

@@ -5,7 +5,7 @@
  *   - durable: what a disk would hold after losing power now;
  *   - current: what running code sees (durable + every unsynced operation, in completion order).
  *
- * Unsynced file data (write, truncate, punchHole) becomes durable on `datasync()` of that file.
+ * Unsynced file data (write, writev, truncate, punchHole) becomes durable on `datasync()` of that file.
  * Unsynced names (file creation by open 'create', rename, unlink, mkdir, removeTree) become durable on
  * `syncDir()` of a directory they touch (a rename touches both directories and stays atomic, as in a
  * journaling file system). `mkdir` is volatile like any name unless `{ durableMkdir: true }`.
@@ -580,6 +580,18 @@ class PowerCutFile implements StorageFile {
         positionBytes,
         data: Buffer.from(buf.subarray(bufOffset, bufOffset + lengthBytes)),
       });
+    });
+  }
+
+  /** One mutating call (one crash point), its buffers as separate unsynced writes, as a pwritev. */
+  writev(buffers: readonly Buffer[], positionBytes: number): Promise<void> {
+    return attempt(() => {
+      this.live('write');
+      let at = positionBytes;
+      for (const b of buffers) {
+        this.storage.dataOp(this, { kind: 'write', positionBytes: at, data: Buffer.from(b) });
+        at += b.length;
+      }
     });
   }
 
