@@ -1,6 +1,7 @@
 /**
- * Runs the fio jobs against several NBD servers, interleaved: for each repetition, each server in turn
- * gets a fresh sparse file, is started, serves every job (one fio process and one connection per job),
+ * Runs the fio jobs against several NBD servers, interleaved, the order rotated per repetition (A B C,
+ * B C A, C A B, ...: a contender does not always run right after the same one, whose dirty pages are
+ * still being written back): for each repetition, each server in turn gets a fresh sparse file, is started, serves every job (one fio process and one connection per job),
  * and is stopped by PID. A failed start or job is noted and leaves that sample out; it does not end
  * the run.
  */
@@ -32,7 +33,8 @@ export async function runNbdMatrix(
     clat.set(job.id, new Map(servers.map((s) => [s.contender, []])));
   }
   for (let rep = 0; rep < options.repetitions; rep++) {
-    for (const spec of servers) {
+    const order = servers.map((_, i) => servers[(i + rep) % servers.length] as ServerSpec);
+    for (const spec of order) {
       const workDir = join(options.scratchDir, `${spec.contender}-${rep}`);
       let server;
       try {
