@@ -30,7 +30,8 @@ async function churn(
   const started = Date.now();
   let written = 0;
   const inflight = new Set<Promise<void>>();
-  while (written < totalBytes && Date.now() < stop.atMs) {
+  let failed: { error: unknown } | undefined;
+  while (written < totalBytes && Date.now() < stop.atMs && failed === undefined) {
     const size = SIZES[Math.floor(Math.random() * SIZES.length)] ?? 8192;
     const overlap = recent.length > 0 && Math.random() < 0.3;
     // an overlapping write starts where a recent one did, but must still fit the disk at its own size
@@ -41,7 +42,13 @@ async function churn(
       recent.push(offset);
       if (recent.length > 4096) recent.shift();
     }
-    const p = client.write(offset, payload.subarray(0, size)).finally(() => inflight.delete(p));
+    // every write's failure is caught here (none is left unhandled) and ends the churn with that error
+    const p: Promise<void> = client
+      .write(offset, payload.subarray(0, size))
+      .catch((error: unknown) => {
+        failed ??= { error };
+      })
+      .finally(() => inflight.delete(p));
     inflight.add(p);
     written += size;
     if (inflight.size >= 8) await Promise.race(inflight);
@@ -49,6 +56,7 @@ async function churn(
     if (Number.isFinite(aheadMs) && aheadMs > 5) await new Promise((r) => setTimeout(r, aheadMs));
   }
   await Promise.all(inflight);
+  if (failed !== undefined) throw failed.error;
   await client.flush();
   return written;
 }
@@ -79,16 +87,21 @@ async function measureLag(
   const stop = { atMs: Infinity };
   const writing = churn(client, bytesPerSec, Infinity, stop);
   writing.catch(() => undefined); // awaited below; a write error must not end the process meanwhile
-  while ((await relationship(lab)).report.cycles.ok < 1) {
-    if (Date.now() - started > 300_000) throw new Error('no first point within 5 min of enabling');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const warmupMs = Date.now() - started;
-  stop.atMs = Date.now() + durationMs;
-  while (Date.now() < stop.atMs) {
-    await new Promise((r) => setTimeout(r, 1000));
-    const r = await relationship(lab);
-    if (r.report.lagMs !== null) lags.push(r.report.lagMs);
+  let warmupMs = 0;
+  try {
+    while ((await relationship(lab)).report.cycles.ok < 1) {
+      if (Date.now() - started > 300_000) throw new Error('no first point within 5 min of enabling');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    warmupMs = Date.now() - started;
+    stop.atMs = Date.now() + durationMs;
+    while (Date.now() < stop.atMs) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const r = await relationship(lab);
+      if (r.report.lagMs !== null) lags.push(r.report.lagMs);
+    }
+  } finally {
+    stop.atMs = 0; // on any way out the churn stops before the client is closed
   }
   const writtenBytes = await writing;
   o.log(

@@ -26,6 +26,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -291,6 +292,10 @@ static napi_value io_batch(napi_env env, napi_callback_info info, int is_write) 
   int64_t fd;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (!get_int64_arg(env, argv, argc, 0, "fd", &fd)) return NULL;
+  if (fd > INT_MAX) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "secondsite_native: fd is out of range");
+    return NULL;
+  }
   bool buffers_ok = false, offsets_ok = false;
   uint32_t count = 0, offsets_count = 0;
   if (argc >= 3) {
@@ -320,15 +325,14 @@ static napi_value io_batch(napi_env env, napi_callback_info info, int is_write) 
     void *bytes = NULL;
     size_t length = 0;
     int64_t offset;
-    napi_get_element(env, argv[1], i, &buffer);
-    napi_is_buffer(env, buffer, &is_buffer);
-    if (!is_buffer || napi_get_buffer_info(env, buffer, &bytes, &length) != napi_ok) {
+    if (napi_get_element(env, argv[1], i, &buffer) != napi_ok || napi_is_buffer(env, buffer, &is_buffer) != napi_ok ||
+        !is_buffer || napi_get_buffer_info(env, buffer, &bytes, &length) != napi_ok) {
       io_batch_free(env, job);
       napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "secondsite_native: batch buffers must be Buffers");
       return NULL;
     }
-    napi_get_element(env, argv[2], i, &offset_value);
-    if (!get_int64_arg(env, &offset_value, 1, 0, "offset", &offset)) {
+    if (napi_get_element(env, argv[2], i, &offset_value) != napi_ok ||
+        !get_int64_arg(env, &offset_value, 1, 0, "offset", &offset)) {
       io_batch_free(env, job);
       return NULL;
     }
@@ -353,9 +357,13 @@ static napi_value io_batch(napi_env env, napi_callback_info info, int is_write) 
   if (napi_create_async_work(env, NULL, resource_name, io_batch_execute, io_batch_complete, job, &job->work) !=
           napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok) {
+    /* the promise exists: settle it (rejected) rather than throw and leave it pending forever */
+    napi_value msg, error;
+    napi_create_string_utf8(env, "secondsite_native: could not queue an I/O batch", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &error);
+    napi_reject_deferred(env, job->deferred, error);
     io_batch_free(env, job);
-    napi_throw_error(env, NULL, "secondsite_native: could not queue an I/O batch");
-    return NULL;
+    return promise;
   }
   return promise;
 }

@@ -8,8 +8,9 @@
  * agent's disks opt in) go synchronously on the event loop when the file offers `writeNow` and no other
  * write of the device is in flight or queued: a buffered pwrite of a few KiB into the page cache takes
  * microseconds, while the thread-pool round trip costs two thread wake-ups, which is most of a
- * queue-depth-1 write's latency. With writes in flight, a synchronous pwrite would wait on the event
- * loop for the file's inode lock behind them, and the scattered batches below serve depth better. Ext4 cannot
+ * queue-depth-1 write's latency. With writes, trims or zero writes in flight, a synchronous pwrite
+ * would wait on the event loop for the file's inode lock behind them, and the scattered batches below
+ * serve depth better. Ext4 cannot
  * tell in advance whether a buffered write would block (no RWF_NOWAIT for buffered writes), so a
  * synchronous write slower than SYNC_WRITE_SLOW_MS (dirty-page throttling, journal waits) turns the
  * fast path off for SYNC_WRITE_BACKOFF_MS: the event loop stalls at most once per back-off period.
@@ -61,6 +62,8 @@ export class FileBlockDevice implements BlockDevice {
   private syncWritesOffUntilMs = 0;
   private slowSyncWrites = 0;
   private readonly io: FileIoQueue;
+  /** Trims and zero writes in flight (they bypass the queue). */
+  private mutationsOutsideQueue = 0;
 
   private constructor(
     private readonly file: StorageFile,
@@ -182,22 +185,37 @@ export class FileBlockDevice implements BlockDevice {
 
   async trim(offsetBytes: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
     this.assertWritable();
-    await this.file.punchHole(offsetBytes, lengthBytes);
+    await this.outsideQueue(() => this.file.punchHole(offsetBytes, lengthBytes));
     if (flags.fua) await this.flush();
   }
 
   async writeZeroes(offsetBytes: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
     this.assertWritable();
-    if (flags.noHole) {
-      zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
-      const end = offsetBytes + lengthBytes;
-      for (let at = offsetBytes; at < end; at += ZERO_CHUNK_BYTES) {
-        await this.file.write(zeroChunk, 0, Math.min(ZERO_CHUNK_BYTES, end - at), at);
+    await this.outsideQueue(async () => {
+      if (flags.noHole) {
+        zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
+        const end = offsetBytes + lengthBytes;
+        for (let at = offsetBytes; at < end; at += ZERO_CHUNK_BYTES) {
+          await this.file.write(zeroChunk, 0, Math.min(ZERO_CHUNK_BYTES, end - at), at);
+        }
+      } else {
+        await this.file.punchHole(offsetBytes, lengthBytes);
       }
-    } else {
-      await this.file.punchHole(offsetBytes, lengthBytes);
-    }
+    });
     if (flags.fua) await this.flush();
+  }
+
+  /**
+   * A mutation that does not go through the write queue (hole punches, zero writes): counted, so the
+   * synchronous small-write path stays off while it runs (it would wait for the inode lock).
+   */
+  private async outsideQueue(run: () => Promise<void>): Promise<void> {
+    this.mutationsOutsideQueue++;
+    try {
+      await run();
+    } finally {
+      this.mutationsOutsideQueue--;
+    }
   }
 
   async extents(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {

@@ -67,7 +67,8 @@ export interface SenderPolicy {
   /**
    * Unacknowledged DATA bytes allowed, in chunks: the window is windowChunks x chunkBytes (default 64,
    * so the replica syncs every 32 MiB: with 16 a 512 MiB initial copy spent ~10 % longer waiting on
-   * its 64 syncs, docs/benchmarks.md). A resume re-sends at most this plus one chunk.
+   * its 64 syncs, docs/benchmarks.md), capped at MAX_WINDOW_BYTES. A resume re-sends at most the
+   * window plus one chunk.
    */
   readonly windowChunks: number;
   /** Resync digests per DIGESTS frame (default 16). */
@@ -468,7 +469,7 @@ export class ReplicationSender {
     const plannedBytes = plan.items.reduce((n, i) => n + i.lengthBytes, 0);
     this.stats.currentCycle = { cycleId: cycle.cycleId, plannedBytes, doneBytes: 0 };
 
-    const win = new SendWindow(conn, this.policy.windowChunks * this.policy.chunkBytes, t);
+    const win = new SendWindow(conn, windowBytesOf(this.policy), t);
     // every data item still to send, in the order it will be read (digest batches are flushed before
     // the next non-digest item, so reads stay in plan order)
     const toRead = plan.items.filter(
@@ -616,6 +617,16 @@ export class ReplicationSender {
     st.logical += it.lengthBytes;
     this.stats.logicalBytesSent += it.lengthBytes;
   }
+}
+
+/**
+ * The window in bytes: windowChunks x chunkBytes, at most MAX_WINDOW_BYTES (but never less than one
+ * chunk). With the largest chunks (16 MiB) and 64 chunks the window would be 1 GiB: a replica would
+ * datasync 512 MiB per ACK (past a frame timeout on slow storage) and a resume could re-send a GiB.
+ */
+export const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
+export function windowBytesOf(policy: Pick<SenderPolicy, 'windowChunks' | 'chunkBytes'>): number {
+  return Math.max(policy.chunkBytes, Math.min(policy.windowChunks * policy.chunkBytes, MAX_WINDOW_BYTES));
 }
 
 /** One run of a chunk, ready to send: zero (a ZERO frame) or data with its body and checksum. */

@@ -54,7 +54,16 @@ export class FileIoQueue {
 
   /** Writes all of `data` at `offsetBytes`; the buffer must not change until this settles. */
   write(offsetBytes: number, data: Buffer): Promise<void> {
-    if (this.file.writev === undefined) return this.file.write(data, 0, data.length, offsetBytes);
+    if (this.file.writev === undefined) {
+      // no queue without pwritev, but still counted: `writesIdle` must see these writes too
+      this.writesInFlight++;
+      const done = (): void => {
+        this.writesInFlight--;
+      };
+      const run = this.file.write(data, 0, data.length, offsetBytes);
+      run.then(done, done);
+      return run;
+    }
     return new Promise<void>((resolve, reject) => {
       this.writeQueue.push({ offsetBytes, data, resolve, reject });
       this.pumpWrites();
@@ -142,7 +151,13 @@ export class FileIoQueue {
   ): void {
     if (kind === 'write') this.writesInFlight++;
     else this.readsInFlight++;
-    const settle = (results: ReadonlyArray<number | Error | undefined> | Error): void => {
+    const settle = (given: ReadonlyArray<number | Error | undefined> | Error): void => {
+      // a batch call that answers for fewer (or more) requests than it was given fails as a whole:
+      // a missing result must never pass for a written (or read) request
+      const results =
+        given instanceof Error || given.length === batch.length
+          ? given
+          : new Error(`an I/O batch of ${batch.length} requests returned ${given.length} results`);
       if (kind === 'write') {
         this.writesInFlight--;
         this.pumpWrites();

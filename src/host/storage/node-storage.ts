@@ -251,9 +251,9 @@ class NodeStorageFile implements StorageFile {
     call: (fd: number, buffers: Buffer[], offsets: number[]) => Promise<number[]>,
     items: readonly PositionedBuffer[],
   ): Promise<number[]> {
-    this.assertOpen();
     const out: number[] = [];
     for (let i = 0; i < items.length; i += IO_BATCH_MAX) {
+      this.assertOpen(); // also between parts: the fd number may be reused after a close
       const part = items.slice(i, i + IO_BATCH_MAX);
       out.push(
         ...(await call(

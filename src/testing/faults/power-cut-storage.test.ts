@@ -277,3 +277,39 @@ test('armPowerCut crashes at the n-th mutating call; every crash point of an ato
   // open(create), truncate, write, datasync, rename, syncDir: six mutating calls to crash at.
   assert.equal(crashes, 6);
 });
+
+test('writeScattered and writev are one crash point each; writeNow throws; failNextWrite fails one write of a batch', async () => {
+  const s = new PowerCutStorage({ seed: SEED });
+  const f = await s.open('/b', 'create');
+  await s.syncDir('/');
+  const results = await (f.writeScattered as NonNullable<StorageFile['writeScattered']>)([
+    { data: Buffer.from('aa'), positionBytes: 0 },
+    { data: Buffer.from('bb'), positionBytes: 4 },
+  ]);
+  assert.deepEqual(results, [undefined, undefined]);
+  s.failNextWrite('/b');
+  const failed = await (f.writeScattered as NonNullable<StorageFile['writeScattered']>)([
+    { data: Buffer.from('cc'), positionBytes: 8 },
+    { data: Buffer.from('dd'), positionBytes: 2 },
+  ]);
+  assert.equal((failed[0] as { code?: string } | undefined)?.code, 'ENOSPC');
+  assert.equal(failed[1], undefined, 'the other write of the batch lands');
+  (f.writeNow as NonNullable<StorageFile['writeNow']>)(Buffer.from('e'), 0, 1, 6);
+  await (f.writev as NonNullable<StorageFile['writev']>)([Buffer.from('f'), Buffer.from('g')], 10);
+  assert.equal((await readAll(f)).toString('latin1'), 'aaddbbe\0\0\0fg');
+  await f.datasync();
+  // The next mutating call is the batch: power goes off at it, as one call, and nothing of it stays.
+  s.armPowerCut(0, 'prefix');
+  await assert.rejects(
+    (f.writeScattered as NonNullable<StorageFile['writeScattered']>)([
+      { data: Buffer.from('zz'), positionBytes: 0 },
+    ]),
+    (e) => isPowerLoss(e),
+  );
+  assert.throws(
+    () => (f.writeNow as NonNullable<StorageFile['writeNow']>)(Buffer.from('z'), 0, 1, 0),
+    (e) => isPowerLoss(e),
+  );
+  s.reboot();
+  assert.equal((await readAll(await s.open('/b', 'read'))).toString('latin1'), 'aaddbbe\0\0\0fg');
+});

@@ -5,7 +5,8 @@
  *   - durable: what a disk would hold after losing power now;
  *   - current: what running code sees (durable + every unsynced operation, in completion order).
  *
- * Unsynced file data (write, writev, truncate, punchHole) becomes durable on `datasync()` of that file.
+ * Unsynced file data (write, writeNow, writev, writeScattered, truncate, punchHole) becomes durable on
+ * `datasync()` of that file.
  * Unsynced names (file creation by open 'create', rename, unlink, mkdir, removeTree) become durable on
  * `syncDir()` of a directory they touch (a rename touches both directories and stays atomic, as in a
  * journaling file system). `mkdir` is volatile like any name unless `{ durableMkdir: true }`.
@@ -32,7 +33,13 @@
 import { dirname, posix } from 'node:path';
 import { Rng } from '../../domain/random.js';
 import { SecondsiteError } from '../../domain/errors.js';
-import type { AllocationExtent, OpenMode, Storage, StorageFile } from '../../host/storage/storage.js';
+import type {
+  AllocationExtent,
+  OpenMode,
+  PositionedBuffer,
+  Storage,
+  StorageFile,
+} from '../../host/storage/storage.js';
 
 export type PowerCutMode = 'none' | 'random-subset' | 'prefix';
 
@@ -579,6 +586,38 @@ class PowerCutFile implements StorageFile {
         kind: 'write',
         positionBytes,
         data: Buffer.from(buf.subarray(bufOffset, bufOffset + lengthBytes)),
+      });
+    });
+  }
+
+  /** A synchronous write (the NBD device's queue-depth-1 path): one crash point, thrown errors. */
+  writeNow(buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number): void {
+    this.live('write');
+    this.storage.dataOp(this, {
+      kind: 'write',
+      positionBytes,
+      data: Buffer.from(buf.subarray(bufOffset, bufOffset + lengthBytes)),
+    });
+  }
+
+  /**
+   * A scattered batch (pwriteBatch): one mutating call (one crash point), each write its own unsynced
+   * write; a `failNextWrite` fails only the write it hits, the others land, as the native batch does.
+   */
+  writeScattered(writes: readonly PositionedBuffer[]): Promise<Array<Error | undefined>> {
+    return attempt(() => {
+      this.live('write');
+      return writes.map((w) => {
+        try {
+          this.storage.dataOp(this, {
+            kind: 'write',
+            positionBytes: w.positionBytes,
+            data: Buffer.from(w.data),
+          });
+          return undefined;
+        } catch (e) {
+          return e instanceof Error ? e : new Error(String(e));
+        }
       });
     });
   }
