@@ -265,6 +265,30 @@ test('a small write goes synchronously only when no other write of the device is
   await dev.close();
 });
 
+test('a small write does not go synchronously while a trim holds the file (outside the write queue)', async () => {
+  const base = await storage.open(join(dir, 'trim-inflight.raw'), 'create');
+  await base.truncate(4 * MiB);
+  const r = recorded(base);
+  let open = (): void => {};
+  const held = new Promise<void>((res) => (open = res));
+  const file = Object.assign(Object.create(r.file) as StorageFile, {
+    punchHole: async (positionBytes: number, lengthBytes: number) => {
+      await held;
+      await r.file.punchHole(positionBytes, lengthBytes);
+    },
+  });
+  const dev = await FileBlockDevice.open(file, { syncWriteMaxBytes: SYNC_WRITE_MAX_BYTES });
+  const trim = dev.trim(0, MiB, { fua: false });
+  const small = dev.write(2 * MiB, Buffer.alloc(4 * KiB, 2), { fua: false });
+  await small;
+  assert.deepEqual(r.events, ['write'], 'through the thread pool, not writeNow');
+  open();
+  await trim;
+  await dev.write(3 * MiB, Buffer.alloc(4 * KiB, 3), { fua: false });
+  assert.deepEqual(r.events.slice(1), ['writeNow'], 'trim done: synchronous again');
+  await dev.close();
+});
+
 test('a slow synchronous write sends small writes to the thread pool for the back-off period; errors reject', async () => {
   const base = await storage.open(join(dir, 't.raw'), 'create');
   await base.truncate(MiB);

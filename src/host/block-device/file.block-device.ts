@@ -62,8 +62,6 @@ export class FileBlockDevice implements BlockDevice {
   private syncWritesOffUntilMs = 0;
   private slowSyncWrites = 0;
   private readonly io: FileIoQueue;
-  /** Trims and zero writes in flight (they bypass the queue). */
-  private mutationsOutsideQueue = 0;
 
   private constructor(
     private readonly file: StorageFile,
@@ -84,8 +82,7 @@ export class FileBlockDevice implements BlockDevice {
   async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(lengthBytes);
     if (lengthBytes < SPARSE_READ_MIN_BYTES) {
-      if (this.file.readScattered === undefined) await this.readInto(buf, 0, lengthBytes, offsetBytes);
-      else await this.io.read(buf, offsetBytes);
+      await this.io.read(buf, offsetBytes);
       return buf;
     }
     const map = await this.file.allocation(offsetBytes, lengthBytes);
@@ -185,13 +182,14 @@ export class FileBlockDevice implements BlockDevice {
 
   async trim(offsetBytes: number, lengthBytes: number, flags: WriteFlags): Promise<void> {
     this.assertWritable();
-    await this.outsideQueue(() => this.file.punchHole(offsetBytes, lengthBytes));
+    // outside the queue but counted: the synchronous path stays off while it holds the inode lock
+    await this.io.outsideQueue(() => this.file.punchHole(offsetBytes, lengthBytes));
     if (flags.fua) await this.flush();
   }
 
   async writeZeroes(offsetBytes: number, lengthBytes: number, flags: ZeroFlags): Promise<void> {
     this.assertWritable();
-    await this.outsideQueue(async () => {
+    await this.io.outsideQueue(async () => {
       if (flags.noHole) {
         zeroChunk ??= Buffer.alloc(ZERO_CHUNK_BYTES);
         const end = offsetBytes + lengthBytes;
@@ -203,19 +201,6 @@ export class FileBlockDevice implements BlockDevice {
       }
     });
     if (flags.fua) await this.flush();
-  }
-
-  /**
-   * A mutation that does not go through the write queue (hole punches, zero writes): counted, so the
-   * synchronous small-write path stays off while it runs (it would wait for the inode lock).
-   */
-  private async outsideQueue(run: () => Promise<void>): Promise<void> {
-    this.mutationsOutsideQueue++;
-    try {
-      await run();
-    } finally {
-      this.mutationsOutsideQueue--;
-    }
   }
 
   async extents(offsetBytes: number, lengthBytes: number): Promise<BlockExtent[]> {

@@ -9,7 +9,8 @@
  *   `pwritev` (`StorageFile.writev`);
  * - queued writes that do not (random writes) leave as one scattered batch (`StorageFile.writeScattered`,
  *   the native addon's pwriteBatch: one pwrite each, in queue order, one hand-off for all);
- * - queued reads leave as one scattered batch (`readScattered`), zeros past the end of the file.
+ * - queued reads leave as one scattered batch (`readScattered`), zeros past the end of the file; a
+ *   file without `readScattered` reads each request at once.
  *
  * Each request settles with its own result when its own bytes were written or read; nothing is ordered
  * beyond that (overlapping writes in one batch land in queue order). Two batches, not one: a write that
@@ -36,6 +37,8 @@ interface QueuedIo {
 export class FileIoQueue {
   private readonly writeQueue: QueuedIo[] = [];
   private writesInFlight = 0;
+  /** Mutations run through `outsideQueue` (they do not take a batch slot). */
+  private outsideInFlight = 0;
   private readonly readQueue: QueuedIo[] = [];
   private readsInFlight = 0;
   /** Writes that left merged with others in one pwritev. */
@@ -47,23 +50,29 @@ export class FileIoQueue {
 
   constructor(private readonly file: StorageFile) {}
 
-  /** True when no write is queued or in flight. */
+  /** True when no write is queued or in flight (queued or not: see `outsideQueue`). */
   get writesIdle(): boolean {
-    return this.writesInFlight === 0 && this.writeQueue.length === 0;
+    return this.writesInFlight === 0 && this.writeQueue.length === 0 && this.outsideInFlight === 0;
+  }
+
+  /**
+   * Runs a mutation of the file that does not go through the queue (a hole punch, zero writes),
+   * counted as a write in flight so `writesIdle` sees it.
+   */
+  async outsideQueue(run: () => Promise<void>): Promise<void> {
+    this.outsideInFlight++; // not a batch slot: the queue's own writes go on meanwhile
+    try {
+      await run();
+    } finally {
+      this.outsideInFlight--;
+    }
   }
 
   /** Writes all of `data` at `offsetBytes`; the buffer must not change until this settles. */
   write(offsetBytes: number, data: Buffer): Promise<void> {
-    if (this.file.writev === undefined) {
-      // no queue without pwritev, but still counted: `writesIdle` must see these writes too
-      this.writesInFlight++;
-      const done = (): void => {
-        this.writesInFlight--;
-      };
-      const run = this.file.write(data, 0, data.length, offsetBytes);
-      run.then(done, done);
-      return run;
-    }
+    // no queue without pwritev, but still counted: `writesIdle` must see these writes too
+    if (this.file.writev === undefined)
+      return this.outsideQueue(() => this.file.write(data, 0, data.length, offsetBytes));
     return new Promise<void>((resolve, reject) => {
       this.writeQueue.push({ offsetBytes, data, resolve, reject });
       this.pumpWrites();
@@ -72,6 +81,7 @@ export class FileIoQueue {
 
   /** Fills `buf` from `offsetBytes`, with zeros past the end of the file. */
   read(buf: Buffer, offsetBytes: number): Promise<void> {
+    if (this.file.readScattered === undefined) return this.readNow(buf, offsetBytes); // no batches: no queue
     return new Promise<void>((resolve, reject) => {
       this.readQueue.push({ offsetBytes, data: buf, resolve, reject });
       this.pumpReads();
@@ -120,23 +130,25 @@ export class FileIoQueue {
     }
   }
 
-  /** Starts queued reads: one alone as a plain pread, several as one scattered batch. */
+  private async readNow(buf: Buffer, offsetBytes: number): Promise<void> {
+    const n = await this.file.read(buf, 0, buf.length, offsetBytes);
+    if (n < buf.length) buf.fill(0, n);
+  }
+
+  /** Starts queued reads (only files with `readScattered` queue them): one alone as a plain pread. */
   private pumpReads(): void {
     while (this.readsInFlight < MAX_BATCHES_IN_FLIGHT && this.readQueue.length > 0) {
       const first = this.readQueue.shift() as QueuedIo;
       const batch = [first];
       takeMore(this.readQueue, batch, first.data.length);
-      const scattered = batch.length > 1 && this.file.readScattered !== undefined;
-      if (scattered) this.scatteredReadCount += batch.length;
-      this.start(batch, 'read', async () => {
-        if (scattered)
-          return (this.file as Required<StorageFile>).readScattered(
-            batch.map((r) => ({ data: r.data, positionBytes: r.offsetBytes })),
-          );
-        const out: Array<number | Error> = [];
-        for (const r of batch) out.push(await this.file.read(r.data, 0, r.data.length, r.offsetBytes));
-        return out;
-      });
+      if (batch.length > 1) this.scatteredReadCount += batch.length;
+      this.start(batch, 'read', async () =>
+        batch.length === 1
+          ? [await this.file.read(first.data, 0, first.data.length, first.offsetBytes)]
+          : (this.file as Required<StorageFile>).readScattered(
+              batch.map((r) => ({ data: r.data, positionBytes: r.offsetBytes })),
+            ),
+      );
     }
   }
 
