@@ -35,15 +35,20 @@ export class UndoWriter {
     return new UndoWriter(file);
   }
 
-  /** Appends `data` as the old content of [offsetBytes, +length) of a disk; all-zero data is stored as zero. */
-  async addData(diskId: string, offsetBytes: number, data: Buffer): Promise<void> {
+  /**
+   * Appends `data` as the old content of [offsetBytes, +length) of a disk; all-zero data is stored as
+   * zero. The place in the file is taken at the call, so several appends may run at once; the file is
+   * valid only once `seal()` ran after every append resolved (a failed append fails the capture).
+   */
+  addData(diskId: string, offsetBytes: number, data: Buffer): Promise<void> {
     if (isAllZero(data)) {
       this.addZero(diskId, offsetBytes, data.length);
-      return;
+      return Promise.resolve();
     }
-    await this.file.write(data, 0, data.length, this.posBytes);
-    this.entries(diskId).push([offsetBytes, data.length, this.posBytes]);
+    const pos = this.posBytes;
     this.posBytes += data.length;
+    this.entries(diskId).push([offsetBytes, data.length, pos]);
+    return this.file.write(data, 0, data.length, pos);
   }
 
   addZero(diskId: string, offsetBytes: number, lengthBytes: number): void {

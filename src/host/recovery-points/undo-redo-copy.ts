@@ -11,7 +11,10 @@ import { COPY_CHUNK, readFully, UndoWriter, type LoadedUndo } from './undo-file.
 export type RedoMap = ReadonlyMap<string, ExtentMap<RedoSource>>;
 type BaseOf = (diskId: string) => StorageFile;
 
-/** Copies (1 MiB each) of the apply phase in flight at once: reads of the log overlap base writes. */
+/**
+ * Copies (1 MiB each) of the apply and undo-capture phases in flight at once: reads overlap writes,
+ * and small extents do not pay a thread-pool round trip each, one after the other.
+ */
 const APPLY_IN_FLIGHT = 4;
 
 /**
@@ -73,23 +76,29 @@ export async function captureUndo(
 ): Promise<void> {
   const writer = await UndoWriter.create(storage, path);
   try {
+    // Extents never overlap and the undo index is sorted when sealed, so several are captured at once
+    // (allocation, read and append overlap); the seal (index, datasync) comes after all of them.
+    const tasks: Array<() => Promise<void>> = [];
     for (const [diskId, map] of redo) {
       const base = baseOf(diskId);
       for (const e of map.entries()) {
-        for (const a of await base.allocation(e.offsetBytes, e.lengthBytes)) {
-          if (!a.data) {
-            writer.addZero(diskId, a.offsetBytes, a.lengthBytes);
-            continue;
+        tasks.push(async () => {
+          for (const a of await base.allocation(e.offsetBytes, e.lengthBytes)) {
+            if (!a.data) {
+              writer.addZero(diskId, a.offsetBytes, a.lengthBytes);
+              continue;
+            }
+            for (let done = 0; done < a.lengthBytes; done += COPY_CHUNK) {
+              const n = Math.min(COPY_CHUNK, a.lengthBytes - done);
+              const buf = Buffer.alloc(n);
+              await readFully(base, buf, 0, n, a.offsetBytes + done);
+              await writer.addData(diskId, a.offsetBytes + done, buf);
+            }
           }
-          for (let done = 0; done < a.lengthBytes; done += COPY_CHUNK) {
-            const n = Math.min(COPY_CHUNK, a.lengthBytes - done);
-            const buf = Buffer.alloc(n);
-            await readFully(base, buf, 0, n, a.offsetBytes + done);
-            await writer.addData(diskId, a.offsetBytes + done, buf);
-          }
-        }
+        });
       }
     }
+    await runBounded(tasks, APPLY_IN_FLIGHT);
     await writer.seal();
   } catch (e) {
     await writer.abort();
