@@ -1,12 +1,14 @@
 /**
  * Runs the fio jobs against several NBD servers, interleaved, the order rotated per repetition (A B C,
  * B C A, C A B, ...: a contender does not always run right after the same one, whose dirty pages are
- * still being written back): for each repetition, each server in turn gets a fresh sparse file, is started, serves every job (one fio process and one connection per job),
- * and is stopped by PID. A failed start or job is noted and leaves that sample out; it does not end
- * the run.
+ * still being written back): for each repetition, each server in turn gets a fresh sparse file, is
+ * started, serves every job (one fio process and one connection per job, after a `sync` so no job
+ * pays for the writeback of the one before), and is stopped by PID. A failed start or job is noted and
+ * leaves that sample out; it does not end the run.
  */
 import { join } from 'node:path';
 import { NBD_JOBS, runFio, type FioJob } from './fio.js';
+import { runCommand } from './processes.js';
 import type { ServerSpec } from './nbd-servers.js';
 import { median, type BenchOptions, type Measurement } from './suite.js';
 
@@ -48,6 +50,9 @@ export async function runNbdMatrix(
       try {
         for (const job of jobs) {
           try {
+            // Every job starts with no dirty pages anywhere: the writeback of the previous job (a
+            // faster server leaves more behind) must not land inside the next job's measurement.
+            await runCommand('sync', 'sync', [], { timeoutMs: 120_000 });
             const r = await runFio(job, server.uri, DISK_BYTES, options.runtimeSeconds, options.rampSeconds);
             const value = job.metric === 'iops' ? r.iops : r.mibps;
             samples.get(job.id)?.get(spec.contender)?.push(value);
