@@ -23,7 +23,7 @@ import {
   nbdTrackingSuite,
   nbdWritePathSuite,
 } from './nbd-write-path.bench.js';
-import { killAllSync, stopAll } from './lib/processes.js';
+import { killAllSync, runCommand, stopAll } from './lib/processes.js';
 import { renderSuite } from './lib/report.js';
 import type { BenchOptions, Suite, SuiteResult } from './lib/suite.js';
 
@@ -135,6 +135,8 @@ async function main(): Promise<number> {
     for (const suite of selected) {
       process.stdout.write(`\n-- ${suite.name}: ${suite.title}\n`);
       try {
+        // No suite pays for the writeback of the one before (delta leaves GiBs of dirty pages behind).
+        await runCommand('sync', 'sync', [], { timeoutMs: 300_000 });
         const loadBefore = loadavg()[0] ?? 0;
         const r = await suite.run({
           ...options,
@@ -142,7 +144,7 @@ async function main(): Promise<number> {
         });
         const loadNote =
           `1-min load average ${loadBefore.toFixed(2)} before the suite, ${(loadavg()[0] ?? 0).toFixed(2)} after ` +
-          `(${cpus().length} CPUs; more than ~1 before means other work shared the machine)`;
+          `(${cpus().length} CPUs; more than ~1 before means other work shared the machine, or the tail of the suite before)`;
         const withLoad = { ...r, notes: [...r.notes, loadNote] };
         results.push(withLoad);
         process.stdout.write(`\n${renderSuite(withLoad)}\n`);
