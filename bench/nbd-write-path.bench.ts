@@ -7,7 +7,8 @@
  * A second suite, `tracking`, prices change tracking: the same jobs against NbdServer + FileBlockDevice
  * with and without the ChangeTrackingFilter (bench-only server, bench/servers/bare-nbd.server.ts: the
  * agent tracks every disk and has no switch to turn it off, so "ours" in the `nbd` suite is tracking on).
- * Must: on >= 0.95 x off on every job; stretch >= 0.98 x.
+ * Both servers run at once and each job is measured on one, then the other (pairwise, order rotating),
+ * so the two samples of a job are seconds apart. Must: on >= 0.95 x off on every job; stretch >= 0.98 x.
  */
 import { NBD_JOBS } from './lib/fio.js';
 import { runNbdMatrix } from './lib/nbd-matrix.js';
@@ -52,7 +53,9 @@ export const nbdTrackingSuite: Suite = {
   title: 'Change tracking cost on the NBD write path: NbdServer + FileBlockDevice, filter off vs on',
   async run(options) {
     const servers = [oursBare(false), oursBare(true)];
-    const { measurements, notes, commands } = await runNbdMatrix(servers, options);
+    const { measurements, notes, commands } = await runNbdMatrix(servers, options, undefined, {
+      pairwise: true,
+    });
     const targets: TargetCheck[] = [];
     for (const m of measurements) {
       targets.push(

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { NBD_JOBS, runFio, type FioJob } from './fio.js';
 import { runCommand } from './processes.js';
-import type { ServerSpec } from './nbd-servers.js';
+import type { ServerSpec, StartedServer } from './nbd-servers.js';
 import { median, type BenchOptions, type Measurement } from './suite.js';
 
 export const DISK_BYTES = 2 * 1024 ** 3;
@@ -25,6 +25,15 @@ export async function runNbdMatrix(
   servers: readonly ServerSpec[],
   options: BenchOptions,
   jobs: readonly FioJob[] = NBD_JOBS,
+  layout: {
+    /**
+     * Pairwise: all servers of a repetition run at once (each on its own fresh file) and every job is
+     * measured on each of them in turn (the order rotating per job and repetition), so the samples of
+     * one job are taken seconds apart instead of a whole server's run apart. For near-equal contenders
+     * (tracking on / off), where the drift of this VM over a minute is larger than the difference.
+     */
+    readonly pairwise?: boolean;
+  } = {},
 ): Promise<MatrixResult> {
   const samples = new Map<string, Map<string, number[]>>(); // job -> contender -> values
   const clat = new Map<string, Map<string, number[]>>();
@@ -34,37 +43,69 @@ export async function runNbdMatrix(
     samples.set(job.id, new Map(servers.map((s) => [s.contender, []])));
     clat.set(job.id, new Map(servers.map((s) => [s.contender, []])));
   }
-  for (let rep = 0; rep < options.repetitions; rep++) {
-    const order = servers.map((_, i) => servers[(i + rep) % servers.length] as ServerSpec);
-    for (const spec of order) {
-      const workDir = join(options.scratchDir, `${spec.contender}-${rep}`);
-      let server;
-      try {
-        server = await spec.start(workDir, DISK_BYTES, options.repoRoot);
-      } catch (e) {
-        notes.push(`repetition ${rep + 1}: ${spec.contender} did not start: ${String(e)}`);
-        options.log(`  ${spec.contender}: did not start: ${String(e)}`);
-        continue;
-      }
+  const start = async (spec: ServerSpec, rep: number): Promise<StartedServer | undefined> => {
+    try {
+      const server = await spec.start(
+        join(options.scratchDir, `${spec.contender}-${rep}`),
+        DISK_BYTES,
+        options.repoRoot,
+      );
       commands[spec.contender] = server.commands;
+      return server;
+    } catch (e) {
+      notes.push(`repetition ${rep + 1}: ${spec.contender} did not start: ${String(e)}`);
+      options.log(`  ${spec.contender}: did not start: ${String(e)}`);
+      return undefined;
+    }
+  };
+  const measure = async (
+    spec: ServerSpec,
+    server: StartedServer,
+    job: FioJob,
+    rep: number,
+  ): Promise<void> => {
+    try {
+      // Every job starts with no dirty pages anywhere: the writeback of the previous job (a faster
+      // server leaves more behind) must not land inside the next job's measurement.
+      await runCommand('sync', 'sync', [], { timeoutMs: 120_000 });
+      const r = await runFio(job, server.uri, DISK_BYTES, options.runtimeSeconds, options.rampSeconds);
+      const value = job.metric === 'iops' ? r.iops : r.mibps;
+      samples.get(job.id)?.get(spec.contender)?.push(value);
+      clat.get(job.id)?.get(spec.contender)?.push(r.clatMeanUs);
+      options.log(
+        `  rep ${rep + 1} ${spec.contender.padEnd(12)} ${job.label.padEnd(18)} ${formatValue(value)} ${job.metric === 'iops' ? 'IOPS' : 'MiB/s'} (clat ${r.clatMeanUs.toFixed(0)} us)`,
+      );
+    } catch (e) {
+      notes.push(`repetition ${rep + 1}: ${spec.contender} ${job.label} failed: ${String(e)}`);
+      options.log(`  ${spec.contender} ${job.label}: failed: ${String(e)}`);
+    }
+  };
+  const rotated = (k: number): ServerSpec[] =>
+    servers.map((_, i) => servers[(i + k) % servers.length] as ServerSpec);
+  for (let rep = 0; rep < options.repetitions; rep++) {
+    if (layout.pairwise === true) {
+      const running = new Map<ServerSpec, StartedServer>();
       try {
-        for (const job of jobs) {
-          try {
-            // Every job starts with no dirty pages anywhere: the writeback of the previous job (a
-            // faster server leaves more behind) must not land inside the next job's measurement.
-            await runCommand('sync', 'sync', [], { timeoutMs: 120_000 });
-            const r = await runFio(job, server.uri, DISK_BYTES, options.runtimeSeconds, options.rampSeconds);
-            const value = job.metric === 'iops' ? r.iops : r.mibps;
-            samples.get(job.id)?.get(spec.contender)?.push(value);
-            clat.get(job.id)?.get(spec.contender)?.push(r.clatMeanUs);
-            options.log(
-              `  rep ${rep + 1} ${spec.contender.padEnd(12)} ${job.label.padEnd(18)} ${formatValue(value)} ${job.metric === 'iops' ? 'IOPS' : 'MiB/s'} (clat ${r.clatMeanUs.toFixed(0)} us)`,
-            );
-          } catch (e) {
-            notes.push(`repetition ${rep + 1}: ${spec.contender} ${job.label} failed: ${String(e)}`);
-            options.log(`  ${spec.contender} ${job.label}: failed: ${String(e)}`);
+        for (const spec of rotated(rep)) {
+          const server = await start(spec, rep);
+          if (server !== undefined) running.set(spec, server);
+        }
+        for (const [j, job] of jobs.entries()) {
+          for (const spec of rotated(rep + j)) {
+            const server = running.get(spec);
+            if (server !== undefined) await measure(spec, server, job, rep);
           }
         }
+      } finally {
+        for (const server of running.values()) await server.stop();
+      }
+      continue;
+    }
+    for (const spec of rotated(rep)) {
+      const server = await start(spec, rep);
+      if (server === undefined) continue;
+      try {
+        for (const job of jobs) await measure(spec, server, job, rep);
       } finally {
         await server.stop();
       }
