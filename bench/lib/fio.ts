@@ -17,6 +17,12 @@ export interface FioJob {
   /** What the row reports: IOPS for 4k jobs, MiB/s for sequential ones. */
   readonly metric: 'iops' | 'mibps';
   readonly sequential: boolean;
+  /**
+   * Write the whole disk once (1 MiB, QD8, not timed) right before this job: a read job then reads the
+   * same fully written file on every server, not whatever each server's earlier write jobs reached
+   * (a faster server had allocated more of its file).
+   */
+  readonly prefill?: boolean;
 }
 
 export const NBD_JOBS: readonly FioJob[] = [
@@ -64,8 +70,24 @@ export const NBD_JOBS: readonly FioJob[] = [
     iodepth: 32,
     metric: 'iops',
     sequential: false,
+    prefill: true,
   },
 ];
+
+/** Writes the whole disk once through NBD (1 MiB, QD8), untimed; see `FioJob.prefill`. */
+export async function prefillDisk(uri: string, sizeBytes: number): Promise<void> {
+  const args = [
+    '--name=prefill',
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    `--size=${sizeBytes}`,
+    '--rw=write',
+    '--bs=1M',
+    '--iodepth=8',
+  ];
+  const r = await runCommand('fio prefill', 'fio', args, { timeoutMs: 300_000 });
+  if (r.code !== 0) throw new Error(`fio prefill of ${uri} failed (${r.code}): ${r.stderr.trim()}`);
+}
 
 export interface FioOutcome {
   readonly iops: number;

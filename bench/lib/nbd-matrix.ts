@@ -7,7 +7,7 @@
  * leaves that sample out; it does not end the run.
  */
 import { join } from 'node:path';
-import { NBD_JOBS, runFio, type FioJob } from './fio.js';
+import { NBD_JOBS, prefillDisk, runFio, type FioJob } from './fio.js';
 import { runCommand } from './processes.js';
 import type { ServerSpec, StartedServer } from './nbd-servers.js';
 import { median, type BenchOptions, type Measurement } from './suite.js';
@@ -67,6 +67,7 @@ export async function runNbdMatrix(
     try {
       // Every job starts with no dirty pages anywhere: the writeback of the previous job (a faster
       // server leaves more behind) must not land inside the next job's measurement.
+      if (job.prefill === true) await prefillDisk(server.uri, DISK_BYTES);
       await runCommand('sync', 'sync', [], { timeoutMs: 120_000 });
       const r = await runFio(job, server.uri, DISK_BYTES, options.runtimeSeconds, options.rampSeconds);
       const value = job.metric === 'iops' ? r.iops : r.mibps;
