@@ -79,6 +79,14 @@ describe('process driver specifics', () => {
     const spec = await makeSpec(host);
     await driver.define(spec);
     const s = await driver.start(spec.vmId);
+    // the guest must have made a record durable before the kill, or there is no log to continue
+    // (killed right after "ready", a loaded machine may not have written one yet)
+    let durable = s.guest?.lastDurableSeq ?? 0;
+    for (const until = Date.now() + 10_000; durable === 0 && Date.now() < until;) {
+      await sleep(20);
+      durable = (await driver.status(spec.vmId)).guest?.lastDurableSeq ?? 0;
+    }
+    assert.ok(durable > 0, 'the guest made no record durable within 10 s');
     process.kill(s.pid as number, 'SIGKILL');
     const deadline = Date.now() + 5000;
     let st = await driver.status(spec.vmId);
@@ -94,7 +102,7 @@ describe('process driver specifics', () => {
     // A failed VM can be started again and continues its log.
     const re = await driver.start(spec.vmId);
     assert.equal(re.state, 'running');
-    assert.ok((re.guest?.bootSeq ?? 0) > 0);
+    assert.ok((re.guest?.bootSeq ?? 0) >= durable, `boot seq ${re.guest?.bootSeq} < ${durable} made durable`);
     await driver.powerOff(spec.vmId);
   });
 
