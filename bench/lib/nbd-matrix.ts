@@ -65,9 +65,9 @@ export async function runNbdMatrix(
     rep: number,
   ): Promise<void> => {
     try {
-      // Every job starts with no dirty pages anywhere: the writeback of the previous job (a faster
-      // server leaves more behind) must not land inside the next job's measurement.
       if (job.prefill === true) await prefillDisk(server.uri, DISK_BYTES);
+      // Every job starts with no dirty pages anywhere: the writeback of the previous job (a faster
+      // server leaves more behind, and so does the prefill) must not land inside this measurement.
       await runCommand('sync', 'sync', [], { timeoutMs: 120_000 });
       const r = await runFio(job, server.uri, DISK_BYTES, options.runtimeSeconds, options.rampSeconds);
       const value = job.metric === 'iops' ? r.iops : r.mibps;

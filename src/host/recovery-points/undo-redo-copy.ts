@@ -15,7 +15,7 @@ type BaseOf = (diskId: string) => StorageFile;
  * Copies (1 MiB each) of the apply and undo-capture phases in flight at once: reads overlap writes,
  * and small extents do not pay a thread-pool round trip each, one after the other.
  */
-const APPLY_IN_FLIGHT = 4;
+const COPIES_IN_FLIGHT = 4;
 
 /**
  * Writes every redo extent into its disk's base (zero extents punch holes; `base` extents, staged in
@@ -44,7 +44,7 @@ export async function applyRedo(redoFile: StorageFile, redo: RedoMap, baseOf: Ba
         });
       }
     }
-    await runBounded(pieces, APPLY_IN_FLIGHT);
+    await runBounded(pieces, COPIES_IN_FLIGHT);
     await base.datasync();
   }
 }
@@ -98,7 +98,7 @@ export async function captureUndo(
         });
       }
     }
-    await runBounded(tasks, APPLY_IN_FLIGHT);
+    await runBounded(tasks, COPIES_IN_FLIGHT);
     await writer.seal();
   } catch (e) {
     await writer.abort();
