@@ -1,5 +1,5 @@
 /**
- * Power cuts during commit, retention and staging, on the testing kit's PowerCutStorage with a
+ * Power cuts during commit, retention (with its undo compaction) and staging, on the testing kit's PowerCutStorage with a
  * StopAtStorage wrapper that stops the machine at a chosen mutating call. Each case runs its scenario once without a cut to count the mutating
  * storage calls of the final operation, then again with the power cut at a random one of them (or just
  * after the last), with the unsynced writes dropped, torn to a random subset, or cut to a random prefix.
@@ -14,6 +14,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng, seedFrom } from '../../src/domain/random.js';
+import { nextUndoMerge } from '../../src/domain/retention/undo-compaction.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import type { CycleWriter, StagedProgress } from '../../src/host/recovery-points/replica-store.js';
 import { PowerCutStorage, type PowerCutMode } from '../../src/testing/faults/power-cut-storage.js';
@@ -43,7 +44,14 @@ interface Outcome {
 }
 
 function open(storage: StopAtStorage): Promise<PointStore> {
-  return PointStore.open({ storage, storageDir: DIR, relationshipId: 'rel', clock: fixedClock });
+  // compaction only when called, so that the storage calls of each operation are deterministic
+  return PointStore.open({
+    storage,
+    storageDir: DIR,
+    relationshipId: 'rel',
+    clock: fixedClock,
+    compaction: 'manual',
+  });
 }
 
 /** A real sender's cycle: non-overlapping chunks of the final content of the touched ranges. */
@@ -126,7 +134,9 @@ async function scenario(
       await w.commit({ cutWallMs: T0 + (cycles + 1) * 20 * 60_000, consistency: 'app-consistent' });
     } else if (kind === 'retention') {
       if (crashAt !== null) storage.armStop(crashAt);
+      // the drop (catalogue, deletes, punches), then the compaction of the joined lists
       await store.applyRetention(T0 + cycles * 20 * 60_000, 1);
+      await store.compactUndo();
     } else {
       const ops = senderChunks(randomCycle(rng, model, 10), model);
       outcome.stageOps = ops;
@@ -240,6 +250,15 @@ async function checkCase(
     if (isOld && !isNew) outcome = 'old';
   }
   await verifyPoints(store, run.model, label);
+  if (run.kind === 'retention') {
+    // a compaction cut short is finished (or redone) after the restart
+    await store.compactUndo();
+    for (const l of store.undoLists()) {
+      const weights = l.undo.map((u) => u.cycles);
+      assert.equal(nextUndoMerge(weights), null, `${label}: ${l.pointId} uncompacted: ${weights.join(',')}`);
+    }
+    await verifyPoints(store, run.model, `${label} after compaction`);
+  }
   // The model continues from the latest visible point (the interrupted cycle may not have landed);
   // before the first point, from empty disks.
   if (visible.length === 0) {
@@ -294,9 +313,9 @@ test(`power cut at a random moment of commit, retention or staging: old set or n
   assert.ok(seen.old > 0 && seen.new > 0, `both outcomes must occur (old=${seen.old}, new=${seen.new})`);
 });
 
-test('power cut at every mutating call of a retention run with middle merges and of a commit', async () => {
+test('power cut at every mutating call of a retention run that joins undo lists (drop, punch, compaction) and of a commit', async () => {
   for (const kind of ['retention', 'commit'] as const) {
-    // A seed whose retention drops a point between two kept ones (so an undo merge is written).
+    // A seed whose retention drops a point between two kept ones (so lists join and a merge is written).
     let seed = BASE_SEED + 10_000;
     let clean = await scenario(seed, null, kind, false);
     const mergesMiddle = (o: Outcome): boolean =>

@@ -3,13 +3,14 @@
  * retention (oldest drops and middle-point merges), resume of staging, epoch fencing, metadata checksums.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isSecondsiteError } from '../../src/domain/errors.js';
 import { Rng, seedFrom } from '../../src/domain/random.js';
 import { HOUR_MS } from '../../src/domain/retention/retention.policy.js';
+import { nextUndoMerge } from '../../src/domain/retention/undo-compaction.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import { NodeStorage } from '../../src/host/storage/node-storage.js';
 import { DiskModel, fixedClock, randomCycle, stage, verifyPoints } from './store-harness.js';
@@ -83,9 +84,21 @@ test('every retained point reads exactly the model through many cycles, retentio
       `seed=${seed}: the run never merged a middle point; the test lost its teeth`,
     );
     assert.ok(store.points().length >= 2, `seed=${seed}`);
-    // Undo files: exactly one per retained point but the latest; no staging left behind.
+    // Compaction (in the background all along) drained: every list is a binary counter, the undo
+    // directory holds exactly the listed files, and every point still reads exactly.
+    await store.compactUndo();
+    const lists = store.undoLists();
+    for (const l of lists) {
+      const weights = l.undo.map((u) => u.cycles);
+      assert.equal(
+        nextUndoMerge(weights),
+        null,
+        `seed=${seed}: ${l.pointId} left uncompacted: ${weights.join(',')}`,
+      );
+    }
     const undo = await readdir(join(dir, 'rel-1', 'undo'));
-    assert.equal(undo.length, store.points().length - 1, `seed=${seed}`);
+    assert.deepEqual(undo.sort(), lists.flatMap((l) => l.undo.map((u) => u.file)).sort(), `seed=${seed}`);
+    await verifyPoints(store, model, `seed=${seed} after compaction`, rng);
     assert.deepEqual(await readdir(join(dir, 'rel-1', 'staging')), [], `seed=${seed}`);
     await store.close();
   }
@@ -336,10 +349,75 @@ test('reads of older points racing commits and retention always return the point
   await store.close();
 });
 
-test('a view opened while retention writes its merges keeps its point (retention backs off)', async () => {
+test('retention writes no undo data; the shadowed undo of dropped points is punched; lists stay log2 long', async () => {
+  // A disk that rewrites the same 256 KiB every 30 s cycle: at every commit the previous latest point
+  // is dropped (the latest is the hour's keeper) and its undo joins the previous hour's keeper's list.
+  const dir = await mkdtemp(join(root, 'churn-'));
+  const store = await PointStore.open({
+    storage: new NodeStorage(),
+    storageDir: dir,
+    relationshipId: 'r',
+    clock: fixedClock,
+    compaction: 'manual',
+  });
+  const size = 1024 * 1024;
+  const hot = 256 * 1024;
+  await store.ensureDisk('d', size);
+  const model = new DiskModel();
+  model.resize('d', size);
+  const rng = new Rng(SEED + 400);
+  const undoDir = join(dir, 'r', 'undo');
+  const allocatedBytes = async (): Promise<number> => {
+    let total = 0;
+    for (const name of await readdir(undoDir)) total += (await stat(join(undoDir, name))).blocks * 512;
+    return total;
+  };
+  const hourStart = T0 + 5 * HOUR_MS;
+  const cycles = 40;
+  for (let n = 0; n <= cycles; n++) {
+    const w = await store.beginCycle(`c${n}`, 0);
+    const data = rng.fill(Buffer.alloc(hot)) as Buffer;
+    const op = { kind: 'data' as const, diskId: 'd', offsetBytes: 0, data };
+    model.apply(op);
+    await stage(w, [op], rng);
+    // c0 is the last point of the previous hour (the keeper), then 40 points 30 s apart
+    const cutWallMs = n === 0 ? hourStart - 1 : hourStart + n * 30_000;
+    model.snapshot((await w.commit({ cutWallMs, consistency: 'crash-consistent' })).pointId);
+    const filesBefore = new Set(await readdir(undoDir));
+    const dropped = await store.applyRetention(cutWallMs, 24);
+    if (n >= 2) assert.equal(dropped.length, 1, `cycle ${n}: the previous latest point is dropped`);
+    const created = (await readdir(undoDir)).filter((f) => !filesBefore.has(f));
+    assert.deepEqual(created, [], `cycle ${n}: retention wrote an undo file`);
+    // the keeper's list holds every dropped cycle's undo, all but its first file fully shadowed and
+    // punched: the space stays that of one copy of the hot range (plus indexes), not n copies
+    assert.ok(
+      (await allocatedBytes()) <= 2 * hot + 64 * 1024,
+      `cycle ${n}: undo takes ${await allocatedBytes()} bytes: ${JSON.stringify(store.undoLists())} ${JSON.stringify(await Promise.all((await readdir(undoDir)).map(async (f) => [f, (await stat(join(undoDir, f))).blocks])))}`,
+    );
+  }
+  await verifyPoints(store, model, `seed=${SEED + 400} before compaction`);
+  const keeper = store.undoLists()[0];
+  assert.equal(keeper?.undo.length, cycles, 'the keeper lists one file per cycle before compaction');
+  const merges = await store.compactUndo();
+  assert.ok(merges > 0);
+  const compacted = store.undoLists()[0]?.undo ?? [];
+  assert.ok(
+    compacted.length <= Math.floor(Math.log2(cycles)) + 1,
+    `${compacted.length} files after compaction`,
+  );
+  assert.equal(
+    compacted.reduce((a, u) => a + u.cycles, 0),
+    cycles,
+  );
+  await verifyPoints(store, model, `seed=${SEED + 400} after compaction`);
+  assert.deepEqual((await readdir(undoDir)).sort(), compacted.map((u) => u.file).sort());
+  await store.close();
+});
+
+test('a compaction racing retention: the point of the files being merged is dropped as the oldest; reads stay exact', async () => {
   const seed = SEED + 300;
   const rng = new Rng(seed);
-  const dir = await mkdtemp(join(root, 'pin-race-'));
+  const dir = await mkdtemp(join(root, 'compact-race-'));
   let hook: (() => Promise<void>) | null = null;
   class HookedStorage extends NodeStorage {
     override async open(
@@ -359,6 +437,7 @@ test('a view opened while retention writes its merges keeps its point (retention
     storageDir: dir,
     relationshipId: 'r',
     clock: fixedClock,
+    compaction: 'manual',
   });
   await store.ensureDisk('d', 32 * 1024);
   const model = new DiskModel();
@@ -368,28 +447,31 @@ test('a view opened while retention writes its merges keeps its point (retention
     await stage(w, randomCycle(rng, model, 6), rng);
     model.snapshot((await w.commit({ cutWallMs: T0 + i * 60_000, consistency: 'crash-consistent' })).pointId);
   }
-  // With 0 hours only the latest and pinned points stay: rp-2 is pinned, so rp-3's undo must be merged
-  // into rp-2's. While that merge is written, a view of rp-3 is opened.
-  const keepOpen = await store.openPointDisk('rp-2', 'd');
-  let raced: Awaited<ReturnType<PointStore['openPointDisk']>> | null = null;
+  // With 0 hours only the latest and pinned points stay: rp-1 is pinned, so rp-2 and rp-3 go and their
+  // undo joins rp-1's list, which then needs a merge.
+  const pinned = await store.openPointDisk('rp-1', 'd');
+  assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-2', 'rp-3']);
+  assert.equal(store.undoLists()[0]?.undo.length, 3);
+  let hookRan = false;
   hook = async () => {
-    raced = await store.openPointDisk('rp-3', 'd');
+    // while the merged file is being written: rp-1 still reads exactly, then goes as the oldest
+    const want = model.snapshots.get('rp-1')?.get('d') as Buffer;
+    assert.ok((await pinned.read(0, want.length)).equals(want), `seed=${seed}: read during compaction`);
+    await pinned.close();
+    assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-1']);
+    hookRan = true;
   };
+  assert.equal(
+    await store.compactUndo(),
+    0,
+    `seed=${seed}: the merge of a dropped point's files is not published`,
+  );
+  assert.ok(hookRan, `seed=${seed}: the hook did not run; the test lost its teeth`);
   assert.deepEqual(
-    await store.applyRetention(T0 + 10 * HOUR_MS, 0),
-    [],
-    `seed=${seed}: retention must back off`,
+    store.points().map((p) => p.pointId),
+    ['rp-4'],
   );
-  assert.ok(raced !== null, `seed=${seed}: the hook did not run; the test lost its teeth`);
-  await verifyPoints(store, model, `seed=${seed} after the backed-off retention`);
-  await (raced as { close(): Promise<void> }).close();
-  assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-1', 'rp-3']);
-  await verifyPoints(store, model, `seed=${seed} after retention`);
-  await keepOpen.close();
-  const undo = await readdir(join(dir, 'r', 'undo'));
-  assert.ok(
-    undo.length === 1 && undo[0]?.startsWith('u-2-'),
-    `seed=${seed}: undo files left: ${undo.join(',')}`,
-  );
+  await verifyPoints(store, model, `seed=${seed} after the race`);
+  assert.deepEqual(await readdir(join(dir, 'r', 'undo')), [], `seed=${seed}: files left behind`);
   await store.close();
 });

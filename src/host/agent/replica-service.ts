@@ -138,9 +138,18 @@ export class ReplicaService {
       },
       ...(this.peer ? { peer: this.peer } : {}),
       onPointCommitted: async ({ store, retentionHours }) => {
-        const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
-        if (dropped.length > 0)
-          this.log.info('retention dropped points', { relationshipId: store.relationshipId, dropped });
+        try {
+          const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
+          if (dropped.length > 0)
+            this.log.info('retention dropped points', { relationshipId: store.relationshipId, dropped });
+        } catch (error) {
+          // the point is committed and acknowledged; the points retention would drop are kept until
+          // a later retention succeeds (a failed store refuses the next cycle, which reports it)
+          this.log.warn('retention failed; points are kept until the next commit retries it', {
+            relationshipId: store.relationshipId,
+            error,
+          });
+        }
       },
     });
     this.port = (await this.receiver.start()).port;
@@ -511,9 +520,17 @@ export class ReplicaService {
           ),
         );
       }
-      p = PointStore.open({ storage: this.storage, storageDir, relationshipId, clock: this.clock }).then(
-        (store) => ({ store, storageLocation }),
-      );
+      p = PointStore.open({
+        storage: this.storage,
+        storageDir,
+        relationshipId,
+        clock: this.clock,
+        onBackgroundError: (error) =>
+          this.log.warn('undo compaction failed; it is retried after the next retention', {
+            relationshipId,
+            error,
+          }),
+      }).then((store) => ({ store, storageLocation }));
       void p.then((o) => this.opened.set(relationshipId, o)).catch(() => undefined);
       this.stores.set(relationshipId, p);
       p.catch(() => this.stores.delete(relationshipId));

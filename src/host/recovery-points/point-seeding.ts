@@ -117,10 +117,10 @@ async function finish(storage: Storage, layout: StoreLayout, intent: SeedIntent)
     committedWallMs: intent.cutWallMs,
     consistency: 'crash-consistent',
     diskSizes,
-    undoFile: null,
+    undo: [],
   };
   const cat: CatalogueBody = {
-    format: 'secondsite-catalogue-1',
+    format: 'secondsite-catalogue-2',
     relationshipId: intent.relationshipId,
     epoch: intent.epoch,
     nextSequence: 2,

@@ -11,9 +11,17 @@ import { SecondsiteError } from '../../domain/errors.js';
 import { coalesce } from '../../domain/replication/extent-set.js';
 import type { Clock } from '../../domain/clock.js';
 import { planRetention } from '../../domain/retention/retention.policy.js';
+import { nextUndoMerge } from '../../domain/retention/undo-compaction.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import { AsyncMutex, ReadWriteLock } from './async-lock.js';
-import { checkCatalogue, emptyCatalogue, type CatalogueBody, type StoredPoint } from './catalogue.js';
+import {
+  checkCatalogue,
+  emptyCatalogue,
+  undoFilesOf,
+  type CatalogueBody,
+  type StoredPoint,
+  type UndoRef,
+} from './catalogue.js';
 import { CycleStaging, type StagingHost } from './cycle-staging.js';
 import { gapsOf, type Extent, type SourceRef } from './extent-map.js';
 import type { RedoEntry } from './redo-log.js';
@@ -25,7 +33,14 @@ import { adoptable, buildRedoMap, encodeRedoRecord, scanRedoLog } from './redo-l
 import type { BeginCycleOptions, CycleWriter, RecoveryPointInfo, ReplicaStore } from './replica-store.js';
 import { checkPlainName, StoreLayout } from './store-layout.js';
 import { TestView } from './test-view.js';
-import { applyRedo, captureUndo, writeMergedUndo, type RedoMap } from './undo-redo-copy.js';
+import {
+  applyRedo,
+  captureUndo,
+  planUndoMerge,
+  shadowedData,
+  writeMergedUndo,
+  type RedoMap,
+} from './undo-redo-copy.js';
 import { loadUndo, readFully, type LoadedUndo } from './undo-file.js';
 
 export interface PointStoreOptions {
@@ -34,6 +49,13 @@ export interface PointStoreOptions {
   readonly storageDir: string;
   readonly relationshipId: string;
   readonly clock: Clock;
+  /**
+   * When undo lists are compacted (recovery-points.md section 6.1): in the background after retention
+   * and at open (default), or only when `compactUndo()` is called (tests that count storage calls).
+   */
+  readonly compaction?: 'background' | 'manual';
+  /** Receives errors of background compaction (the store stays usable; the step is retried later). */
+  readonly onBackgroundError?: (error: unknown) => void;
 }
 
 /** The intent record of commit phase 2 (staging/intent.meta). */
@@ -62,6 +84,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private failure: unknown = null;
   /** A base sync of an in-place staging failed in this process: never resume or adopt that log. */
   private inPlaceUntrusted = false;
+  /** Next undo file id; ahead of the catalogue's while a compaction's file is being written. */
+  private nextFileId: number;
+  /** Undo files a compaction step reads or writes: never closed or deleted under it. */
+  private readonly busyUndo = new Set<string>();
+  private compactionRun: Promise<void> | null = null;
+  private compactionWanted = false;
+  private compactionStopped = false;
 
   private constructor(
     private readonly storage: Storage,
@@ -69,8 +98,10 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     readonly relationshipId: string,
     private readonly clock: Clock,
     cat: CatalogueBody,
+    private readonly options: Pick<PointStoreOptions, 'compaction' | 'onBackgroundError'>,
   ) {
     this.cat = cat;
+    this.nextFileId = cat.nextFileId;
   }
 
   /** Opens (creating if needed) a relationship's store and finishes or discards an interrupted commit. */
@@ -85,7 +116,10 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       );
     }
     await finishSeeding(options.storage, options.storageDir, options.relationshipId);
-    return PointStore.openDir(options, layout);
+    const store = await PointStore.openDir(options, layout);
+    // lists left uncompacted by a restart
+    store.scheduleCompaction();
+    return store;
   }
 
   /**
@@ -144,7 +178,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     } else {
       cat = checkCatalogue(body, options.relationshipId, layout.catalogue);
     }
-    const store = new PointStore(storage, layout, options.relationshipId, options.clock, cat);
+    const store = new PointStore(storage, layout, options.relationshipId, options.clock, cat, options);
     try {
       await store.recover();
     } catch (e) {
@@ -397,14 +431,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         committedWallMs: this.clock.wallMs(),
         consistency: meta.consistency,
         diskSizes,
-        undoFile: null,
+        undo: [],
       };
       // Phase 2: undo for the current latest point, durable before the intent that names it.
       const latest = this.cat.points[this.cat.points.length - 1];
-      let nextFileId = this.cat.nextFileId;
       let undoFile: string | null = null;
       if (latest !== undefined) {
-        undoFile = `u-${latest.sequence}-${nextFileId++}.undo`;
+        undoFile = `u-${latest.sequence}-${this.nextFileId++}.undo`;
         await this.captureUndo(undoFile, redo);
       }
       const intent: IntentBody = {
@@ -415,7 +448,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         redoRecords: writer.recordsSynced,
         undoFile,
         point,
-        nextFileId,
+        nextFileId: this.nextFileId,
       };
       // From the intent on, a failure leaves the store to be reopened: the intent may be durable (a
       // failed syncDir does not say it is not), so only open-time recovery may decide what happens.
@@ -501,7 +534,22 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
    * gone afterwards (docs/design/failover.md section 5). The view's disks must be closed. Crash-safe:
    * once the intent is written, `finishPromotion` completes it; before, nothing changed.
    */
-  promoteView(viewId: string, targets: Readonly<Record<string, string>>): Promise<PromotionIntent> {
+  async promoteView(viewId: string, targets: Readonly<Record<string, string>>): Promise<PromotionIntent> {
+    await this.stopCompaction();
+    try {
+      return await this.promoteViewNow(viewId, targets);
+    } finally {
+      if (this.storeState === 'open') {
+        this.compactionStopped = false;
+        this.scheduleCompaction();
+      }
+    }
+  }
+
+  private promoteViewNow(
+    viewId: string,
+    targets: Readonly<Record<string, string>>,
+  ): Promise<PromotionIntent> {
     return this.mutate(async () => {
       const pointId = this.viewPointIds.get(viewId);
       if (pointId === undefined) {
@@ -676,65 +724,191 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   // ---- Retention ----
 
+  /**
+   * Drops the points the retention policy does not keep: one catalogue change, no undo data written
+   * (recovery-points.md section 6.1). A dropped point's undo list joins its kept predecessor's (the
+   * oldest points' files are deleted); then the data the joined files hold for ranges the files ahead
+   * of them cover is punched, and compaction is scheduled. Returns the dropped point ids. A failed punch
+   * rejects after the points are dropped (the catalogue is durable); the space returns at compaction.
+   */
   applyRetention(nowMs: number, retentionHours: number): Promise<string[]> {
     return this.mutate(async () => {
-      const points = this.cat.points;
-      const decisions = planRetention({
-        points,
-        nowMs,
-        retentionHours,
-        pinnedPointIds: this.pinnedPointIds(),
-      });
-      const keep = decisions.flatMap((d, i) => (d.keep ? [i] : []));
-      if (keep.length === points.length) return [];
-      let nextFileId = this.cat.nextFileId;
-      const newPoints: StoredPoint[] = [];
-      const created: string[] = [];
-      try {
-        for (let a = 0; a < keep.length; a++) {
-          const k = keep[a] as number;
-          const p = points[k] as StoredPoint;
-          const j = keep[a + 1];
-          if (j === undefined || j === k + 1) {
-            newPoints.push(p);
-            continue;
-          }
-          // Merge U_k .. U_{j-1}: for each byte the lowest index that covers it wins.
-          const name = `u-${p.sequence}-${nextFileId++}.undo`;
-          created.push(name);
-          const sources = points.slice(k, j).map((q) => this.undoOf(q));
-          await writeMergedUndo(this.storage, this.layout.undo(name), sources);
-          newPoints.push({ ...p, undoFile: name });
-        }
-        if (created.length > 0) await this.storage.syncDir(this.layout.undoDir);
-      } catch (e) {
-        for (const name of created) await this.storage.unlink(this.layout.undo(name)).catch(() => undefined);
-        throw e;
-      }
-      const dropped = points.filter((_, i) => !keep.includes(i));
-      let raced = false;
-      try {
-        await this.chainLock.write(async () => {
-          // A view opened while the merges were written pins a point planned to go: keep them all.
-          const pinnedNow = this.pinnedPointIds();
-          if (dropped.some((p) => pinnedNow.has(p.pointId))) {
-            raced = true;
+      const joined: Array<{ pointId: string; from: number }> = [];
+      const dropped: string[] = [];
+      await this.chainLock.write(async () => {
+        // planned under the chain lock: a view cannot pin a point between the plan and the publish
+        const points = this.cat.points;
+        const decisions = planRetention({
+          points,
+          nowMs,
+          retentionHours,
+          pinnedPointIds: this.pinnedPointIds(),
+        });
+        const kept: StoredPoint[] = [];
+        points.forEach((p, i) => {
+          if (decisions[i]?.keep === true) {
+            kept.push(p);
             return;
           }
-          await this.publish({ ...this.cat, points: newPoints, nextFileId });
-          for (const name of created)
-            this.undos.set(name, await loadUndo(this.storage, this.layout.undo(name), name));
+          dropped.push(p.pointId);
+          const prev = kept[kept.length - 1];
+          if (prev === undefined) return; // the oldest: its files go
+          if (!joined.some((j) => j.pointId === prev.pointId))
+            joined.push({ pointId: prev.pointId, from: prev.undo.length });
+          kept[kept.length - 1] = { ...prev, undo: [...prev.undo, ...p.undo] };
         });
+        if (dropped.length === 0) return;
+        if (kept.length === 0 || (kept[kept.length - 1] as StoredPoint).undo.length > 0) {
+          throw new SecondsiteError('SECONDSITE_ERR_INTERNAL', 'retention must keep the latest point', {
+            relationshipId: this.relationshipId,
+          });
+        }
+        await this.publish({ ...this.cat, points: kept, nextFileId: this.nextFileId });
+      });
+      if (dropped.length === 0) return [];
+      try {
         await this.dropUnreferencedUndo();
       } catch (e) {
         this.fail(e);
         throw e;
       }
-      return raced ? [] : dropped.map((p) => p.pointId);
+      for (const j of joined) {
+        const list = this.findPoint(j.pointId).undo.map((u) => this.undoNamed(u.file));
+        for (let i = j.from; i < list.length; i++)
+          await this.punchShadowed(list[i] as LoadedUndo, list.slice(0, i));
+      }
+      this.scheduleCompaction();
+      return dropped;
     });
   }
 
+  /** Frees the data of the ranges of `undo` that `before` covers (shadowed, invariant S): space only. */
+  private async punchShadowed(undo: LoadedUndo, before: readonly LoadedUndo[]): Promise<void> {
+    const ranges = shadowedData(undo, before);
+    if (ranges.length === 0) return;
+    const file = await this.storage.open(this.layout.undo(undo.fileName), 'readwrite');
+    try {
+      for (const r of ranges) await file.punchHole(r.posBytes, r.lengthBytes);
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Undo lists per retained point, first file first (status and tests). */
+  undoLists(): ReadonlyArray<{ pointId: string; undo: readonly UndoRef[] }> {
+    return this.cat.points.map((p) => ({ pointId: p.pointId, undo: p.undo }));
+  }
+
+  /**
+   * Runs compaction steps until no undo list needs a merge (after waiting for a background run);
+   * returns how many merges it made. Used by tests and by stores opened with `compaction: 'manual'`.
+   */
+  async compactUndo(): Promise<number> {
+    if (this.compactionRun !== null) await this.compactionRun;
+    let merges = 0;
+    while (await this.compactStep()) merges++;
+    return merges;
+  }
+
+  private scheduleCompaction(): void {
+    if ((this.options.compaction ?? 'background') !== 'background' || this.compactionStopped) return;
+    this.compactionWanted = true;
+    if (this.compactionRun === null) this.compactionRun = this.compactionLoop();
+  }
+
+  private async compactionLoop(): Promise<void> {
+    for (;;) {
+      this.compactionWanted = false;
+      try {
+        while (!this.compactionStopped && this.storeState === 'open' && (await this.compactStep()));
+      } catch (e) {
+        // the step cleaned up after itself; the next retention schedules another run
+        this.options.onBackgroundError?.(e);
+        this.compactionRun = null;
+        return;
+      }
+      if (!this.compactionWanted || this.compactionStopped) {
+        this.compactionRun = null;
+        return;
+      }
+    }
+  }
+
+  /** Stops background compaction and waits for its step (before files are closed). */
+  private async stopCompaction(): Promise<void> {
+    this.compactionStopped = true;
+    if (this.compactionRun !== null) await this.compactionRun;
+  }
+
+  /**
+   * One merge of two adjacent files of an undo list (section 6.1): plan under the store's mutex, write
+   * the merged file without it, publish under the mutex and the chain lock if the two files are still
+   * adjacent. False when no list needs a merge (or the one that does is busy).
+   */
+  private async compactStep(): Promise<boolean> {
+    const job = await this.mutate(() => {
+      for (const p of this.cat.points) {
+        const i = nextUndoMerge(p.undo.map((u) => u.cycles));
+        if (i === null) continue;
+        const a = p.undo[i] as UndoRef;
+        const b = p.undo[i + 1] as UndoRef;
+        if (this.busyUndo.has(a.file) || this.busyUndo.has(b.file)) continue;
+        const name = `u-${p.sequence}-${this.nextFileId++}.undo`;
+        const plan = planUndoMerge(
+          [this.undoNamed(a.file), this.undoNamed(b.file)],
+          p.undo.slice(0, i).map((u) => this.undoNamed(u.file)),
+        );
+        for (const f of [a.file, b.file, name]) this.busyUndo.add(f);
+        return Promise.resolve({ a, b, name, plan });
+      }
+      return Promise.resolve(null);
+    });
+    if (job === null) return false;
+    const { a, b, name } = job;
+    try {
+      await writeMergedUndo(this.storage, this.layout.undo(name), job.plan);
+      await this.storage.syncDir(this.layout.undoDir);
+      return await this.mutate(async () => {
+        const at = this.cat.points.findIndex((p) =>
+          p.undo.some((u, k) => u.file === a.file && p.undo[k + 1]?.file === b.file),
+        );
+        if (at < 0) return false; // the point went as the oldest meanwhile: the merged file is not needed
+        const merged = await loadUndo(this.storage, this.layout.undo(name), name);
+        await this.chainLock.write(async () => {
+          const points = this.cat.points.map((p, k) => {
+            if (k !== at) return p;
+            const undo = p.undo.flatMap((u) =>
+              u.file === a.file
+                ? [{ file: name, cycles: a.cycles + b.cycles }]
+                : u.file === b.file
+                  ? []
+                  : [u],
+            );
+            return { ...p, undo };
+          });
+          try {
+            await this.publish({
+              ...this.cat,
+              points,
+              nextFileId: Math.max(this.cat.nextFileId, this.nextFileId),
+            });
+          } catch (e) {
+            await merged.file.close();
+            throw e;
+          }
+          this.undos.set(name, merged);
+        });
+        return true;
+      });
+    } finally {
+      for (const f of [a.file, b.file, name]) this.busyUndo.delete(f);
+      // the merged-away files, or the merged file when it was not published
+      if (this.storeState === 'open') await this.mutate(() => this.dropUnreferencedUndo());
+    }
+  }
+
   async close(): Promise<void> {
+    await this.stopCompaction();
     await this.mutex.run(async () => {
       if (this.storeState === 'closed') return;
       this.storeState = 'closed';
@@ -756,10 +930,8 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       }
       this.bases.set(d.diskId, await this.storage.open(path, 'readwrite'));
     }
-    for (const p of this.cat.points) {
-      if (p.undoFile !== null)
-        this.undos.set(p.undoFile, await loadUndo(this.storage, this.layout.undo(p.undoFile), p.undoFile));
-    }
+    for (const file of undoFilesOf(this.cat))
+      this.undos.set(file, await loadUndo(this.storage, this.layout.undo(file), file));
     const intentBody = (await readMetadataFile(this.storage, this.layout.intent)) as IntentBody | null;
     if (intentBody !== null) {
       if (intentBody.format !== 'secondsite-intent-1') {
@@ -824,7 +996,9 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     await this.chainLock.write(async () => {
       await applyRedo(redoFile, redo, (diskId) => this.baseFile(diskId));
       const points = this.cat.points.map((p, i) =>
-        i === this.cat.points.length - 1 ? { ...p, undoFile: intent.undoFile } : p,
+        i === this.cat.points.length - 1 && intent.undoFile !== null
+          ? { ...p, undo: [{ file: intent.undoFile, cycles: 1 }] }
+          : p,
       );
       points.push(intent.point);
       if (intent.undoFile !== null && !this.undos.has(intent.undoFile)) {
@@ -856,9 +1030,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     await this.storage.syncDir(this.layout.stagingDir);
   }
 
-  /** Closes and deletes undo files the catalogue does not name (orphans of phase 2, merged-away files). */
+  /**
+   * Closes and deletes undo files the catalogue does not name (orphans of phase 2 or of a compaction,
+   * merged-away files, dropped oldest points' files), except those a compaction step is using.
+   */
   private async dropUnreferencedUndo(): Promise<void> {
-    const referenced = new Set(this.cat.points.flatMap((p) => (p.undoFile === null ? [] : [p.undoFile])));
+    const referenced = undoFilesOf(this.cat);
+    for (const f of this.busyUndo) referenced.add(f);
     for (const [name, undo] of [...this.undos]) {
       if (referenced.has(name)) continue;
       this.undos.delete(name);
@@ -888,19 +1066,17 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     this.cat = next;
   }
 
-  /** The undo files a read of `pointId` goes through, oldest first. */
+  /** The undo files a read of `pointId` goes through: its chain (its list, then the later points'). */
   private chainFor(pointId: string): LoadedUndo[] {
     const idx = this.cat.points.findIndex((p) => p.pointId === pointId);
     if (idx < 0) throw notFound(pointId);
-    return this.cat.points.slice(idx, -1).map((p) => this.undoOf(p));
+    return this.cat.points.slice(idx).flatMap((p) => p.undo.map((u) => this.undoNamed(u.file)));
   }
 
-  private undoOf(p: StoredPoint): LoadedUndo {
-    const undo = p.undoFile === null ? undefined : this.undos.get(p.undoFile);
+  private undoNamed(file: string): LoadedUndo {
+    const undo = this.undos.get(file);
     if (undo === undefined) {
-      throw new SecondsiteError('SECONDSITE_ERR_INTERNAL', `undo file of point ${p.pointId} is not loaded`, {
-        pointId: p.pointId,
-      });
+      throw new SecondsiteError('SECONDSITE_ERR_INTERNAL', `undo file ${file} is not loaded`, { file });
     }
     return undo;
   }

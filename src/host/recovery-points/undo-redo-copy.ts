@@ -1,9 +1,10 @@
 /**
  * The three places where the store moves block data (docs/design/recovery-points.md sections 5-6):
  * applying a cycle's redo to the bases (phase 3), capturing the undo of the ranges it will overwrite
- * (phase 2), and merging the undo files of dropped points into one (retention). Each copies in chunks
+ * (phase 2), and merging adjacent files of an undo list into one (compaction, section 6.1). Each copies in chunks
  * of at most 1 MiB and keeps holes and all-zero data as zero extents, so undo files stay sparse.
  */
+import { coalesce } from '../../domain/replication/extent-set.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import { ExtentMap, type RedoSource, type SourceRef } from './extent-map.js';
 import { COPY_CHUNK, readFully, UndoWriter, type LoadedUndo } from './undo-file.js';
@@ -106,41 +107,65 @@ export async function captureUndo(
   }
 }
 
+/** Where a merged undo file takes each piece from: a source file's data, or zeros. */
+export interface MergePiece {
+  readonly undo: LoadedUndo;
+  readonly ref: SourceRef;
+}
+export type MergePlan = ReadonlyMap<string, ExtentMap<MergePiece | null>>;
+
 /**
- * Writes (and datasyncs) the merge of `sources`, ordered oldest point first: for every byte the first
- * source that covers it wins, which is exactly how a read of the oldest of those points resolves.
+ * Plans the merge of adjacent files `sources` of an undo list (first file first): for every byte the
+ * first source that covers it wins, which is exactly how a read resolves through them; ranges that
+ * `before` (the files ahead of them in the list) cover are left out, as no read takes them from the
+ * sources (shadowed, recovery-points.md section 6.1, invariant S). Synchronous: run it under the
+ * store's lock, then write the plan without it.
  */
-export async function writeMergedUndo(
-  storage: Storage,
-  path: string,
-  sources: readonly LoadedUndo[],
-): Promise<void> {
-  type Ref = { readonly undo: LoadedUndo; readonly ref: SourceRef };
-  const merged = new Map<string, ExtentMap<Ref>>();
+export function planUndoMerge(sources: readonly LoadedUndo[], before: readonly LoadedUndo[]): MergePlan {
+  const merged = new Map<string, ExtentMap<MergePiece | null>>();
+  const mapOf = (diskId: string): ExtentMap<MergePiece | null> => {
+    let m = merged.get(diskId);
+    if (m === undefined) {
+      m = new ExtentMap<MergePiece | null>((v, d) =>
+        v !== null && v.ref.kind === 'data'
+          ? { undo: v.undo, ref: { kind: 'data', posBytes: v.ref.posBytes + d } }
+          : v,
+      );
+      merged.set(diskId, m);
+    }
+    return m;
+  };
+  for (const undo of before) {
+    for (const [diskId, map] of undo.disks) {
+      const m = mapOf(diskId);
+      for (const e of map.entries()) m.fillGaps(e.offsetBytes, e.lengthBytes, null);
+    }
+  }
   for (const undo of sources) {
     for (const [diskId, map] of undo.disks) {
-      let m = merged.get(diskId);
-      if (m === undefined) {
-        m = new ExtentMap<Ref>((v, d) =>
-          v.ref.kind === 'data' ? { undo: v.undo, ref: { kind: 'data', posBytes: v.ref.posBytes + d } } : v,
-        );
-        merged.set(diskId, m);
-      }
+      const m = mapOf(diskId);
       for (const e of map.entries()) m.fillGaps(e.offsetBytes, e.lengthBytes, { undo, ref: e.value });
     }
   }
+  return merged;
+}
+
+/** Writes (and datasyncs) the undo file a merge plan describes. The caller syncs the directory. */
+export async function writeMergedUndo(storage: Storage, path: string, plan: MergePlan): Promise<void> {
   const writer = await UndoWriter.create(storage, path);
   try {
-    for (const [diskId, map] of merged) {
+    for (const [diskId, map] of plan) {
       for (const e of map.entries()) {
-        if (e.value.ref.kind === 'zero') {
+        const piece = e.value;
+        if (piece === null) continue;
+        if (piece.ref.kind === 'zero') {
           writer.addZero(diskId, e.offsetBytes, e.lengthBytes);
           continue;
         }
         for (let done = 0; done < e.lengthBytes; done += COPY_CHUNK) {
           const n = Math.min(COPY_CHUNK, e.lengthBytes - done);
           const buf = Buffer.alloc(n);
-          await readFully(e.value.undo.file, buf, 0, n, e.value.ref.posBytes + done);
+          await readFully(piece.undo.file, buf, 0, n, piece.ref.posBytes + done);
           await writer.addData(diskId, e.offsetBytes + done, buf);
         }
       }
@@ -150,4 +175,37 @@ export async function writeMergedUndo(
     await writer.abort();
     throw e;
   }
+}
+
+/**
+ * The data positions (in `undo`'s file) of every range of `undo` that a file of `before` covers: no
+ * read takes those bytes from `undo` any more (shadowed), so they may be punched to free the space.
+ */
+export function shadowedData(
+  undo: LoadedUndo,
+  before: readonly LoadedUndo[],
+): Array<{ posBytes: number; lengthBytes: number }> {
+  const out: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+  for (const [diskId, map] of undo.disks) {
+    const ahead = before.flatMap((b) => {
+      const m = b.disks.get(diskId);
+      return m === undefined ? [] : [m];
+    });
+    if (ahead.length === 0) continue;
+    for (const e of map.entries()) {
+      const ref = e.value;
+      if (ref.kind !== 'data') continue;
+      const covered = coalesce(
+        ahead.flatMap((m) =>
+          m
+            .covered(e.offsetBytes, e.lengthBytes)
+            .map((p) => ({ offsetBytes: p.offsetBytes, lengthBytes: p.lengthBytes })),
+        ),
+      );
+      for (const c of covered)
+        out.push({ offsetBytes: ref.posBytes + (c.offsetBytes - e.offsetBytes), lengthBytes: c.lengthBytes });
+    }
+  }
+  // pieces adjacent in the file are punched as one range: a block they share is freed only then
+  return coalesce(out).map((r) => ({ posBytes: r.offsetBytes, lengthBytes: r.lengthBytes }));
 }

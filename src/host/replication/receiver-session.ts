@@ -42,7 +42,10 @@ export interface ReceiverSessionDeps {
   /** Called once the HELLO is authorized and the store open (the replica keeps the VM definition). */
   /** After the store opened for a HELLO; `peerHostId` is the authenticated primary. */
   onHello?(hello: MessageOf<'hello'>, peerHostId: string): Promise<void>;
-  /** Called after each commit, before POINT_COMMITTED is sent (the replica applies retention here). */
+  /**
+   * Called after each commit, once POINT_COMMITTED is sent (the replica applies retention here); the
+   * session reads the next frame when it resolves.
+   */
   onPointCommitted?(e: {
     store: ReplicaStore;
     point: RecoveryPointInfo;
@@ -390,9 +393,10 @@ export class ReceiverSession {
     }
     const point = await writer.commit({ cutWallMs: begin.cutWallMs, consistency: begin.consistency });
     this.deps.counters.pointsCommitted++;
+    // acknowledged first: the sender's lag ends at the commit, not after retention
+    await this.sendCommitted(point);
     if (this.store)
       await this.deps.onPointCommitted?.({ store: this.store, point, retentionHours: this.retentionHours });
-    await this.sendCommitted(point);
   }
 
   /** Sent even if a later frame already failed the connection: the point exists, the sender should know. */
