@@ -13,6 +13,7 @@ import { HOUR_MS } from '../../src/domain/retention/retention.policy.js';
 import { nextUndoMerge } from '../../src/domain/retention/undo-compaction.js';
 import { PointStore } from '../../src/host/recovery-points/point-store.js';
 import { NodeStorage } from '../../src/host/storage/node-storage.js';
+import type { Clock } from '../../src/domain/clock.js';
 import { DiskModel, fixedClock, randomCycle, stage, verifyPoints } from './store-harness.js';
 
 const SEED = seedFrom(process.env['SECONDSITE_SEED'], 20261122);
@@ -25,8 +26,37 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-async function openStore(dir: string, relationshipId = 'rel-1'): Promise<PointStore> {
-  return PointStore.open({ storage: new NodeStorage(), storageDir: dir, relationshipId, clock: fixedClock });
+async function openStore(
+  dir: string,
+  relationshipId = 'rel-1',
+  clock: Clock = fixedClock,
+): Promise<PointStore> {
+  return PointStore.open({ storage: new NodeStorage(), storageDir: dir, relationshipId, clock });
+}
+
+/** NodeStorage that runs `hook` once, when an undo file is created: a moment inside a commit or a merge. */
+class UndoCreateHook extends NodeStorage {
+  hook: (() => Promise<void> | void) | null = null;
+
+  override async open(path: string, mode: 'read' | 'readwrite' | 'create'): ReturnType<NodeStorage['open']> {
+    if (mode === 'create' && /\/undo\/u-[^/]+\.undo$/.test(path) && this.hook !== null) {
+      const h = this.hook;
+      this.hook = null;
+      await h();
+    }
+    return super.open(path, mode);
+  }
+}
+
+/** A clock the test moves (retention at commit reads the store's clock). */
+function settableClock(): Clock & { nowMs: number } {
+  return {
+    nowMs: T0,
+    wallMs() {
+      return this.nowMs;
+    },
+    monotonicMs: () => 0,
+  };
 }
 
 test('every retained point reads exactly the model through many cycles, retention merges and reopens', async () => {
@@ -34,7 +64,8 @@ test('every retained point reads exactly the model through many cycles, retentio
     const seed = SEED + round;
     const rng = new Rng(seed);
     const dir = await mkdtemp(join(root, 'model-'));
-    let store = await openStore(dir);
+    const clock = settableClock();
+    let store = await openStore(dir, 'rel-1', clock);
     const model = new DiskModel();
     for (const [id, size] of [
       ['disk-a', 192 * 1024],
@@ -45,6 +76,7 @@ test('every retained point reads exactly the model through many cycles, retentio
     }
     let cutMs = T0;
     let dropsInMiddle = 0;
+    let partialCaptures = 0;
     for (let cycle = 1; cycle <= 40; cycle++) {
       const label = `seed=${seed} cycle=${cycle}`;
       if (cycle === 15) {
@@ -55,12 +87,21 @@ test('every retained point reads exactly the model through many cycles, retentio
       const writer = await store.beginCycle(`c-${cycle}`, 1);
       await stage(writer, ops, rng);
       cutMs += (5 + rng.int(40)) * 60_000;
+      clock.nowMs = cutMs + rng.int(60_000);
+      // retention in the commit (section 6.2) for some cycles: the undo of a dropped latest point is
+      // captured only where the kept point before it lacks it
+      const beforeCommit = store.points().map((p) => p.pointId);
       const info = await writer.commit({
         cutWallMs: cutMs,
         consistency: rng.chance(0.2) ? 'app-consistent' : 'crash-consistent',
+        ...(rng.chance(0.4) ? { retentionHours: 2 + rng.int(3) } : {}),
       });
       model.snapshot(info.pointId);
       assert.equal(store.points().at(-1)?.pointId, info.pointId, label);
+      const afterCommit = store.points().map((p) => p.pointId);
+      const previousLatest = beforeCommit.at(-1);
+      if (previousLatest !== undefined && !afterCommit.includes(previousLatest) && afterCommit.length > 1)
+        partialCaptures++;
       if (cycle % 3 === 0) {
         const before = store.points().map((p) => p.pointId);
         const dropped = await store.applyRetention(cutMs, 2 + rng.int(3));
@@ -75,13 +116,17 @@ test('every retained point reads exactly the model through many cycles, retentio
       await verifyPoints(store, model, label, rng);
       if (rng.chance(0.15)) {
         await store.close();
-        store = await openStore(dir);
+        store = await openStore(dir, 'rel-1', clock);
         await verifyPoints(store, model, `${label} after reopen`, rng);
       }
     }
     assert.ok(
       dropsInMiddle > 0,
       `seed=${seed}: the run never merged a middle point; the test lost its teeth`,
+    );
+    assert.ok(
+      partialCaptures > 0,
+      `seed=${seed}: no commit dropped its previous latest point with an older point kept; the test lost its teeth`,
     );
     assert.ok(store.points().length >= 2, `seed=${seed}`);
     // Compaction (in the background all along) drained: every list is a binary counter, the undo
@@ -418,22 +463,9 @@ test('a compaction racing retention: the point of the files being merged is drop
   const seed = SEED + 300;
   const rng = new Rng(seed);
   const dir = await mkdtemp(join(root, 'compact-race-'));
-  let hook: (() => Promise<void>) | null = null;
-  class HookedStorage extends NodeStorage {
-    override async open(
-      path: string,
-      mode: 'read' | 'readwrite' | 'create',
-    ): ReturnType<NodeStorage['open']> {
-      if (mode === 'create' && /\/undo\/u-[^/]+\.undo$/.test(path) && hook !== null) {
-        const h = hook;
-        hook = null;
-        await h();
-      }
-      return super.open(path, mode);
-    }
-  }
+  const storage = new UndoCreateHook();
   const store = await PointStore.open({
-    storage: new HookedStorage(),
+    storage,
     storageDir: dir,
     relationshipId: 'r',
     clock: fixedClock,
@@ -453,7 +485,7 @@ test('a compaction racing retention: the point of the files being merged is drop
   assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-2', 'rp-3']);
   assert.equal(store.undoLists()[0]?.undo.length, 3);
   let hookRan = false;
-  hook = async () => {
+  storage.hook = async () => {
     // while the merged file is being written: rp-1 still reads exactly, then goes as the oldest
     const want = model.snapshots.get('rp-1')?.get('d') as Buffer;
     assert.ok((await pinned.read(0, want.length)).equals(want), `seed=${seed}: read during compaction`);
@@ -473,5 +505,122 @@ test('a compaction racing retention: the point of the files being merged is drop
   );
   await verifyPoints(store, model, `seed=${seed} after the race`);
   assert.deepEqual(await readdir(join(dir, 'r', 'undo')), [], `seed=${seed}: files left behind`);
+  await store.close();
+});
+
+test('retention at commit: the undo of a dropped latest point is captured only where the kept point before it lacks it', async () => {
+  const dir = await mkdtemp(join(root, 'at-commit-'));
+  const clock = settableClock();
+  // no background merge: the test counts the undo files each commit leaves
+  const store = await PointStore.open({
+    storage: new NodeStorage(),
+    storageDir: dir,
+    relationshipId: 'r',
+    clock,
+    compaction: 'manual',
+  });
+  const size = 1024 * 1024;
+  const hot = 256 * 1024;
+  await store.ensureDisk('d', size);
+  const model = new DiskModel();
+  model.resize('d', size);
+  const rng = new Rng(SEED + 500);
+  const undoDir = join(dir, 'r', 'undo');
+  const hourStart = T0 + 5 * HOUR_MS;
+  const commit = async (n: number, offsetBytes: number, lengthBytes: number): Promise<void> => {
+    const w = await store.beginCycle(`c${n}`, 0);
+    const op = {
+      kind: 'data' as const,
+      diskId: 'd',
+      offsetBytes,
+      data: rng.fill(Buffer.alloc(lengthBytes)) as Buffer,
+    };
+    model.apply(op);
+    await stage(w, [op], rng);
+    const cutWallMs = n === 0 ? hourStart - 1 : hourStart + n * 30_000;
+    clock.nowMs = cutWallMs + 1000;
+    model.snapshot(
+      (await w.commit({ cutWallMs, consistency: 'crash-consistent', retentionHours: 24 })).pointId,
+    );
+  };
+  // c0 ends the previous hour (kept as its hourly point); c1 is kept until c2 replaces it in the hour
+  await commit(0, 0, hot);
+  await commit(1, 0, hot);
+  assert.equal((await readdir(undoDir)).length, 1, 'the keeper rp-1 has its full undo');
+  for (let n = 2; n <= 12; n++) {
+    await commit(n, 0, hot);
+    assert.deepEqual(
+      store.points().map((p) => p.pointId),
+      ['rp-1', `rp-${n + 1}`],
+      `cycle ${n}`,
+    );
+    // the keeper's chain already holds the old content of the hot range: the commit captured nothing
+    assert.equal((await readdir(undoDir)).length, 1, `cycle ${n}: the commit wrote an undo file`);
+  }
+  // a cycle that also writes a new range: only that range is captured
+  await commit(13, 512 * 1024, 64 * 1024);
+  const files = await readdir(undoDir);
+  assert.equal(files.length, 2);
+  const added = files.find((f) => !f.startsWith('u-1-')) as string;
+  assert.ok((await stat(join(undoDir, added))).size < 64 * 1024 + 4096, 'only the new range is captured');
+  await verifyPoints(store, model, `seed=${SEED + 500}`);
+  await store.close();
+});
+
+test('a view of a point that a commit drops waits for the commit and finds the point gone; others open at once', async () => {
+  const seed = SEED + 600;
+  const rng = new Rng(seed);
+  const dir = await mkdtemp(join(root, 'closing-'));
+  const storage = new UndoCreateHook();
+  const clock = settableClock();
+  const store = await PointStore.open({
+    storage,
+    storageDir: dir,
+    relationshipId: 'r',
+    clock,
+  });
+  await store.ensureDisk('d', 64 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 64 * 1024);
+  const commit = async (n: number, cutWallMs: number, retentionHours?: number): Promise<void> => {
+    const w = await store.beginCycle(`c${n}`, 0);
+    // every cycle writes a fresh range, so a dropped latest point still has undo to capture
+    const op = {
+      kind: 'data' as const,
+      diskId: 'd',
+      offsetBytes: n * 4096,
+      data: rng.fill(Buffer.alloc(4096)) as Buffer,
+    };
+    model.apply(op);
+    await stage(w, [op], rng);
+    clock.nowMs = cutWallMs + 1000;
+    model.snapshot(
+      (
+        await w.commit({
+          cutWallMs,
+          consistency: 'crash-consistent',
+          ...(retentionHours !== undefined ? { retentionHours } : {}),
+        })
+      ).pointId,
+    );
+  };
+  await commit(1, T0 + HOUR_MS - 1);
+  await commit(2, T0 + HOUR_MS + 1000);
+  let doomed: Promise<unknown> | null = null;
+  let kept: Promise<{ close(): Promise<void> }> | null = null;
+  storage.hook = () => {
+    // while the commit that drops rp-2 captures its undo
+    doomed = store.openPointDisk('rp-2', 'd');
+    kept = store.openPointDisk('rp-1', 'd');
+  };
+  await commit(3, T0 + HOUR_MS + 2000, 24);
+  assert.ok(doomed !== null && kept !== null, `seed=${seed}: the hook did not run; the test lost its teeth`);
+  assert.deepEqual(
+    store.points().map((p) => p.pointId),
+    ['rp-1', 'rp-3'],
+  );
+  await assert.rejects(doomed, (e) => isSecondsiteError(e, 'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND'));
+  await (await (kept as Promise<{ close(): Promise<void> }>)).close();
+  await verifyPoints(store, model, `seed=${seed}`);
   await store.close();
 });

@@ -137,6 +137,7 @@ export class ReplicaService {
         await this.rememberVm(hello.relationshipId, hello.vmConfig);
       },
       ...(this.peer ? { peer: this.peer } : {}),
+      retentionAtCommit: true,
       onPointCommitted: async ({ store, retentionHours }) => {
         try {
           const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);

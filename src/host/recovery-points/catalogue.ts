@@ -104,3 +104,38 @@ export function checkCatalogue(body: unknown, relationshipId: string, path: stri
   });
   return { ...(c as CatalogueBody), format: 'secondsite-catalogue-2', points };
 }
+
+/**
+ * The points without `drop` (recovery-points.md section 6.1): a dropped point's undo list joins the
+ * list of the kept point before it; the lists of dropped points with no kept point before them are
+ * gone (their files are unreferenced). `joined` says, per kept point whose list grew, where the joined
+ * files start. The latest point is never dropped (its list is empty and nothing could restore it).
+ */
+export function dropPoints(
+  points: readonly StoredPoint[],
+  drop: ReadonlySet<string>,
+): { kept: StoredPoint[]; joined: Array<{ pointId: string; from: number }> } {
+  const kept: StoredPoint[] = [];
+  const joined: Array<{ pointId: string; from: number }> = [];
+  points.forEach((p, i) => {
+    if (!drop.has(p.pointId)) {
+      kept.push(p);
+      return;
+    }
+    if (i === points.length - 1) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_INTERNAL',
+        `the latest point ${p.pointId} cannot be dropped`,
+        {
+          pointId: p.pointId,
+        },
+      );
+    }
+    const prev = kept[kept.length - 1];
+    if (prev === undefined) return;
+    if (!joined.some((j) => j.pointId === prev.pointId))
+      joined.push({ pointId: prev.pointId, from: prev.undo.length });
+    kept[kept.length - 1] = { ...prev, undo: [...prev.undo, ...p.undo] };
+  });
+  return { kept, joined };
+}

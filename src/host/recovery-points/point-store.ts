@@ -16,6 +16,7 @@ import type { Storage, StorageFile } from '../storage/storage.js';
 import { AsyncMutex, ReadWriteLock } from './async-lock.js';
 import {
   checkCatalogue,
+  dropPoints,
   emptyCatalogue,
   undoFilesOf,
   type CatalogueBody,
@@ -38,6 +39,7 @@ import {
   captureUndo,
   planUndoMerge,
   shadowedData,
+  uncoveredBy,
   writeMergedUndo,
   type RedoMap,
 } from './undo-redo-copy.js';
@@ -69,7 +71,12 @@ interface IntentBody {
   readonly undoFile: string | null;
   readonly point: StoredPoint;
   readonly nextFileId: number;
+  /** Points the retention planned at commit drops in the same publish (section 6.2); absent: none. */
+  readonly drop?: readonly string[];
 }
+
+/** Kept points whose undo lists grew by a drop, and where the joined files start. */
+type Joined = ReadonlyArray<{ readonly pointId: string; readonly from: number }>;
 
 export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private cat: CatalogueBody;
@@ -91,6 +98,8 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private compactionRun: Promise<void> | null = null;
   private compactionWanted = false;
   private compactionStopped = false;
+  /** Points a catalogue change in progress drops: opening a view of one waits for it (section 6.2). */
+  private readonly closing = new Map<string, Promise<void>>();
 
   private constructor(
     private readonly storage: Storage,
@@ -433,43 +442,116 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         diskSizes,
         undo: [],
       };
-      // Phase 2: undo for the current latest point, durable before the intent that names it.
-      const latest = this.cat.points[this.cat.points.length - 1];
-      let undoFile: string | null = null;
-      if (latest !== undefined) {
-        undoFile = `u-${latest.sequence}-${this.nextFileId++}.undo`;
-        await this.captureUndo(undoFile, redo);
-      }
-      const intent: IntentBody = {
-        format: 'secondsite-intent-1',
-        cycleId: writer.cycleId,
-        epoch: writer.epoch,
-        redoBytes: writer.syncedBytes,
-        redoRecords: writer.recordsSynced,
-        undoFile,
-        point,
-        nextFileId: this.nextFileId,
-      };
-      // From the intent on, a failure leaves the store to be reopened: the intent may be durable (a
-      // failed syncDir does not say it is not), so only open-time recovery may decide what happens.
+      // Retention at commit (section 6.2): the points it drops are closing from now on.
+      const drop =
+        meta.retentionHours === undefined ? new Set<string>() : this.planDrop(point, meta.retentionHours);
+      const release = this.markClosing(drop);
       try {
-        await writeMetadataFile(this.storage, this.layout.intent, intent);
-        await this.applyAndPublish(intent, writer.file, redo);
-        await writer.close();
-        this.staging = null;
-        await this.cleanStaging();
-      } catch (e) {
-        this.fail(e);
-        throw e;
+        // Phase 2: undo for the current latest point, durable before the intent that names it; of a
+        // latest point the plan drops, only what the chain of the kept point before it lacks.
+        const latest = this.cat.points[this.cat.points.length - 1];
+        let undoFile: string | null = null;
+        if (latest !== undefined) {
+          // a kept point always gets its (maybe empty) undo file: its list may not be empty
+          let capture: RedoMap | null = redo;
+          if (drop.has(latest.pointId)) {
+            const pred = [...this.cat.points].reverse().find((p) => p !== latest && !drop.has(p.pointId));
+            const rest = pred === undefined ? null : uncoveredBy(redo, this.chainFor(pred.pointId));
+            capture = rest !== null && [...rest.values()].some((m) => m.size > 0) ? rest : null;
+          }
+          if (capture !== null) {
+            undoFile = `u-${latest.sequence}-${this.nextFileId++}.undo`;
+            await this.captureUndo(undoFile, capture);
+          }
+        }
+        const intent: IntentBody = {
+          format: 'secondsite-intent-1',
+          cycleId: writer.cycleId,
+          epoch: writer.epoch,
+          redoBytes: writer.syncedBytes,
+          redoRecords: writer.recordsSynced,
+          undoFile,
+          point,
+          nextFileId: this.nextFileId,
+          ...(drop.size > 0 ? { drop: [...drop] } : {}),
+        };
+        // From the intent on, a failure leaves the store to be reopened: the intent may be durable (a
+        // failed syncDir does not say it is not), so only open-time recovery may decide what happens.
+        let joined: Joined = [];
+        try {
+          await writeMetadataFile(this.storage, this.layout.intent, intent);
+          joined = await this.applyAndPublish(intent, writer.file, redo);
+          await writer.close();
+          this.staging = null;
+          await this.cleanStaging();
+          if (drop.size > 0) await this.dropUnreferencedUndo();
+        } catch (e) {
+          this.fail(e);
+          throw e;
+        }
+        await this.afterDrop(joined);
+      } finally {
+        release();
       }
       return toInfo(point);
     });
   }
 
+  /** The points retention would drop once `newPoint` is the latest (store clock, current pins). */
+  private planDrop(newPoint: StoredPoint, retentionHours: number): Set<string> {
+    const points = [...this.cat.points, newPoint];
+    const decisions = planRetention({
+      points,
+      nowMs: this.clock.wallMs(),
+      retentionHours,
+      pinnedPointIds: this.pinnedPointIds(),
+    });
+    return new Set(
+      points.flatMap((p, i) => (decisions[i]?.keep === true || p === newPoint ? [] : [p.pointId])),
+    );
+  }
+
+  /**
+   * Marks points as closing until the returned function runs: opening a view of one waits until then
+   * and finds the point gone (or still there when the change failed early). Call it synchronously
+   * with the plan that chose them, so that no pin arrives in between.
+   */
+  private markClosing(ids: ReadonlySet<string>): () => void {
+    let release = (): void => undefined;
+    const done = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const marked = [...ids].filter((id) => !this.closing.has(id));
+    for (const id of marked) this.closing.set(id, done);
+    return () => {
+      for (const id of marked) this.closing.delete(id);
+      release();
+    };
+  }
+
+  /** After a publish that joined lists: punch their shadowed data (space only), schedule compaction. */
+  private async afterDrop(joined: Joined): Promise<void> {
+    if (joined.length === 0) return;
+    try {
+      for (const j of joined) {
+        const list = this.findPoint(j.pointId).undo.map((u) => this.undoNamed(u.file));
+        for (let i = j.from; i < list.length; i++)
+          await this.punchShadowed(list[i] as LoadedUndo, list.slice(0, i));
+      }
+    } catch (e) {
+      // a punch lost costs space, not data: the next merge of those files leaves the ranges out
+      this.options.onBackgroundError?.(e);
+    }
+    this.scheduleCompaction();
+  }
+
   // ---- Views ----
 
-  // eslint-disable-next-line @typescript-eslint/require-await -- errors must arrive as rejections
   async openPointDisk(pointId: string, diskId: string): Promise<PointDiskView> {
+    this.checkUsable();
+    // a point a catalogue change in progress drops: wait for it, then it is gone (or kept)
+    for (let change = this.closing.get(pointId); change !== undefined; change = this.closing.get(pointId))
+      await change;
     this.checkUsable();
     const point = this.findPoint(pointId);
     const sizeBytes = point.diskSizes[diskId];
@@ -728,15 +810,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
    * Drops the points the retention policy does not keep: one catalogue change, no undo data written
    * (recovery-points.md section 6.1). A dropped point's undo list joins its kept predecessor's (the
    * oldest points' files are deleted); then the data the joined files hold for ranges the files ahead
-   * of them cover is punched, and compaction is scheduled. Returns the dropped point ids. A failed punch
-   * rejects after the points are dropped (the catalogue is durable); the space returns at compaction.
+   * of them cover is punched, and compaction is scheduled. Returns the dropped point ids.
    */
   applyRetention(nowMs: number, retentionHours: number): Promise<string[]> {
     return this.mutate(async () => {
-      const joined: Array<{ pointId: string; from: number }> = [];
+      let joined: Joined = [];
       const dropped: string[] = [];
       await this.chainLock.write(async () => {
-        // planned under the chain lock: a view cannot pin a point between the plan and the publish
         const points = this.cat.points;
         const decisions = planRetention({
           points,
@@ -744,26 +824,19 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
           retentionHours,
           pinnedPointIds: this.pinnedPointIds(),
         });
-        const kept: StoredPoint[] = [];
         points.forEach((p, i) => {
-          if (decisions[i]?.keep === true) {
-            kept.push(p);
-            return;
-          }
-          dropped.push(p.pointId);
-          const prev = kept[kept.length - 1];
-          if (prev === undefined) return; // the oldest: its files go
-          if (!joined.some((j) => j.pointId === prev.pointId))
-            joined.push({ pointId: prev.pointId, from: prev.undo.length });
-          kept[kept.length - 1] = { ...prev, undo: [...prev.undo, ...p.undo] };
+          if (decisions[i]?.keep !== true) dropped.push(p.pointId);
         });
         if (dropped.length === 0) return;
-        if (kept.length === 0 || (kept[kept.length - 1] as StoredPoint).undo.length > 0) {
-          throw new SecondsiteError('SECONDSITE_ERR_INTERNAL', 'retention must keep the latest point', {
-            relationshipId: this.relationshipId,
-          });
+        // closing with the plan: a view opened while the catalogue is written cannot pin a dropped point
+        const release = this.markClosing(new Set(dropped));
+        try {
+          const next = dropPoints(points, new Set(dropped));
+          joined = next.joined;
+          await this.publish({ ...this.cat, points: next.kept, nextFileId: this.nextFileId });
+        } finally {
+          release();
         }
-        await this.publish({ ...this.cat, points: kept, nextFileId: this.nextFileId });
       });
       if (dropped.length === 0) return [];
       try {
@@ -772,12 +845,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         this.fail(e);
         throw e;
       }
-      for (const j of joined) {
-        const list = this.findPoint(j.pointId).undo.map((u) => this.undoNamed(u.file));
-        for (let i = j.from; i < list.length; i++)
-          await this.punchShadowed(list[i] as LoadedUndo, list.slice(0, i));
-      }
-      this.scheduleCompaction();
+      await this.afterDrop(joined);
       return dropped;
     });
   }
@@ -992,8 +1060,8 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   }
 
   /** Phases 3 and 4: apply the redo to the bases, then publish the catalogue with the new point. */
-  private async applyAndPublish(intent: IntentBody, redoFile: StorageFile, redo: RedoMap): Promise<void> {
-    await this.chainLock.write(async () => {
+  private async applyAndPublish(intent: IntentBody, redoFile: StorageFile, redo: RedoMap): Promise<Joined> {
+    return await this.chainLock.write(async () => {
       await applyRedo(redoFile, redo, (diskId) => this.baseFile(diskId));
       const points = this.cat.points.map((p, i) =>
         i === this.cat.points.length - 1 && intent.undoFile !== null
@@ -1007,13 +1075,15 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
           await loadUndo(this.storage, this.layout.undo(intent.undoFile), intent.undoFile),
         );
       }
+      const { kept, joined } = dropPoints(points, new Set(intent.drop ?? []));
       await this.publish({
         ...this.cat,
         epoch: Math.max(this.cat.epoch, intent.point.epoch),
         nextSequence: intent.point.sequence + 1,
         nextFileId: Math.max(this.cat.nextFileId, intent.nextFileId),
-        points,
+        points: kept,
       });
+      return joined;
     });
   }
 

@@ -82,10 +82,15 @@ export interface CycleWriter {
    * With `target` holding the latest point's content, the result is what a commit would produce.
    */
   overlayStaged(diskId: string, offsetBytes: number, target: Buffer): Promise<void>;
-  /** Atomically turns the staged cycle into a new recovery point. */
+  /**
+   * Atomically turns the staged cycle into a new recovery point. With `retentionHours`, the retention
+   * policy runs in the same step, and the undo of a latest point it drops is captured only where older
+   * kept points need it (docs/design/recovery-points.md section 6.2).
+   */
   commit(meta: {
     cutWallMs: number;
     consistency: RecoveryPointInfo['consistency'];
+    retentionHours?: number;
   }): Promise<RecoveryPointInfo>;
   /** Throws the staging away. */
   discard(): Promise<void>;

@@ -6,7 +6,14 @@
  */
 import { coalesce } from '../../domain/replication/extent-set.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
-import { ExtentMap, type RedoSource, type SourceRef } from './extent-map.js';
+import {
+  ExtentMap,
+  gapsOf,
+  sliceRedoSource,
+  type ByteRange,
+  type RedoSource,
+  type SourceRef,
+} from './extent-map.js';
 import { COPY_CHUNK, readFully, UndoWriter, type LoadedUndo } from './undo-file.js';
 
 export type RedoMap = ReadonlyMap<string, ExtentMap<RedoSource>>;
@@ -208,4 +215,31 @@ export function shadowedData(
   }
   // pieces adjacent in the file are punched as one range: a block they share is freed only then
   return coalesce(out).map((r) => ({ posBytes: r.offsetBytes, lengthBytes: r.lengthBytes }));
+}
+
+/**
+ * The parts of `redo`'s extents that no file of `files` covers: what a commit must still capture of a
+ * latest point that its retention drops (recovery-points.md section 6.2), `files` being the chain of
+ * the kept point before it.
+ */
+export function uncoveredBy(redo: RedoMap, files: readonly LoadedUndo[]): RedoMap {
+  const out = new Map<string, ExtentMap<RedoSource>>();
+  for (const [diskId, map] of redo) {
+    const covering = files.flatMap((f) => {
+      const m = f.disks.get(diskId);
+      return m === undefined ? [] : [m];
+    });
+    const rest = new ExtentMap<RedoSource>(sliceRedoSource);
+    for (const e of map.entries()) {
+      let ranges: ByteRange[] = [{ offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes }];
+      for (const m of covering) {
+        ranges = ranges.flatMap((r) => gapsOf(r, m.covered(r.offsetBytes, r.lengthBytes)));
+        if (ranges.length === 0) break;
+      }
+      for (const r of ranges)
+        rest.set(r.offsetBytes, r.lengthBytes, sliceRedoSource(e.value, r.offsetBytes - e.offsetBytes));
+    }
+    if (rest.size > 0) out.set(diskId, rest);
+  }
+  return out;
 }

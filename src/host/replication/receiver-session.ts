@@ -37,6 +37,8 @@ export interface ReceiverSessionDeps {
   readonly idleTimeoutMs: number;
   /** Counters shared by all sessions of the receiver. */
   readonly counters: ReceiverCounters;
+  /** Commits carry the HELLO's retention hours (the store applies retention in the commit). */
+  readonly retentionAtCommit: boolean;
   /** True once this session was replaced or the receiver stops. */
   aborted(): boolean;
   /** Called once the HELLO is authorized and the store open (the replica keeps the VM definition). */
@@ -391,7 +393,11 @@ export class ReceiverSession {
         }
       }
     }
-    const point = await writer.commit({ cutWallMs: begin.cutWallMs, consistency: begin.consistency });
+    const point = await writer.commit({
+      cutWallMs: begin.cutWallMs,
+      consistency: begin.consistency,
+      ...(this.deps.retentionAtCommit ? { retentionHours: this.retentionHours } : {}),
+    });
     this.deps.counters.pointsCommitted++;
     // acknowledged first: the sender's lag ends at the commit, not after retention
     await this.sendCommitted(point);

@@ -47,6 +47,11 @@ export interface ReceiverConfig {
   /** Idle time between cycles after which a connection is closed (default 120 s). */
   readonly idleTimeoutMs?: number;
   readonly maxConnections?: number;
+  /**
+   * Apply the relationship's retention (the HELLO's hours) in each commit, so the undo of a point it
+   * drops is captured only where older points need it (recovery-points.md section 6.2). Default off.
+   */
+  readonly retentionAtCommit?: boolean;
   /** After every committed point (the host agent applies the relationship's retention). */
   readonly onPointCommitted?: ReceiverSessionDeps['onPointCommitted'];
   readonly onHello?: ReceiverSessionDeps['onHello'];
@@ -195,6 +200,7 @@ export class ReplicationReceiver {
       idleTimeoutMs: this.config.idleTimeoutMs ?? 120_000,
       counters: this.counters,
       aborted: () => aborted || this.stopping,
+      retentionAtCommit: this.config.retentionAtCommit ?? false,
       ...(this.config.onPointCommitted ? { onPointCommitted: this.config.onPointCommitted } : {}),
       ...(this.config.onHello ? { onHello: this.config.onHello } : {}),
       openStore: async (hello, peerHost) => {
