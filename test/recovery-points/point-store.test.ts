@@ -624,3 +624,43 @@ test('a view of a point that a commit drops waits for the commit and finds the p
   await verifyPoints(store, model, `seed=${seed}`);
   await store.close();
 });
+
+test('a test view asked for before a commit with retention runs keeps its point: the view pins it at the call', async () => {
+  const seed = SEED + 700;
+  const rng = new Rng(seed);
+  const dir = await mkdtemp(join(root, 'view-pin-'));
+  const clock = settableClock();
+  const store = await openStore(dir, 'r', clock);
+  await store.ensureDisk('d', 32 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 32 * 1024);
+  const writers = [];
+  for (let n = 1; n <= 3; n++) {
+    const w = await store.beginCycle(`c${n}`, 0);
+    await stage(w, randomCycle(rng, model, 4), rng);
+    if (n === 3) {
+      writers.push(w);
+      break;
+    }
+    model.snapshot((await w.commit({ cutWallMs: T0 + n * 1000, consistency: 'crash-consistent' })).pointId);
+  }
+  model.snapshot('rp-3');
+  clock.nowMs = T0 + 10_000;
+  // the commit (retention 0: only the latest and pinned points stay) is asked first, the view right after
+  const committing = (writers[0] as (typeof writers)[number]).commit({
+    cutWallMs: T0 + 3000,
+    consistency: 'crash-consistent',
+    retentionHours: 0,
+  });
+  const viewing = store.openTestView('rp-2', 'v1');
+  await committing;
+  const view = await viewing;
+  assert.deepEqual(
+    store.points().map((p) => p.pointId),
+    ['rp-2', 'rp-3'],
+    `seed=${seed}: the viewed point is kept`,
+  );
+  await verifyPoints(store, model, `seed=${seed}`);
+  await view.discard();
+  await store.close();
+});

@@ -161,8 +161,8 @@ export class FailoverService {
       if (current?.state === 'test-failover') return this.view(current);
       const state = protectionTransition(relationshipId, current?.state ?? 'receiving', 'test-failover');
       const store = await this.replicas.pointStore(relationshipId);
-      const point = resolvePoint(store, relationshipId, options.pointId);
-      // the view pins the point before anything refers to it (retention runs after every commit)
+      const point = await resolveSettled(store, relationshipId, options.pointId);
+      // the view pins the point before anything refers to it (retention runs in every commit)
       await this.openView(store, testViewIdOf(relationshipId), point.pointId);
       const rec = await this.save({
         format: 'secondsite-protection-1',
@@ -249,7 +249,7 @@ export class FailoverService {
       const rec = this.require(relationshipId);
       protectionTransition(relationshipId, rec.state, 'change-point');
       const store = await this.replicas.pointStore(relationshipId);
-      const point = resolvePoint(store, relationshipId, pointId);
+      const point = await resolveSettled(store, relationshipId, pointId);
       if (point.pointId === rec.pointId) return this.view(rec);
       await this.stopRecovery(rec, { removeVm: false });
       await this.discardView(store, recoveryViewIdOf(rec.vmId));
@@ -595,6 +595,21 @@ export function testExportOf(relationshipId: string, diskId: string): string {
 /** The isolated network of a VM's test failover (namespace names are short). */
 export function netnsOf(vmId: string): string {
   return `ss-test-${vmId.slice(0, 23)}`;
+}
+
+/**
+ * resolvePoint, but "latest" is resolved again once a commit in progress that drops the current latest
+ * point has ended (retention runs in the commit, recovery-points.md section 6.2).
+ */
+async function resolveSettled(
+  store: PointStore,
+  relationshipId: string,
+  pointId: string,
+): Promise<{ pointId: string; cutWallMs: number }> {
+  const first = resolvePoint(store, relationshipId, pointId);
+  if (pointId !== 'latest') return first;
+  await store.settled(first.pointId);
+  return resolvePoint(store, relationshipId, pointId);
 }
 
 function resolvePoint(

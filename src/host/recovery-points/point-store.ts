@@ -549,9 +549,9 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
 
   async openPointDisk(pointId: string, diskId: string): Promise<PointDiskView> {
     this.checkUsable();
-    // a point a catalogue change in progress drops: wait for it, then it is gone (or kept)
-    for (let change = this.closing.get(pointId); change !== undefined; change = this.closing.get(pointId))
-      await change;
+    // a point a catalogue change in progress drops: wait for it, then it is gone (or kept); no await
+    // between the last check and the pin below (a commit could plan its drops in between)
+    while (this.closing.has(pointId)) await this.closing.get(pointId);
     this.checkUsable();
     const point = this.findPoint(pointId);
     const sizeBytes = point.diskSizes[diskId];
@@ -573,17 +573,35 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
    * Opens (or reopens after a restart) a copy-on-write test view of a point: writable disks whose
    * writes go to an overlay, never to the point. The point stays pinned until `discard()`.
    */
-  openTestView(pointId: string, viewId: string): Promise<TestView> {
-    return this.mutate(async () => {
-      checkPlainName('view id', viewId);
-      this.findPoint(pointId);
-      const view = await TestView.open(this.storage, this.layout.viewDir(viewId), viewId, pointId, this);
-      if (!this.viewPointIds.has(viewId)) {
-        this.viewPointIds.set(viewId, pointId);
-        this.pin(pointId);
-      }
-      return view;
-    });
+  async openTestView(pointId: string, viewId: string): Promise<TestView> {
+    // no await between the last check and the pin (a commit could plan its drops in between)
+    while (this.closing.has(pointId)) await this.closing.get(pointId);
+    this.checkUsable();
+    this.findPoint(pointId);
+    // pinned from the call on: a commit queued before us on the store's mutex cannot drop the point
+    this.pin(pointId);
+    try {
+      return await this.mutate(async () => {
+        checkPlainName('view id', viewId);
+        this.findPoint(pointId);
+        const view = await TestView.open(this.storage, this.layout.viewDir(viewId), viewId, pointId, this);
+        if (!this.viewPointIds.has(viewId)) {
+          this.viewPointIds.set(viewId, pointId);
+          this.pin(pointId);
+        }
+        return view;
+      });
+    } finally {
+      this.unpin(pointId);
+    }
+  }
+
+  /**
+   * Resolves once no catalogue change in progress is dropping `pointId` (section 6.2): the point is
+   * then gone or kept. For callers that resolve "the latest point" before opening it.
+   */
+  async settled(pointId: string): Promise<void> {
+    while (this.closing.has(pointId)) await this.closing.get(pointId);
   }
 
   /** Persisted test views (viewId -> pointId); each pins its point. */
