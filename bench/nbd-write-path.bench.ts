@@ -7,8 +7,9 @@
  * A second suite, `tracking`, prices change tracking: the same jobs against NbdServer + FileBlockDevice
  * with and without the ChangeTrackingFilter (bench-only server, bench/servers/bare-nbd.server.ts: the
  * agent tracks every disk and has no switch to turn it off, so "ours" in the `nbd` suite is tracking on).
- * Both servers run at once and each job is measured on one, then the other (pairwise, order rotating),
- * so the two samples of a job are seconds apart. Must: on >= 0.95 x off on every job; stretch >= 0.98 x.
+ * Both servers run at once and each job is measured on one, the other, the other again and the first
+ * again (pairwise A B B A, the first rotating), so the samples of a job are seconds apart and the
+ * position in the pair is balanced. Must: on >= 0.95 x off on every job; stretch >= 0.98 x.
  */
 import { NBD_JOBS } from './lib/fio.js';
 import { runNbdMatrix } from './lib/nbd-matrix.js';
@@ -84,13 +85,13 @@ export const nbdSyncWriteExperiment: Suite = {
     'Experiment: writes <= 16 KiB as synchronous pwrite on the main thread vs the threadpool (bare server, no tracking)',
   optIn: true,
   async run(options) {
-    const servers = [oursBare(false), oursBare(false, 16 * 1024)];
+    const servers = [oursBare(false, 'threadpool'), oursBare(false, { syncWritesMaxBytes: 16 * 1024 })];
     const { measurements, notes, commands } = await runNbdMatrix(servers, options);
     const targets = measurements.map((m) =>
       checkRatio(
         m,
         'ours-ct-off-sync',
-        'ours-ct-off',
+        'ours-ct-off-pool',
         { min: 1.0 },
         'stretch',
         'sync small writes >= 1.0 x threadpool',

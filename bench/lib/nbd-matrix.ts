@@ -28,8 +28,11 @@ export async function runNbdMatrix(
   layout: {
     /**
      * Pairwise: all servers of a repetition run at once (each on its own fresh file) and every job is
-     * measured on each of them in turn (the order rotating per job and repetition), so the samples of
-     * one job are taken seconds apart instead of a whole server's run apart. For near-equal contenders
+     * measured on each of them in turn and then again in the reverse order (A B B A, the first order
+     * rotating per job and repetition), so the samples of one job are taken seconds apart instead of a
+     * whole server's run apart, and every contender is measured first and last equally often: a job
+     * run right after another server's same job was measured 20-30 % slower whichever server it was
+     * (2026-11-23), and with 3 repetitions a plain rotation leaves that 2:1. For near-equal contenders
      * (tracking on / off), where the drift of this VM over a minute is larger than the difference.
      */
     readonly pairwise?: boolean;
@@ -92,7 +95,8 @@ export async function runNbdMatrix(
           if (server !== undefined) running.set(spec, server);
         }
         for (const [j, job] of jobs.entries()) {
-          for (const spec of rotated(rep + j)) {
+          const order = rotated(rep + j);
+          for (const spec of [...order, ...[...order].reverse()]) {
             const server = running.get(spec);
             if (server !== undefined) await measure(spec, server, job, rep);
           }

@@ -150,26 +150,42 @@ export const oursAgent: ServerSpec = {
   },
 };
 
-/** NbdServer + FileBlockDevice in a bench-only process, with or without the ChangeTrackingFilter. */
-export function oursBare(tracking: boolean, syncWritesMaxBytes?: number): ServerSpec {
-  const contender =
-    (tracking ? 'ours-ct-on' : 'ours-ct-off') + (syncWritesMaxBytes !== undefined ? '-sync' : '');
+/**
+ * NbdServer + FileBlockDevice in a bench-only process, with or without the ChangeTrackingFilter. The
+ * device is opened as the agent opens its disks (`agent`: small writes synchronous when idle), or with
+ * every write through the thread pool (`threadpool`), or behind the older synchronous-write experiment
+ * device (`{ syncWritesMaxBytes }`, over a thread-pool device).
+ */
+export function oursBare(
+  tracking: boolean,
+  device: 'agent' | 'threadpool' | { readonly syncWritesMaxBytes: number } = 'agent',
+): ServerSpec {
+  const suffix = device === 'agent' ? '' : device === 'threadpool' ? '-pool' : '-sync';
+  const contender = (tracking ? 'ours-ct-on' : 'ours-ct-off') + suffix;
+  const deviceArgs =
+    device === 'agent'
+      ? []
+      : device === 'threadpool'
+        ? ['--sync-write-max', '0']
+        : ['--sync-write-max', '0', '--sync-writes', '--sync-writes-max', `${device.syncWritesMaxBytes}`];
   return {
     contender,
     description:
       (tracking
         ? 'bench/servers/bare-nbd.server.ts: NbdServer + ChangeTrackingFilter + FileBlockDevice'
         : 'bench/servers/bare-nbd.server.ts: NbdServer + FileBlockDevice (no tracking)') +
-      (syncWritesMaxBytes !== undefined ? `, writes <= ${syncWritesMaxBytes} B as synchronous pwrite` : ''),
+      (device === 'agent'
+        ? ' (device options as the agent)'
+        : device === 'threadpool'
+          ? ', every write through the thread pool'
+          : `, writes <= ${device.syncWritesMaxBytes} B as synchronous pwrite (experiment device)`),
     async start(workDir, sizeBytes, repoRoot) {
       await mkdir(workDir, { recursive: true });
       const file = join(workDir, 'disk.raw');
       const sock = join(workDir, 's.sock');
       await createSparseFile(file, sizeBytes);
       const script = join(repoRoot, 'bench', 'servers', 'bare-nbd.server.ts');
-      const args = ['--import', 'tsx', script, '--file', file, '--socket', sock];
-      if (syncWritesMaxBytes !== undefined)
-        args.push('--sync-writes', '--sync-writes-max', `${syncWritesMaxBytes}`);
+      const args = ['--import', 'tsx', script, '--file', file, '--socket', sock, ...deviceArgs];
       if (tracking) {
         const dir = join(workDir, 'tracking');
         await mkdir(dir);

@@ -1,7 +1,8 @@
 /**
  * Bench-only NBD server: our `NbdServer` over a `FileBlockDevice` on one sparse raw file, optionally
- * behind the `ChangeTrackingFilter` (at the agent's tracking block size), with nothing else of the host agent around it. It isolates the cost
- * of change tracking on the write path (same process shape, same device, one filter more).
+ * behind the `ChangeTrackingFilter` (at the agent's tracking block size), with nothing else of the host
+ * agent around it. It isolates the cost of change tracking on the write path (same device options as
+ * the agent's disks, one filter more).
  *
  *   node --import tsx bench/servers/bare-nbd.server.ts --file F --socket S [--tracking DIR] [--sync-writes [--sync-writes-max BYTES]]
  *
@@ -13,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import type { BlockDevice } from '../../src/host/block-device/block-device.js';
 import { TRACKING_BLOCK_BYTES } from '../../src/host/agent/disk-service.js';
-import { FileBlockDevice } from '../../src/host/block-device/file.block-device.js';
+import { FileBlockDevice, SYNC_WRITE_MAX_BYTES } from '../../src/host/block-device/file.block-device.js';
 import { ChangeTrackingFilter } from '../../src/host/change-tracking/change-tracking.filter.js';
 import { NbdServer } from '../../src/host/nbd/nbd-server.js';
 import { NodeStorage } from '../../src/host/storage/node-storage.js';
@@ -36,10 +37,12 @@ if (values.file === undefined || values.socket === undefined) {
 
 const storage = new NodeStorage();
 const file = await storage.open(values.file, 'readwrite');
-const inner = await FileBlockDevice.open(
-  file,
-  values['sync-write-max'] !== undefined ? { syncWriteMaxBytes: Number(values['sync-write-max']) } : {},
-);
+// The device as the agent opens a disk (src/host/disks/disk-store.ts): small writes synchronous when
+// idle, up to SYNC_WRITE_MAX_BYTES; `--sync-write-max 0` turns that off.
+const inner = await FileBlockDevice.open(file, {
+  syncWriteMaxBytes:
+    values['sync-write-max'] !== undefined ? Number(values['sync-write-max']) : SYNC_WRITE_MAX_BYTES,
+});
 let device: BlockDevice = inner;
 let syncFd: number | undefined;
 if (values['sync-writes'] === true) {
