@@ -176,3 +176,78 @@ test('staging is discarded, not adopted, for another epoch, a range outside the 
   await view.close();
   await store.close();
 });
+
+/** NodeStorage counting the bytes read from staging logs (a scan reads and hashes the whole log). */
+class RedoReadCounter extends NodeStorage {
+  bytesRead = 0;
+
+  override async open(path: string, mode: 'read' | 'readwrite' | 'create'): ReturnType<NodeStorage['open']> {
+    const file = await super.open(path, mode);
+    if (!path.endsWith('/redo.log')) return file;
+    const read = file.read.bind(file);
+    return Object.assign(file, {
+      read: async (buf: Buffer, bufOffset: number, lengthBytes: number, positionBytes: number) => {
+        const n = await read(buf, bufOffset, lengthBytes, positionBytes);
+        this.bytesRead += n;
+        return n;
+      },
+    });
+  }
+}
+
+test('a staging of the same process is resumed or adopted from memory: the log is not read again; unsynced records are cut', async () => {
+  const rng = new Rng(SEED + 700);
+  const dir = await mkdtemp(join(root, 'in-memory-'));
+  const storage = new RedoReadCounter();
+  const open = async (): Promise<PointStore> => {
+    const s = await PointStore.open({ storage, storageDir: dir, relationshipId: 'rel', clock: fixedClock });
+    await s.ensureDisk('d', DISK_BYTES);
+    return s;
+  };
+  let store = await open();
+  const model = new DiskModel();
+  model.resize('d', DISK_BYTES);
+  // a point first, so that cycles stage into a log (a first cycle is staged in place)
+  const seedCycle = await store.beginCycle('c0', 0);
+  const base = rng.fill(Buffer.alloc(32 * KiB)) as Buffer;
+  await seedCycle.writeChunk('d', 0, base);
+  model.disks.get('d')?.set(base, 0);
+  model.snapshot((await seedCycle.commit({ cutWallMs: 1, consistency: 'crash-consistent' })).pointId);
+
+  const a = rng.fill(Buffer.alloc(16 * KiB)) as Buffer;
+  const b = rng.fill(Buffer.alloc(16 * KiB)) as Buffer;
+  const c1 = await store.beginCycle('c1', 0);
+  await c1.writeChunk('d', 0, a);
+  await c1.sync();
+  await c1.writeChunk('d', 64 * KiB, b); // written, never synced: not part of the durable prefix
+  // the connection was cut: the same cycle begins again in this process
+  storage.bytesRead = 0;
+  const resumed = await store.beginCycle('c1', 0);
+  assert.equal(storage.bytesRead, 0, 'the resume read the staging log');
+  assert.deepEqual(resumed.progress().staged['d'], [{ offsetBytes: 0, lengthBytes: 16 * KiB }]);
+  await resumed.writeChunk('d', 128 * KiB, b);
+  await resumed.sync();
+  // the sender restarted with a new cycle over the whole disk: it adopts c1's records, from memory
+  const c2 = await store.beginCycle('c2', 0, { adoptWithin: WHOLE });
+  assert.equal(storage.bytesRead, 0, 'the adoption read the staging log');
+  assert.deepEqual(c2.adopted()['d'], [
+    { offsetBytes: 0, lengthBytes: 16 * KiB },
+    { offsetBytes: 128 * KiB, lengthBytes: 16 * KiB },
+  ]);
+  await c2.writeChunk('d', 64 * KiB, a);
+  await c2.sync();
+  // a restart in between: the next cycle finds the log by a scan, and it agrees with memory
+  await store.close();
+  store = await open();
+  storage.bytesRead = 0;
+  const c2again = await store.beginCycle('c2', 0, { adoptWithin: WHOLE });
+  assert.ok(storage.bytesRead > 0, 'after a restart the log is scanned');
+  assert.deepEqual(c2again.progress().staged['d'], [{ offsetBytes: 64 * KiB, lengthBytes: 16 * KiB }]);
+  const d = model.disks.get('d') as Buffer;
+  a.copy(d, 0);
+  b.copy(d, 128 * KiB);
+  a.copy(d, 64 * KiB);
+  model.snapshot((await c2again.commit({ cutWallMs: 2, consistency: 'crash-consistent' })).pointId);
+  await verifyPoints(store, model, `seed=${SEED + 700}`);
+  await store.close();
+});

@@ -17,7 +17,7 @@
 import { SecondsiteError } from '../../domain/errors.js';
 import type { StorageFile } from '../storage/storage.js';
 import { coalescedRanges, ExtentMap, sliceRedoSource, type RedoSource } from './extent-map.js';
-import { encodeRedoRecord, encodeRedoRecordParts, type RedoEntry } from './redo-log.js';
+import { encodeRedoRecord, encodeRedoRecordParts, type RedoEntry, type RedoScan } from './redo-log.js';
 import type { CycleWriter, RecoveryPointInfo, StagedProgress } from './replica-store.js';
 
 export interface StagingHost {
@@ -59,6 +59,8 @@ export class CycleStaging implements CycleWriter {
   private state: 'open' | 'broken' | 'closed' = 'open';
   /** Staged in place: the bytes go into the bases, the log holds metadata only. */
   readonly inPlace: boolean;
+  /** How many of the synced entries (the first ones) were adopted from earlier cycles. */
+  readonly adoptedEntryCount: number;
   /** Records (header included) covered by the last completed sync. */
   recordsSynced: number;
   /** Bytes of the log covered by the last completed sync. */
@@ -78,6 +80,7 @@ export class CycleStaging implements CycleWriter {
     },
   ) {
     this.inPlace = existing.inPlace;
+    this.adoptedEntryCount = existing.adoptedEntries;
     this.appendPosBytes = existing.validBytes;
     this.entriesSynced = [...existing.entries];
     this.recordsSynced = existing.records;
@@ -246,6 +249,23 @@ export class CycleStaging implements CycleWriter {
   /** Entries made durable so far, in log order (later win). */
   syncedEntries(): readonly RedoEntry[] {
     return this.entriesSynced;
+  }
+
+  /**
+   * What a scan of the log would find in its durable prefix, from memory: the head, every synced
+   * record (the adopted ones first) and where the last completed sync ended. Null unless the writer
+   * is open (never broken by a failed write or sync) and stages into a log (not in place).
+   */
+  durablePrefix(): RedoScan | null {
+    if (this.state !== 'open' || this.inPlace) return null;
+    return {
+      head: { cycleId: this.cycleId, epoch: this.epoch },
+      inPlace: false,
+      entries: [...this.entriesSynced],
+      adoptedEntries: this.adoptedEntryCount,
+      records: this.recordsSynced,
+      validBytes: this.syncedBytes,
+    };
   }
 
   /**

@@ -284,6 +284,11 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         });
       }
       this.checkEpochCurrent(epoch, cycleId);
+      // A staging of this process that never failed knows the durable prefix of its log exactly: a
+      // cycle that resumes or adopts it takes it from memory (the log is cut after the last synced
+      // record) instead of reading and hashing the whole log again (up to 6.8 s for 900 MB measured).
+      // After a restart, or once the writer broke, the scan decides.
+      const known = this.staging?.durablePrefix() ?? null;
       if (this.staging !== null) {
         await this.staging.close();
         this.staging = null;
@@ -293,7 +298,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       const firstCycle = this.cat.points.length === 0;
       if (await this.storage.exists(path)) {
         const file = await this.storage.open(path, 'readwrite');
-        const scan = await scanRedoLog(file);
+        const scan = known ?? (await scanRedoLog(file));
         // an in-place log is usable only while the store has no point (IP1) and its bases are trusted
         const usable = !scan.inPlace || (firstCycle && !this.inPlaceUntrusted);
         if (usable && scan.head !== null && scan.head.cycleId === cycleId && scan.head.epoch === epoch) {
