@@ -143,6 +143,23 @@ test('enable replication survives the SIGKILL of the vault process running it: o
     },
   });
 
+  // While the job should wait for the first point, the vault keeps the point from the item (a
+  // test-only trigger): an 8 MiB disk replicates in milliseconds, and the report of its first point
+  // could otherwise reach the vault before the job's last step starts or within one poll of it, so the
+  // moment would never be seen (it failed so under CI load). The trigger goes right after the kill.
+  const holdFirstPoint = moment === 'waiting-first-point';
+  if (holdFirstPoint) {
+    await sql(
+      databaseUrl,
+      `CREATE FUNCTION test_hold_first_point() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN NEW.last_point_id := OLD.last_point_id; RETURN NEW; END $$`,
+    );
+    await sql(
+      databaseUrl,
+      `CREATE TRIGGER test_hold_first_point BEFORE UPDATE ON replicated_items
+       FOR EACH ROW EXECUTE FUNCTION test_hold_first_point()`,
+    );
+  }
   const enabled = await admin.post<{ items: Array<{ replicatedItemId: string; jobId: string | null }> }>(
     '/v1/replicated-items',
     { managementServerId: managers.a.id, vmIds: ['web'] },
@@ -169,6 +186,10 @@ test('enable replication survives the SIGKILL of the vault process running it: o
   // the load balancer is not told: it finds the dead process refusing connections and uses the other
   const exit = await victim.child.kill9();
   assert.equal(exit.signal, 'SIGKILL');
+  if (holdFirstPoint) {
+    await sql(databaseUrl, 'DROP TRIGGER test_hold_first_point ON replicated_items');
+    await sql(databaseUrl, 'DROP FUNCTION test_hold_first_point()');
+  }
 
   const job = await until(
     'the job to end',
