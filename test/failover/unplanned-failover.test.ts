@@ -24,7 +24,14 @@ import type { FailoverView } from '../../src/host/failover/failover-service.js';
 import type { RelationshipView } from '../../src/host/agent/relationship-service.js';
 import type { ReplicaView } from '../../src/host/agent/replica-service.js';
 import type { HostLab } from '../../src/lab/host-lab.js';
-import { cleanupsAfterAll, MiB, openPoint, replicaView, twoHostLab, waitFor } from '../host/fixtures.js';
+import {
+  cleanupsAfterAll,
+  MiB,
+  openLatestPoint,
+  replicaView,
+  twoHostLab,
+  waitFor,
+} from '../host/fixtures.js';
 import {
   CHUNK_BYTES,
   chunksOfRecords,
@@ -183,7 +190,13 @@ test('unplanned failover after host A dies: the guest recovers, loss is bounded,
       const bound = 1.1 * differs + CHUNK_BYTES;
       assert.ok(sent <= bound, `${where}: reverse sent ${sent} > ${bound} (chunks that differ: ${differs})`);
       // B's VM is off: the reverse point is B's disk, byte for byte
-      const opened = await openPoint(lab, vmId, reversed.latestPoint?.pointId ?? '', [diskId], 'host-a');
+      const opened = await openLatestPoint(
+        lab,
+        vmId,
+        [diskId],
+        (p) => p.sequence >= (reversed.latestPoint?.sequence ?? 0),
+        'host-a',
+      );
       try {
         const point = await opened.clients[0]!.read(0, DISK_BYTES);
         assert.ok(

@@ -152,6 +152,43 @@ export async function openPoint(
 }
 
 /**
+ * Exports the replica's latest point that `accept` takes while replication goes on: a commit in
+ * progress may drop the point just read (retention runs in the commit), and its export then answers
+ * RECOVERY_POINT_NOT_FOUND; the next latest point is taken instead. The export pins the point.
+ */
+export async function openLatestPoint(
+  lab: HostLab,
+  relationshipId: string,
+  diskOrder: string[],
+  accept: (p: NonNullable<ReplicaView['latestPoint']>) => boolean = () => true,
+  replicaHostId = 'host-b',
+  timeoutMs = 60_000,
+): Promise<{ point: NonNullable<ReplicaView['latestPoint']> } & Awaited<ReturnType<typeof openPoint>>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const view = await lab.host(replicaHostId).client.get<ReplicaView>(`/v1/replicas/${relationshipId}`);
+    const latest = view.latestPoint;
+    if (latest && accept(latest)) {
+      try {
+        const opened = await openPoint(lab, relationshipId, latest.pointId, diskOrder, replicaHostId);
+        return { point: latest, ...opened };
+      } catch (e) {
+        if (!(
+          e instanceof Error &&
+          /RECOVERY_POINT_NOT_FOUND|no longer retained/.test(
+            `${e.message} ${String((e as { code?: unknown }).code)}`,
+          )
+        ))
+          throw e;
+      }
+    }
+    if (Date.now() > deadline)
+      throw new Error(`no accepted point of ${relationshipId} could be exported in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
  * A workload target that survives its host agent being killed: on a connection error it reconnects
  * (one shared attempt for all in-flight ops) and re-issues the op, like an NBD client with reconnect.
  * Re-issuing is idempotent (same bytes at the same place); the op counts as acknowledged when the

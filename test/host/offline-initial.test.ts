@@ -15,7 +15,7 @@ import {
   cleanupsAfterAll,
   createDisks,
   MiB,
-  openPoint,
+  openLatestPoint,
   replicaView,
   twoHostLab,
   waitFor,
@@ -98,7 +98,7 @@ test('offline initial replication: export, import, enable with an existing copy;
     sent > 0 && sent <= 2 * CHUNK_BYTES,
     `sent ${sent} bytes: only the two chunks changed after the export`,
   );
-  const opened = await openPoint(lab, 'o', point.pointId, ['o-d0']);
+  const opened = await openLatestPoint(lab, 'o', ['o-d0'], (p) => p.sequence >= point.sequence);
   try {
     assert.ok((await opened.clients[0]!.read(0, DISK_BYTES)).equals(content), `seed ${seed}`);
   } finally {

@@ -15,7 +15,7 @@ import {
   createDisks,
   enableReplication,
   MiB,
-  openPoint,
+  openLatestPoint,
   replicaView,
   twoHostLab,
   waitFor,
@@ -79,7 +79,7 @@ test('online verify finds a corrupted chunk on the replica and repairs only it',
     sent > 0 && sent <= CHUNK_BYTES,
     `the resync sent ${sent} bytes: only the corrupted chunk (seed ${seed})`,
   );
-  const opened = await openPoint(lab, 'v', repaired.pointId, ['v-d0']);
+  const opened = await openLatestPoint(lab, 'v', ['v-d0'], (p) => p.sequence >= repaired.sequence);
   try {
     const got = await opened.clients[0]!.read(0, DISK_BYTES);
     assert.ok(got.equals(content), `the repaired point equals the primary (seed ${seed})`);

@@ -23,7 +23,7 @@ import {
   createDisks,
   enableReplication,
   MiB,
-  openPoint,
+  openLatestPoint,
   ReconnectingTarget,
   replicaView,
   twoHostLab,
@@ -94,7 +94,7 @@ test('kill -9 of sender or receiver at random moments: every point after restart
     await lab.start(victim);
     const startedMs = Date.now() - restartedWallMs;
 
-    const point = await waitFor(
+    await waitFor(
       `${where}: a point cut after the restart`,
       async () => {
         const v = await replicaView(lab, 'vm1');
@@ -103,7 +103,8 @@ test('kill -9 of sender or receiver at random moments: every point after restart
       60_000,
     );
     const pointMs = Date.now() - restartedWallMs;
-    const opened = await openPoint(lab, 'vm1', point.pointId, diskIds);
+    const opened = await openLatestPoint(lab, 'vm1', diskIds, (p) => p.cutWallMs > restartedWallMs);
+    const point = opened.point;
     try {
       const report = await checkRecoveryPoint({
         history: gen.history,
@@ -144,11 +145,11 @@ test('kill -9 of sender or receiver at random moments: every point after restart
 
   for (const t of targets) await t.flush();
   const quiescedWallMs = Date.now();
-  const final = await waitFor('a point after the workload stopped', async () => {
+  await waitFor('a point after the workload stopped', async () => {
     const v = await replicaView(lab, 'vm1');
     return v.latestPoint && v.latestPoint.cutWallMs > quiescedWallMs ? v.latestPoint : null;
   });
-  const opened = await openPoint(lab, 'vm1', final.pointId, diskIds);
+  const opened = await openLatestPoint(lab, 'vm1', diskIds, (p) => p.cutWallMs > quiescedWallMs);
   try {
     for (const [i, d] of disks.entries()) {
       const cmp = await compareImages(

@@ -18,7 +18,7 @@ import {
   createDisks,
   enableReplication,
   MiB,
-  openPoint,
+  openLatestPoint,
   replicaView,
   twoHostLab,
   waitFor,
@@ -63,14 +63,13 @@ test('continuous replication of a 2-disk VM under write load: every point passes
     ]))
   ) {
     const view = await replicaView(lab, 'vm1').catch(() => null);
-    const latest = view?.latestPoint;
-    if (!latest || checkedPoints.includes(latest.pointId)) continue;
-    const point = await openPoint(
+    if (!view?.latestPoint || checkedPoints.includes(view.latestPoint.pointId)) continue;
+    const point = await openLatestPoint(
       lab,
       'vm1',
-      latest.pointId,
       disks.map((d) => d.diskId),
     );
+    const latest = point.point;
     try {
       const report = await checkRecoveryPoint({
         history: gen.history,
@@ -91,15 +90,15 @@ test('continuous replication of a 2-disk VM under write load: every point passes
   // Quiesce: flush, then wait for a point cut after the flush; it must equal the primary exactly.
   for (const c of clients) await c.flush();
   const quiescedWallMs = Date.now();
-  const final = await waitFor('a point cut after the workload stopped', async () => {
+  await waitFor('a point cut after the workload stopped', async () => {
     const v = await replicaView(lab, 'vm1');
     return v.latestPoint && v.latestPoint.cutWallMs > quiescedWallMs ? v.latestPoint : null;
   });
-  const point = await openPoint(
+  const point = await openLatestPoint(
     lab,
     'vm1',
-    final.pointId,
     disks.map((d) => d.diskId),
+    (p) => p.cutWallMs > quiescedWallMs,
   );
   try {
     for (const [i, d] of disks.entries()) {
