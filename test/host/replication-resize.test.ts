@@ -41,8 +41,13 @@ test('a disk grown while replicating keeps replicating, and the replica grows wi
       : null;
   });
   const b = lab.host('host-b');
-  const exp = await b.client.post<{ disks: Array<{ nbdUri: string }> }>(
-    `/v1/replicas/vm1/points/${view.latestPoint?.pointId}/export`,
+  // 'latest': that point or a newer one (a commit in progress may drop the one just read)
+  const exp = await b.client.post<{ pointId: string; disks: Array<{ nbdUri: string }> }>(
+    '/v1/replicas/vm1/points/latest/export',
+  );
+  assert.ok(
+    Number(exp.pointId.slice(3)) >= (view.latestPoint?.sequence ?? Infinity),
+    `exported ${exp.pointId}, older than ${view.latestPoint?.pointId}`,
   );
   const cmp = spawnSync('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', uri, exp.disks[0]?.nbdUri ?? ''], {
     encoding: 'utf8',
