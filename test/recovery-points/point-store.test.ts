@@ -48,6 +48,29 @@ class UndoCreateHook extends NodeStorage {
   }
 }
 
+/**
+ * A store with one 1 MiB disk "d" whose cycles rewrite a hot 256 KiB range, compaction manual (the
+ * tests count the undo files each operation leaves).
+ */
+async function hotRangeStore(
+  name: string,
+  clock: Clock,
+  seed: number,
+): Promise<{ store: PointStore; model: DiskModel; rng: Rng; undoDir: string; hot: number }> {
+  const dir = await mkdtemp(join(root, name));
+  const store = await PointStore.open({
+    storage: new NodeStorage(),
+    storageDir: dir,
+    relationshipId: 'r',
+    clock,
+    compaction: 'manual',
+  });
+  await store.ensureDisk('d', 1024 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 1024 * 1024);
+  return { store, model, rng: new Rng(seed), undoDir: join(dir, 'r', 'undo'), hot: 256 * 1024 };
+}
+
 /** A clock the test moves (retention at commit reads the store's clock). */
 function settableClock(): Clock & { nowMs: number } {
   return {
@@ -397,21 +420,7 @@ test('reads of older points racing commits and retention always return the point
 test('retention writes no undo data; the shadowed undo of dropped points is punched; lists stay log2 long', async () => {
   // A disk that rewrites the same 256 KiB every 30 s cycle: at every commit the previous latest point
   // is dropped (the latest is the hour's keeper) and its undo joins the previous hour's keeper's list.
-  const dir = await mkdtemp(join(root, 'churn-'));
-  const store = await PointStore.open({
-    storage: new NodeStorage(),
-    storageDir: dir,
-    relationshipId: 'r',
-    clock: fixedClock,
-    compaction: 'manual',
-  });
-  const size = 1024 * 1024;
-  const hot = 256 * 1024;
-  await store.ensureDisk('d', size);
-  const model = new DiskModel();
-  model.resize('d', size);
-  const rng = new Rng(SEED + 400);
-  const undoDir = join(dir, 'r', 'undo');
+  const { store, model, rng, undoDir, hot } = await hotRangeStore('churn-', fixedClock, SEED + 400);
   const allocatedBytes = async (): Promise<number> => {
     let total = 0;
     for (const name of await readdir(undoDir)) total += (await stat(join(undoDir, name))).blocks * 512;
@@ -509,23 +518,8 @@ test('a compaction racing retention: the point of the files being merged is drop
 });
 
 test('retention at commit: the undo of a dropped latest point is captured only where the kept point before it lacks it', async () => {
-  const dir = await mkdtemp(join(root, 'at-commit-'));
   const clock = settableClock();
-  // no background merge: the test counts the undo files each commit leaves
-  const store = await PointStore.open({
-    storage: new NodeStorage(),
-    storageDir: dir,
-    relationshipId: 'r',
-    clock,
-    compaction: 'manual',
-  });
-  const size = 1024 * 1024;
-  const hot = 256 * 1024;
-  await store.ensureDisk('d', size);
-  const model = new DiskModel();
-  model.resize('d', size);
-  const rng = new Rng(SEED + 500);
-  const undoDir = join(dir, 'r', 'undo');
+  const { store, model, rng, undoDir, hot } = await hotRangeStore('at-commit-', clock, SEED + 500);
   const hourStart = T0 + 5 * HOUR_MS;
   const commit = async (n: number, offsetBytes: number, lengthBytes: number): Promise<void> => {
     const w = await store.beginCycle(`c${n}`, 0);
