@@ -414,16 +414,8 @@ export class ReplicaService {
   /** Serves every disk of a point read-only over NBD. Exporting the same point again returns the same exports. */
   async exportPoint(relationshipId: string, pointId: string): Promise<PointExport> {
     const { store } = await this.require(relationshipId);
-    const find = (): RecoveryPointInfo | undefined => {
-      const points = store.points();
-      return pointId === 'latest' ? points[points.length - 1] : points.find((p) => p.pointId === pointId);
-    };
-    let point = find();
-    // a commit in progress may drop the latest point (retention runs in the commit): take the one after
-    if (point && pointId === 'latest') {
-      await store.settled(point.pointId);
-      point = find();
-    }
+    // "latest" after a commit in progress that drops it (retention runs in the commit)
+    const point = await store.resolvePoint(pointId);
     if (!point) {
       throw new SecondsiteError(
         'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND',

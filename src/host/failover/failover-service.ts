@@ -161,7 +161,7 @@ export class FailoverService {
       if (current?.state === 'test-failover') return this.view(current);
       const state = protectionTransition(relationshipId, current?.state ?? 'receiving', 'test-failover');
       const store = await this.replicas.pointStore(relationshipId);
-      const point = await resolveSettled(store, relationshipId, options.pointId);
+      const point = await resolvePoint(store, relationshipId, options.pointId);
       // the view pins the point before anything refers to it (retention runs in every commit)
       await this.openView(store, testViewIdOf(relationshipId), point.pointId);
       const rec = await this.save({
@@ -216,14 +216,14 @@ export class FailoverService {
       const state = protectionTransition(relationshipId, current?.state ?? 'receiving', 'failover');
       const store = await this.replicas.pointStore(relationshipId);
       const template = options.vm ?? (await this.replicas.vmTemplate(relationshipId)) ?? DEFAULT_TEMPLATE;
-      for (const d of disksAt(store, resolvePoint(store, relationshipId, options.pointId).pointId))
+      for (const d of disksAt(store, (await resolvePoint(store, relationshipId, options.pointId)).pointId))
         await this.refuseLocalDisk(relationshipId, d.diskId);
       if (!options.force) await this.refuseIfPrimaryAnswers(relationshipId, template);
       // Fence the old primary first (durable): no cycle commits after this, so no retention run can
       // drop the point chosen next; then pin it with the view before the record names it.
       const epoch = store.epoch() + 1;
       await store.setEpoch(epoch);
-      const point = resolvePoint(store, relationshipId, options.pointId);
+      const point = await resolvePoint(store, relationshipId, options.pointId);
       const disks = disksAt(store, point.pointId);
       await this.openView(store, recoveryViewIdOf(relationshipId), point.pointId);
       const rec = await this.save({
@@ -249,7 +249,7 @@ export class FailoverService {
       const rec = this.require(relationshipId);
       protectionTransition(relationshipId, rec.state, 'change-point');
       const store = await this.replicas.pointStore(relationshipId);
-      const point = await resolveSettled(store, relationshipId, pointId);
+      const point = await resolvePoint(store, relationshipId, pointId);
       if (point.pointId === rec.pointId) return this.view(rec);
       await this.stopRecovery(rec, { removeVm: false });
       await this.discardView(store, recoveryViewIdOf(rec.vmId));
@@ -597,28 +597,13 @@ export function netnsOf(vmId: string): string {
   return `ss-test-${vmId.slice(0, 23)}`;
 }
 
-/**
- * resolvePoint, but "latest" is resolved again once a commit in progress that drops the current latest
- * point has ended (retention runs in the commit, recovery-points.md section 6.2).
- */
-async function resolveSettled(
+/** The point a failover names (an id or "latest", see PointStore.resolvePoint); NOT_FOUND otherwise. */
+async function resolvePoint(
   store: PointStore,
   relationshipId: string,
   pointId: string,
 ): Promise<{ pointId: string; cutWallMs: number }> {
-  const first = resolvePoint(store, relationshipId, pointId);
-  if (pointId !== 'latest') return first;
-  await store.settled(first.pointId);
-  return resolvePoint(store, relationshipId, pointId);
-}
-
-function resolvePoint(
-  store: PointStore,
-  relationshipId: string,
-  pointId: string,
-): { pointId: string; cutWallMs: number } {
-  const points = store.points();
-  const p = pointId === 'latest' ? points.at(-1) : points.find((x) => x.pointId === pointId);
+  const p = await store.resolvePoint(pointId);
   if (!p) {
     throw new SecondsiteError(
       'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND',

@@ -502,18 +502,17 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     });
   }
 
-  /** The points retention would drop once `newPoint` is the latest (store clock, current pins). */
+  /** The points of `points` the retention policy drops now (current pins). */
+  private dropsOf(points: readonly StoredPoint[], nowMs: number, retentionHours: number): Set<string> {
+    const decisions = planRetention({ points, nowMs, retentionHours, pinnedPointIds: this.pinnedPointIds() });
+    return new Set(points.flatMap((p, i) => (decisions[i]?.keep === true ? [] : [p.pointId])));
+  }
+
+  /** The points retention would drop once `newPoint` is the latest (store clock); never `newPoint`. */
   private planDrop(newPoint: StoredPoint, retentionHours: number): Set<string> {
-    const points = [...this.cat.points, newPoint];
-    const decisions = planRetention({
-      points,
-      nowMs: this.clock.wallMs(),
-      retentionHours,
-      pinnedPointIds: this.pinnedPointIds(),
-    });
-    return new Set(
-      points.flatMap((p, i) => (decisions[i]?.keep === true || p === newPoint ? [] : [p.pointId])),
-    );
+    const drop = this.dropsOf([...this.cat.points, newPoint], this.clock.wallMs(), retentionHours);
+    drop.delete(newPoint.pointId);
+    return drop;
   }
 
   /**
@@ -602,11 +601,19 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   }
 
   /**
-   * Resolves once no catalogue change in progress is dropping `pointId` (section 6.2): the point is
-   * then gone or kept. For callers that resolve "the latest point" before opening it.
+   * The retained point `pointId` (or the latest for "latest"), or undefined. "latest" is resolved again
+   * once a catalogue change in progress that drops the current latest point has ended (section 6.2),
+   * so callers that open the latest point get the one after it.
    */
-  async settled(pointId: string): Promise<void> {
-    while (this.closing.has(pointId)) await this.closing.get(pointId);
+  async resolvePoint(pointId: string): Promise<RecoveryPointInfo | undefined> {
+    const find = (): RecoveryPointInfo | undefined => {
+      const points = this.points();
+      return pointId === 'latest' ? points.at(-1) : points.find((p) => p.pointId === pointId);
+    };
+    const first = find();
+    if (first === undefined || pointId !== 'latest') return first;
+    while (this.closing.has(first.pointId)) await this.closing.get(first.pointId);
+    return find();
   }
 
   /** Persisted test views (viewId -> pointId); each pins its point. */
@@ -841,20 +848,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       const dropped: string[] = [];
       await this.chainLock.write(async () => {
         const points = this.cat.points;
-        const decisions = planRetention({
-          points,
-          nowMs,
-          retentionHours,
-          pinnedPointIds: this.pinnedPointIds(),
-        });
-        points.forEach((p, i) => {
-          if (decisions[i]?.keep !== true) dropped.push(p.pointId);
-        });
+        const drop = this.dropsOf(points, nowMs, retentionHours);
+        dropped.push(...drop);
         if (dropped.length === 0) return;
         // closing with the plan: a view opened while the catalogue is written cannot pin a dropped point
-        const release = this.markClosing(new Set(dropped));
+        const release = this.markClosing(drop);
         try {
-          const next = dropPoints(points, new Set(dropped));
+          const next = dropPoints(points, drop);
           joined = next.joined;
           await this.publish({ ...this.cat, points: next.kept, nextFileId: this.nextFileId });
         } finally {

@@ -184,6 +184,23 @@ export async function writeMergedUndo(storage: Storage, path: string, plan: Merg
   }
 }
 
+/** The parts of [offsetBytes, +lengthBytes) of a disk that any of `files` covers, sorted, coalesced. */
+function coveredBy(
+  files: readonly LoadedUndo[],
+  diskId: string,
+  offsetBytes: number,
+  lengthBytes: number,
+): ByteRange[] {
+  return coalesce(
+    files.flatMap((f) =>
+      (f.disks.get(diskId)?.covered(offsetBytes, lengthBytes) ?? []).map((p) => ({
+        offsetBytes: p.offsetBytes,
+        lengthBytes: p.lengthBytes,
+      })),
+    ),
+  );
+}
+
 /**
  * The data positions (in `undo`'s file) of every range of `undo` that a file of `before` covers: no
  * read takes those bytes from `undo` any more (shadowed), so they may be punched to free the space.
@@ -192,24 +209,12 @@ export function shadowedData(
   undo: LoadedUndo,
   before: readonly LoadedUndo[],
 ): Array<{ posBytes: number; lengthBytes: number }> {
-  const out: Array<{ offsetBytes: number; lengthBytes: number }> = [];
+  const out: ByteRange[] = [];
   for (const [diskId, map] of undo.disks) {
-    const ahead = before.flatMap((b) => {
-      const m = b.disks.get(diskId);
-      return m === undefined ? [] : [m];
-    });
-    if (ahead.length === 0) continue;
     for (const e of map.entries()) {
       const ref = e.value;
       if (ref.kind !== 'data') continue;
-      const covered = coalesce(
-        ahead.flatMap((m) =>
-          m
-            .covered(e.offsetBytes, e.lengthBytes)
-            .map((p) => ({ offsetBytes: p.offsetBytes, lengthBytes: p.lengthBytes })),
-        ),
-      );
-      for (const c of covered)
+      for (const c of coveredBy(before, diskId, e.offsetBytes, e.lengthBytes))
         out.push({ offsetBytes: ref.posBytes + (c.offsetBytes - e.offsetBytes), lengthBytes: c.lengthBytes });
     }
   }
@@ -225,18 +230,9 @@ export function shadowedData(
 export function uncoveredBy(redo: RedoMap, files: readonly LoadedUndo[]): RedoMap {
   const out = new Map<string, ExtentMap<RedoSource>>();
   for (const [diskId, map] of redo) {
-    const covering = files.flatMap((f) => {
-      const m = f.disks.get(diskId);
-      return m === undefined ? [] : [m];
-    });
     const rest = new ExtentMap<RedoSource>(sliceRedoSource);
     for (const e of map.entries()) {
-      let ranges: ByteRange[] = [{ offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes }];
-      for (const m of covering) {
-        ranges = ranges.flatMap((r) => gapsOf(r, m.covered(r.offsetBytes, r.lengthBytes)));
-        if (ranges.length === 0) break;
-      }
-      for (const r of ranges)
+      for (const r of gapsOf(e, coveredBy(files, diskId, e.offsetBytes, e.lengthBytes)))
         rest.set(r.offsetBytes, r.lengthBytes, sliceRedoSource(e.value, r.offsetBytes - e.offsetBytes));
     }
     if (rest.size > 0) out.set(diskId, rest);
