@@ -49,7 +49,9 @@ export function renderRelationships(views: RelationshipView[]): string {
 }
 
 export function renderReplicas(views: ReplicaView[]): string {
-  const rows = [['REPLICA OF', 'LOCATION', 'EPOCH', 'DISKS', 'POINTS', 'LATEST', 'LAG', 'EXPORTED']];
+  const rows = [
+    ['REPLICA OF', 'LOCATION', 'EPOCH', 'DISKS', 'POINTS', 'LATEST', 'LAG', 'EXPORTED', 'UNDO FILES'],
+  ];
   for (const v of views) {
     rows.push([
       v.relationshipId,
@@ -60,6 +62,10 @@ export function renderReplicas(views: ReplicaView[]): string {
       v.latestPoint ? `#${v.latestPoint.sequence} ${new Date(v.latestPoint.cutWallMs).toISOString()}` : '-',
       age(v.lagMs),
       String(v.exports.length),
+      String(v.undo.files) +
+        (v.undo.backgroundErrors > 0
+          ? ` (${v.undo.backgroundErrors} background error(s) since start: see the log)`
+          : ''),
     ]);
   }
   return table(rows);

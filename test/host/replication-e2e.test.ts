@@ -129,4 +129,8 @@ test('continuous replication of a 2-disk VM under write load: every point passes
   assert.match(metricsA, /^secondsite_replication_health\{relationship="vm1"\} 0$/m);
   const metricsB = await lab.host('host-b').client.text('/metrics');
   assert.match(metricsB, /^secondsite_replica_points\{relationship="vm1"\} [1-9]/m);
+  assert.match(metricsB, /^secondsite_replica_undo_files\{relationship="vm1"\} \d+$/m);
+  assert.match(metricsB, /^secondsite_replica_undo_longest_list_files\{relationship="vm1"\} \d+$/m);
+  assert.match(metricsB, /^secondsite_replica_undo_background_errors_total\{relationship="vm1"\} 0$/m);
+  assert.equal(retained.undo.backgroundErrors, 0);
 });

@@ -517,6 +517,78 @@ test('a compaction racing retention: the point of the files being merged is drop
   await store.close();
 });
 
+/** NodeStorage whose next `failUndoFiles` new undo files refuse every write (a full disk). */
+class FullDiskForUndo extends NodeStorage {
+  failUndoFiles = 0;
+
+  override async open(path: string, mode: 'read' | 'readwrite' | 'create'): ReturnType<NodeStorage['open']> {
+    const file = await super.open(path, mode);
+    if (mode !== 'create' || !/\/undo\/u-[^/]+\.undo$/.test(path) || this.failUndoFiles === 0) return file;
+    this.failUndoFiles--;
+    const full = (): Error =>
+      Object.assign(new Error('no space left on device (injected)'), { code: 'ENOSPC' });
+    return new Proxy(file, {
+      get(target, key, receiver) {
+        if (key === 'write' || key === 'writev' || key === 'writeScattered')
+          return () => Promise.reject(full());
+        if (key === 'writeNow')
+          return () => {
+            throw full();
+          };
+        const v: unknown = Reflect.get(target, key, receiver);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  }
+}
+
+test('a background compaction that meets a full disk is counted and reported, leaves nothing behind, and the next run compacts', async () => {
+  const seed = SEED + 350;
+  const rng = new Rng(seed);
+  const dir = await mkdtemp(join(root, 'compact-full-'));
+  const storage = new FullDiskForUndo();
+  const errors: unknown[] = [];
+  const store = await PointStore.open({
+    storage,
+    storageDir: dir,
+    relationshipId: 'r',
+    clock: fixedClock,
+    onBackgroundError: (e) => errors.push(e),
+  });
+  await store.ensureDisk('d', 32 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 32 * 1024);
+  for (let i = 0; i < 4; i++) {
+    const w = await store.beginCycle(`c${i}`, 0);
+    await stage(w, randomCycle(rng, model, 6), rng);
+    model.snapshot((await w.commit({ cutWallMs: T0 + i * 60_000, consistency: 'crash-consistent' })).pointId);
+  }
+  assert.deepEqual(store.undoStats(), { files: 3, longestList: 1, backgroundErrors: 0 });
+  // rp-2 and rp-3 go; their undo joins pinned rp-1's list, whose merge (in the background) fails
+  const pinned = await store.openPointDisk('rp-1', 'd');
+  storage.failUndoFiles = 1;
+  assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-2', 'rp-3']);
+  await store.compactUndo(); // waits for the background run, then merges itself
+  assert.equal(storage.failUndoFiles, 0, `seed=${seed}: no merge met the full disk; the test lost its teeth`);
+  assert.equal(errors.length, 1, `seed=${seed}: ${String(errors)}`);
+  assert.equal((errors[0] as { code?: string }).code, 'ENOSPC');
+  const lists = store.undoLists();
+  assert.equal(nextUndoMerge(lists[0]?.undo.map((u) => u.cycles) ?? []), null, `seed=${seed}`);
+  assert.deepEqual(store.undoStats(), {
+    files: lists[0]?.undo.length,
+    longestList: lists[0]?.undo.length,
+    backgroundErrors: 1,
+  });
+  assert.deepEqual(
+    (await readdir(join(dir, 'r', 'undo'))).sort(),
+    lists.flatMap((l) => l.undo.map((u) => u.file)).sort(),
+    `seed=${seed}: the failed merge left a file behind`,
+  );
+  await pinned.close();
+  await verifyPoints(store, model, `seed=${seed} after the failed and the good merge`);
+  await store.close();
+});
+
 test('retention at commit: the undo of a dropped latest point is captured only where the kept point before it lacks it', async () => {
   const clock = settableClock();
   const { store, model, rng, undoDir, hot } = await hotRangeStore('at-commit-', clock, SEED + 500);

@@ -10,6 +10,7 @@ interface ReplicaSummary {
   points: number;
   latestCutWallMs: number | null;
   epoch: number;
+  undo: { files: number; longestList: number; backgroundErrors: number };
 }
 
 const HEALTH_VALUE = { Normal: 0, Warning: 1, Critical: 2 } as const;
@@ -83,5 +84,26 @@ export function registerReplicationMetrics(
     'Replica side: generation of the relationship.',
     'gauge',
     () => replicas().map((r) => ({ labels: { relationship: r.relationshipId }, value: r.epoch })),
+  );
+  const perReplica = (value: (r: ReplicaSummary) => number): (() => Sample[]) => {
+    return () => replicas().map((r) => ({ labels: { relationship: r.relationshipId }, value: value(r) }));
+  };
+  registry.register(
+    'secondsite_replica_undo_files',
+    'Replica side: undo files of the retained points.',
+    'gauge',
+    perReplica((r) => r.undo.files),
+  );
+  registry.register(
+    'secondsite_replica_undo_longest_list_files',
+    'Replica side: undo files of the point with the longest list (compaction keeps it near log2 of its cycles).',
+    'gauge',
+    perReplica((r) => r.undo.longestList),
+  );
+  registry.register(
+    'secondsite_replica_undo_background_errors_total',
+    'Replica side: failed undo punches and compaction steps since the store was opened (retried later; see the log).',
+    'counter',
+    perReplica((r) => r.undo.backgroundErrors),
   );
 }

@@ -36,6 +36,8 @@ export interface ReplicaView {
   /** now - cut time of the latest point. */
   lagMs: number | null;
   exports: string[];
+  /** Undo files of the retained points (compaction keeps the longest list near log2(cycles)+1). */
+  undo: { files: number; longestList: number; backgroundErrors: number };
 }
 
 export interface PointExport {
@@ -162,6 +164,7 @@ export class ReplicaService {
     points: number;
     latestCutWallMs: number | null;
     epoch: number;
+    undo: { files: number; longestList: number; backgroundErrors: number };
   }> {
     return [...this.opened.values()].map(({ store }) => {
       const points = store.points();
@@ -170,6 +173,7 @@ export class ReplicaService {
         points: points.length,
         latestCutWallMs: points[points.length - 1]?.cutWallMs ?? null,
         epoch: store.epoch(),
+        undo: store.undoStats(),
       };
     });
   }
@@ -195,6 +199,7 @@ export class ReplicaService {
       exports: [...this.exported.entries()]
         .filter(([k]) => k.startsWith(`${relationshipId}/`))
         .flatMap(([, v]) => v.names),
+      undo: store.undoStats(),
     };
   }
 

@@ -50,6 +50,7 @@ function hostOver(durable: Durable, stopAtCall: number): { deps: ReverseDeps; ca
     latestPoint: null,
     lagMs: null,
     exports: [],
+    undo: { files: 0, longestList: 0, backgroundErrors: 0 },
   });
   const disks = {
     get: (diskId: string) =>

@@ -98,6 +98,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private compactionRun: Promise<void> | null = null;
   private compactionWanted = false;
   private compactionStopped = false;
+  private backgroundErrors = 0;
   /** Points a catalogue change in progress drops: opening a view of one waits for it (section 6.2). */
   private readonly closing = new Map<string, Promise<void>>();
 
@@ -544,7 +545,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
       }
     } catch (e) {
       // a punch lost costs space, not data: the next merge of those files leaves the ranges out
-      this.options.onBackgroundError?.(e);
+      this.backgroundError(e);
     }
     this.scheduleCompaction();
   }
@@ -885,6 +886,24 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
     }
   }
 
+  /**
+   * Undo files in all lists, the longest list (compaction keeps it near log2(cycles)+1), and background
+   * errors (punches, compaction steps) since the store was opened: status and metrics.
+   */
+  undoStats(): { files: number; longestList: number; backgroundErrors: number } {
+    const lengths = this.cat.points.map((p) => p.undo.length);
+    return {
+      files: lengths.reduce((a, b) => a + b, 0),
+      longestList: Math.max(0, ...lengths),
+      backgroundErrors: this.backgroundErrors,
+    };
+  }
+
+  private backgroundError(e: unknown): void {
+    this.backgroundErrors++;
+    this.options.onBackgroundError?.(e);
+  }
+
   /** Undo lists per retained point, first file first (status and tests). */
   undoLists(): ReadonlyArray<{ pointId: string; undo: readonly UndoRef[] }> {
     return this.cat.points.map((p) => ({ pointId: p.pointId, undo: p.undo }));
@@ -914,7 +933,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
         while (!this.compactionStopped && this.storeState === 'open' && (await this.compactStep()));
       } catch (e) {
         // the step cleaned up after itself; the next retention schedules another run
-        this.options.onBackgroundError?.(e);
+        this.backgroundError(e);
         this.compactionRun = null;
         return;
       }
