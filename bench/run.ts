@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- SUITE ...] [--runtime S] [--ramp S] [--reps N] [--quick]`
+ * `npm run bench [-- SUITE ...] [--runtime S] [--ramp S] [--reps N] [--quick] [--jobs ID,...]`
  *
  * Runs the named benchmark suites (all by default), prints one table per suite with our numbers, the
  * peers' numbers and the ratio against each target (PASS/MISS), and writes the whole result as JSON to
@@ -23,6 +23,7 @@ import {
   nbdTrackingSuite,
   nbdWritePathSuite,
 } from './nbd-write-path.bench.js';
+import { NBD_JOBS } from './lib/fio.js';
 import { killAllSync, runCommand, stopAll } from './lib/processes.js';
 import { renderSuite } from './lib/report.js';
 import type { BenchOptions, Suite, SuiteResult } from './lib/suite.js';
@@ -63,7 +64,10 @@ function machine(): Record<string, unknown> {
     qemuNbd: toolVersion('qemu-nbd', ['--version']),
     nbdkit: toolVersion('nbdkit', ['--version']),
     nbdcopy: toolVersion('nbdcopy', ['--version']),
-    gitCommit: toolVersion('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']),
+    // a run from an exported tree (git archive, no .git) names its commit in SECONDSITE_BENCH_COMMIT
+    gitCommit:
+      process.env['SECONDSITE_BENCH_COMMIT'] ??
+      toolVersion('git', ['-C', repoRoot, 'rev-parse', '--short', 'HEAD']),
     loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
   };
 }
@@ -76,14 +80,16 @@ async function main(): Promise<number> {
       ramp: { type: 'string' },
       reps: { type: 'string' },
       quick: { type: 'boolean' },
+      jobs: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     process.stdout.write(
-      `usage: npm run bench -- [SUITE ...] [--runtime S] [--ramp S] [--reps N] [--quick]\n` +
+      `usage: npm run bench -- [SUITE ...] [--runtime S] [--ramp S] [--reps N] [--quick] [--jobs ID,...]\n` +
         `suites: ${SUITES.map((s) => `${s.name}${s.optIn ? ' [opt-in]' : ''} (${s.title})`).join('\n        ')}\n` +
-        `defaults: --runtime 8 --ramp 2 --reps 3; --quick = --runtime 2 --ramp 1 --reps 1\n`,
+        `defaults: --runtime 8 --ramp 2 --reps 3; --quick = --runtime 2 --ramp 1 --reps 1\n` +
+        `--jobs: only these fio jobs in the NBD suites (${NBD_JOBS.map((j) => j.id).join(', ')})\n`,
     );
     return 0;
   }
@@ -100,6 +106,14 @@ async function main(): Promise<number> {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got '${v}'`);
     return n;
   };
+  const jobIds = values.jobs?.split(',').map((j) => j.trim());
+  const badJobs = (jobIds ?? []).filter((j) => !NBD_JOBS.some((k) => k.id === j));
+  if (badJobs.length > 0) {
+    process.stderr.write(
+      `unknown fio job(s): ${badJobs.join(', ')}; known: ${NBD_JOBS.map((j) => j.id).join(', ')}\n`,
+    );
+    return 2;
+  }
   const quick = values.quick ?? false;
   const selected =
     positionals.length > 0
@@ -110,6 +124,7 @@ async function main(): Promise<number> {
     runtimeSeconds: num(values.runtime, quick ? 2 : 8, 'runtime'),
     rampSeconds: num(values.ramp, quick ? 1 : 2, 'ramp'),
     repetitions: Math.round(num(values.reps, quick ? 1 : 3, 'reps')),
+    ...(jobIds === undefined ? {} : { jobIds }),
     scratchDir,
     repoRoot,
     log: (line) => process.stdout.write(`${line}\n`),
@@ -167,6 +182,7 @@ async function main(): Promise<number> {
       runtimeSeconds: options.runtimeSeconds,
       rampSeconds: options.rampSeconds,
       repetitions: options.repetitions,
+      ...(jobIds === undefined ? {} : { jobs: jobIds }),
     },
     results,
     failures,
@@ -182,7 +198,13 @@ async function main(): Promise<number> {
   // A full-length run (every default suite, the documented defaults or longer, none failed) is kept
   // under a stable name and committed; a run of some suites does not replace it.
   const everyDefaultSuite = SUITES.filter((s) => !s.optIn).every((s) => selected.includes(s));
-  if (everyDefaultSuite && failures.length === 0 && options.runtimeSeconds >= 8 && options.repetitions >= 3)
+  if (
+    everyDefaultSuite &&
+    jobIds === undefined &&
+    failures.length === 0 &&
+    options.runtimeSeconds >= 8 &&
+    options.repetitions >= 3
+  )
     await writeFile(join(outDir, 'last-full-run.json'), text);
   process.stdout.write(`\nbench: results written to bench/results/${stamp}.json (and latest.json)\n`);
   return failures.length > 0 ? 1 : 0;

@@ -24,7 +24,7 @@ export interface MatrixResult {
 export async function runNbdMatrix(
   servers: readonly ServerSpec[],
   options: BenchOptions,
-  jobs: readonly FioJob[] = NBD_JOBS,
+  allJobs: readonly FioJob[] = NBD_JOBS,
   layout: {
     /**
      * Pairwise: all servers of a repetition run at once (each on its own fresh file) and every job is
@@ -36,8 +36,17 @@ export async function runNbdMatrix(
      * (tracking on / off), where the drift of this VM over a minute is larger than the difference.
      */
     readonly pairwise?: boolean;
+    /**
+     * Pairwise only: A B B A rounds per job and repetition (default 1); a second round is B A A B. A
+     * read job's disk is prefilled once per server and repetition, not per sample (the job does not
+     * change it). 4k random reads scatter +-10 % on one server within seconds here: with 3 rounds of
+     * one, the per-repetition ratio of two identical servers ranged 0.93-1.18 (2026-11-23, 8
+     * repetitions, bench/results/quiet-2026-11-23b-tracking-randread-8reps.json).
+     */
+    readonly rounds?: number;
   } = {},
 ): Promise<MatrixResult> {
+  const jobs = options.jobIds === undefined ? allJobs : allJobs.filter((j) => options.jobIds?.includes(j.id));
   const samples = new Map<string, Map<string, number[]>>(); // job -> contender -> values
   const clat = new Map<string, Map<string, number[]>>();
   const notes: string[] = [];
@@ -66,9 +75,10 @@ export async function runNbdMatrix(
     server: StartedServer,
     job: FioJob,
     rep: number,
+    prefill = job.prefill === true,
   ): Promise<void> => {
     try {
-      if (job.prefill === true) await prefillDisk(server.uri, DISK_BYTES);
+      if (prefill) await prefillDisk(server.uri, DISK_BYTES);
       // Every job starts with no dirty pages anywhere: the writeback of the previous job (a faster
       // server leaves more behind, and so does the prefill) must not land inside this measurement.
       await runCommand('sync', 'sync', [], { timeoutMs: 120_000 });
@@ -96,9 +106,17 @@ export async function runNbdMatrix(
         }
         for (const [j, job] of jobs.entries()) {
           const order = rotated(rep + j);
-          for (const spec of [...order, ...[...order].reverse()]) {
-            const server = running.get(spec);
-            if (server !== undefined) await measure(spec, server, job, rep);
+          const reversed = [...order].reverse();
+          const prefilled = new Set<ServerSpec>();
+          for (let round = 0; round < (layout.rounds ?? 1); round++) {
+            const pair = round % 2 === 0 ? [...order, ...reversed] : [...reversed, ...order];
+            for (const spec of pair) {
+              const server = running.get(spec);
+              if (server === undefined) continue;
+              const prefill = job.prefill === true && !prefilled.has(spec);
+              prefilled.add(spec);
+              await measure(spec, server, job, rep, prefill);
+            }
           }
         }
       } finally {

@@ -17,6 +17,8 @@ export interface BenchOptions {
   /** Repository root (for bin/secondsite.mjs and the bench servers). */
   readonly repoRoot: string;
   readonly log: (line: string) => void;
+  /** fio job ids to run (`--jobs`; the NBD suites only); all jobs when absent. */
+  readonly jobIds?: readonly string[];
 }
 
 /** One measured quantity (a job or a phase) for every contender. */
