@@ -36,14 +36,6 @@ export async function runNbdMatrix(
      * (tracking on / off), where the drift of this VM over a minute is larger than the difference.
      */
     readonly pairwise?: boolean;
-    /**
-     * Pairwise only: A B B A rounds per job and repetition (default 1); a second round is B A A B. A
-     * read job's disk is prefilled once per server and repetition, not per sample (the job does not
-     * change it). 4k random reads scatter +-10 % on one server within seconds here: with 3 rounds of
-     * one, the per-repetition ratio of two identical servers ranged 0.93-1.18 (2026-11-23, 8
-     * repetitions, bench/results/quiet-2026-11-23b-tracking-randread-8reps.json).
-     */
-    readonly rounds?: number;
   } = {},
 ): Promise<MatrixResult> {
   const jobs = options.jobIds === undefined ? allJobs : allJobs.filter((j) => options.jobIds?.includes(j.id));
@@ -106,17 +98,14 @@ export async function runNbdMatrix(
         }
         for (const [j, job] of jobs.entries()) {
           const order = rotated(rep + j);
-          const reversed = [...order].reverse();
+          // a read job's disk is prefilled once per server, not per sample (the job does not change it)
           const prefilled = new Set<ServerSpec>();
-          for (let round = 0; round < (layout.rounds ?? 1); round++) {
-            const pair = round % 2 === 0 ? [...order, ...reversed] : [...reversed, ...order];
-            for (const spec of pair) {
-              const server = running.get(spec);
-              if (server === undefined) continue;
-              const prefill = job.prefill === true && !prefilled.has(spec);
-              prefilled.add(spec);
-              await measure(spec, server, job, rep, prefill);
-            }
+          for (const spec of [...order, ...[...order].reverse()]) {
+            const server = running.get(spec);
+            if (server === undefined) continue;
+            const prefill = job.prefill === true && !prefilled.has(spec);
+            prefilled.add(spec);
+            await measure(spec, server, job, rep, prefill);
           }
         }
       } finally {
