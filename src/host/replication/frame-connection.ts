@@ -9,19 +9,26 @@ import type { Duplex } from 'node:stream';
 import { SecondsiteError, isSecondsiteError } from '../../domain/errors.js';
 import type { ErrorCode } from '../../domain/errors.js';
 import { ERROR_REGISTRY } from '../../domain/errors.js';
-import { FrameReader, encodeFrame } from '../../protocol/replication/frame-codec.js';
+import { FrameReader, HEADER_BYTES, encodeFrame } from '../../protocol/replication/frame-codec.js';
 import type { Frame } from '../../protocol/replication/frame-codec.js';
 import { checkHeaderInSession, checkMessageInSession } from '../../protocol/replication/frame-rules.js';
 import type { SessionContext } from '../../protocol/replication/frame-rules.js';
 import type { Message, MessageKind, MessageOf } from '../../protocol/replication/messages.js';
 
-const MAX_QUEUED_FRAMES = 64;
+/**
+ * The socket is paused while this many frames, or this many frame bytes (headers and payloads), wait
+ * to be taken, and resumed below half of both: a peer's 16 MiB chunks hold at most 64 MiB (plus the
+ * frame that crossed the line and what the socket had buffered), not 64 x 16 MiB.
+ */
+export const MAX_QUEUED_FRAMES = 64;
+export const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 /** Outgoing bytes that may wait in the socket before `send` waits for drain. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
 export class FrameConnection {
   private readonly reader: FrameReader;
   private readonly queue: Frame[] = [];
+  private queuedBytesNow = 0;
   private waiter: { resolve: (f: Frame) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
   private sendSeq = 0;
@@ -93,7 +100,19 @@ export class FrameConnection {
       return;
     }
     this.queue.push(f);
-    if (this.queue.length >= MAX_QUEUED_FRAMES) this.socket.pause();
+    this.queuedBytesNow += HEADER_BYTES + f.header.payloadLength;
+    if (this.queue.length >= MAX_QUEUED_FRAMES || this.queuedBytesNow >= MAX_QUEUED_BYTES)
+      this.socket.pause();
+  }
+
+  /** Frames received and checked, waiting for `next` (tests, diagnostics). */
+  get queuedFrames(): number {
+    return this.queue.length;
+  }
+
+  /** Their bytes, headers and payloads. */
+  get queuedBytes(): number {
+    return this.queuedBytesNow;
   }
 
   /** Fails the connection (first failure wins) and wakes the waiter. */
@@ -111,7 +130,9 @@ export class FrameConnection {
   next(timeoutMs: number): Promise<Frame> {
     const f = this.queue.shift();
     if (f) {
-      if (this.queue.length < MAX_QUEUED_FRAMES / 2) this.socket.resume();
+      this.queuedBytesNow -= HEADER_BYTES + f.header.payloadLength;
+      if (this.queue.length < MAX_QUEUED_FRAMES / 2 && this.queuedBytesNow < MAX_QUEUED_BYTES / 2)
+        this.socket.resume();
       return Promise.resolve(f);
     }
     if (this.failure) return Promise.reject(this.failure);
