@@ -34,6 +34,19 @@ async function openStore(
   return PointStore.open({ storage: new NodeStorage(), storageDir: dir, relationshipId, clock });
 }
 
+/** Gives `store` a 32 KiB disk "d" and four points (rp-1..rp-4) of random cycles, a minute apart. */
+async function fourPoints(store: PointStore, rng: Rng): Promise<DiskModel> {
+  await store.ensureDisk('d', 32 * 1024);
+  const model = new DiskModel();
+  model.resize('d', 32 * 1024);
+  for (let i = 0; i < 4; i++) {
+    const w = await store.beginCycle(`c${i}`, 0);
+    await stage(w, randomCycle(rng, model, 6), rng);
+    model.snapshot((await w.commit({ cutWallMs: T0 + i * 60_000, consistency: 'crash-consistent' })).pointId);
+  }
+  return model;
+}
+
 /** NodeStorage that runs `hook` once, when an undo file is created: a moment inside a commit or a merge. */
 class UndoCreateHook extends NodeStorage {
   hook: (() => Promise<void> | void) | null = null;
@@ -480,14 +493,7 @@ test('a compaction racing retention: the point of the files being merged is drop
     clock: fixedClock,
     compaction: 'manual',
   });
-  await store.ensureDisk('d', 32 * 1024);
-  const model = new DiskModel();
-  model.resize('d', 32 * 1024);
-  for (let i = 0; i < 4; i++) {
-    const w = await store.beginCycle(`c${i}`, 0);
-    await stage(w, randomCycle(rng, model, 6), rng);
-    model.snapshot((await w.commit({ cutWallMs: T0 + i * 60_000, consistency: 'crash-consistent' })).pointId);
-  }
+  const model = await fourPoints(store, rng);
   // With 0 hours only the latest and pinned points stay: rp-1 is pinned, so rp-2 and rp-3 go and their
   // undo joins rp-1's list, which then needs a merge.
   const pinned = await store.openPointDisk('rp-1', 'd');
@@ -555,14 +561,7 @@ test('a background compaction that meets a full disk is counted and reported, le
     clock: fixedClock,
     onBackgroundError: (e) => errors.push(e),
   });
-  await store.ensureDisk('d', 32 * 1024);
-  const model = new DiskModel();
-  model.resize('d', 32 * 1024);
-  for (let i = 0; i < 4; i++) {
-    const w = await store.beginCycle(`c${i}`, 0);
-    await stage(w, randomCycle(rng, model, 6), rng);
-    model.snapshot((await w.commit({ cutWallMs: T0 + i * 60_000, consistency: 'crash-consistent' })).pointId);
-  }
+  const model = await fourPoints(store, rng);
   assert.deepEqual(store.undoStats(), { files: 3, longestList: 1, backgroundErrors: 0 });
   // rp-2 and rp-3 go; their undo joins pinned rp-1's list, whose merge (in the background) fails
   const pinned = await store.openPointDisk('rp-1', 'd');
