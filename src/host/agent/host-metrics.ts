@@ -4,14 +4,7 @@
  */
 import type { MetricsRegistry, Sample } from '../../observability/metrics.js';
 import type { RelationshipView } from './relationship-service.js';
-
-interface ReplicaSummary {
-  relationshipId: string;
-  points: number;
-  latestCutWallMs: number | null;
-  epoch: number;
-  undo: { files: number; longestList: number; backgroundErrors: number };
-}
+import type { ReplicaSummary } from './replica-service.js';
 
 const HEALTH_VALUE = { Normal: 0, Warning: 1, Critical: 2 } as const;
 

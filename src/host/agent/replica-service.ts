@@ -15,7 +15,7 @@ import type { NbdServer } from '../nbd/nbd-server.js';
 import type { Logger } from '../../observability/logger.js';
 import type { TLSSocket } from 'node:tls';
 import type { TlsIdentity } from '../pki/tls-config.js';
-import { PointStore } from '../recovery-points/point-store.js';
+import { PointStore, type UndoStats } from '../recovery-points/point-store.js';
 import { seedStore } from '../recovery-points/point-seeding.js';
 import type { PointDiskReader } from '../recovery-points/replica-store.js';
 import { AuthorizationList } from '../replication/authorization-list.js';
@@ -37,7 +37,16 @@ export interface ReplicaView {
   lagMs: number | null;
   exports: string[];
   /** Undo files of the retained points (compaction keeps the longest list near log2(cycles)+1). */
-  undo: { files: number; longestList: number; backgroundErrors: number };
+  undo: UndoStats;
+}
+
+/** What a metrics scrape reads of one open replica store. */
+export interface ReplicaSummary {
+  relationshipId: string;
+  points: number;
+  latestCutWallMs: number | null;
+  epoch: number;
+  undo: UndoStats;
 }
 
 export interface PointExport {
@@ -159,13 +168,7 @@ export class ReplicaService {
   }
 
   /** Synchronous summary of the open stores, for metrics scrapes. */
-  snapshot(): Array<{
-    relationshipId: string;
-    points: number;
-    latestCutWallMs: number | null;
-    epoch: number;
-    undo: { files: number; longestList: number; backgroundErrors: number };
-  }> {
+  snapshot(): ReplicaSummary[] {
     return [...this.opened.values()].map(({ store }) => {
       const points = store.points();
       return {

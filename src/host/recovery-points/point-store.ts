@@ -78,6 +78,13 @@ interface IntentBody {
 /** Kept points whose undo lists grew by a drop, and where the joined files start. */
 type Joined = ReadonlyArray<{ readonly pointId: string; readonly from: number }>;
 
+/** Undo files of a store's retained points, its longest list, and background errors since open. */
+export interface UndoStats {
+  readonly files: number;
+  readonly longestList: number;
+  readonly backgroundErrors: number;
+}
+
 export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   private cat: CatalogueBody;
   private readonly bases = new Map<string, StorageFile>();
@@ -890,7 +897,7 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
    * Undo files in all lists, the longest list (compaction keeps it near log2(cycles)+1), and background
    * errors (punches, compaction steps) since the store was opened: status and metrics.
    */
-  undoStats(): { files: number; longestList: number; backgroundErrors: number } {
+  undoStats(): UndoStats {
     const lengths = this.cat.points.map((p) => p.undo.length);
     return {
       files: lengths.reduce((a, b) => a + b, 0),

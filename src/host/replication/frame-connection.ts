@@ -25,6 +25,11 @@ export const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 /** Outgoing bytes that may wait in the socket before `send` waits for drain. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 
+/** A received frame's bytes, header and payload (what the receive bound counts). */
+function frameBytes(f: Frame): number {
+  return HEADER_BYTES + f.header.payloadLength;
+}
+
 export class FrameConnection {
   private readonly reader: FrameReader;
   private readonly queue: Frame[] = [];
@@ -100,7 +105,7 @@ export class FrameConnection {
       return;
     }
     this.queue.push(f);
-    this.queuedBytesNow += HEADER_BYTES + f.header.payloadLength;
+    this.queuedBytesNow += frameBytes(f);
     if (this.queue.length >= MAX_QUEUED_FRAMES || this.queuedBytesNow >= MAX_QUEUED_BYTES)
       this.socket.pause();
   }
@@ -130,7 +135,7 @@ export class FrameConnection {
   next(timeoutMs: number): Promise<Frame> {
     const f = this.queue.shift();
     if (f) {
-      this.queuedBytesNow -= HEADER_BYTES + f.header.payloadLength;
+      this.queuedBytesNow -= frameBytes(f);
       if (this.queue.length < MAX_QUEUED_FRAMES / 2 && this.queuedBytesNow < MAX_QUEUED_BYTES / 2)
         this.socket.resume();
       return Promise.resolve(f);
