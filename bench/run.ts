@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { format, resolveConfig } from 'prettier';
 import { deltaCycleSuite } from './delta-cycle.bench.js';
 import { initialReplicationSuite } from './initial-replication.bench.js';
+import { trackingInstructionsSuite } from './tracking-instructions.bench.js';
 import { replicationLagSuite } from './replication-lag.bench.js';
 import { vaultScaleSuite } from './vault-scale.bench.js';
 import {
@@ -31,6 +32,7 @@ import type { BenchOptions, Suite, SuiteResult } from './lib/suite.js';
 const SUITES: readonly Suite[] = [
   nbdWritePathSuite,
   nbdTrackingSuite,
+  trackingInstructionsSuite,
   initialReplicationSuite,
   deltaCycleSuite,
   replicationLagSuite,

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# iproute2: `ip netns` isolates the networks of test-failover VMs
-want_debs=(qemu-utils libnbd-bin nbdkit fio openssl iproute2)
+# iproute2: `ip netns` isolates the networks of test-failover VMs; valgrind: the tracking-instructions benchmark
+want_debs=(qemu-utils libnbd-bin nbdkit fio openssl iproute2 valgrind)
 missing=()
 for pkg in "${want_debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

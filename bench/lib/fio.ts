@@ -122,11 +122,31 @@ export function fioArgs(
 interface FioDirection {
   iops: number;
   bw_bytes: number;
+  total_ios: number;
   clat_ns: { mean: number; percentile?: Record<string, number> };
 }
 
 interface FioJson {
   jobs: { error: number; read: FioDirection; write: FioDirection }[];
+}
+
+/** Runs fio with `args` and returns the job's direction (read or write) of its JSON report. */
+async function runFioJson(
+  job: FioJob,
+  uri: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{ direction: FioDirection; errors: number }> {
+  const r = await runCommand(`fio ${job.id}`, 'fio', args, { timeoutMs });
+  // fio's nbd engine prints "fio: connected to NBD server" on stdout before the JSON document.
+  const start = r.stdout.indexOf('{');
+  if (r.code !== 0 || start < 0) {
+    throw new Error(`fio ${job.id} against ${uri} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
+  }
+  const parsed = JSON.parse(r.stdout.slice(start)) as FioJson;
+  const j = parsed.jobs[0];
+  if (!j) throw new Error(`fio ${job.id}: no job in the JSON output`);
+  return { direction: job.rw.endsWith('read') ? j.read : j.write, errors: j.error };
 }
 
 export async function runFio(
@@ -137,23 +157,44 @@ export async function runFio(
   rampSeconds: number,
 ): Promise<FioOutcome> {
   const args = fioArgs(job, uri, sizeBytes, runtimeSeconds, rampSeconds);
-  const r = await runCommand(`fio ${job.id}`, 'fio', args, {
-    timeoutMs: (runtimeSeconds + rampSeconds + 60) * 1000,
-  });
-  // fio's nbd engine prints "fio: connected to NBD server" on stdout before the JSON document.
-  const start = r.stdout.indexOf('{');
-  if (r.code !== 0 || start < 0) {
-    throw new Error(`fio ${job.id} against ${uri} failed (${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
-  }
-  const parsed = JSON.parse(r.stdout.slice(start)) as FioJson;
-  const j = parsed.jobs[0];
-  if (!j) throw new Error(`fio ${job.id}: no job in the JSON output`);
-  const d = job.rw.endsWith('read') ? j.read : j.write;
+  const { direction: d, errors } = await runFioJson(
+    job,
+    uri,
+    args,
+    (runtimeSeconds + rampSeconds + 60) * 1000,
+  );
   return {
     iops: d.iops,
     mibps: d.bw_bytes / 2 ** 20,
     clatMeanUs: d.clat_ns.mean / 1000,
     clatP99Us: (d.clat_ns.percentile?.['99.000000'] ?? Number.NaN) / 1000,
-    errors: j.error,
+    errors,
   };
+}
+
+/**
+ * Runs a job for a fixed number of requests (`--number_ios`) instead of a time, for a count of work
+ * done per request (bench/lib/callgrind.ts); returns the requests fio completed.
+ */
+export async function runFioCount(
+  job: FioJob,
+  uri: string,
+  sizeBytes: number,
+  requests: number,
+  timeoutMs: number,
+): Promise<number> {
+  const args = [
+    `--name=${job.id}`,
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    `--size=${sizeBytes}`,
+    `--number_ios=${requests}`,
+    `--rw=${job.rw}`,
+    `--bs=${job.bs}`,
+    `--iodepth=${job.iodepth}`,
+    '--output-format=json',
+  ];
+  const { direction, errors } = await runFioJson(job, uri, args, timeoutMs);
+  if (errors !== 0) throw new Error(`fio ${job.id} against ${uri}: ${errors} errors`);
+  return direction.total_ios;
 }

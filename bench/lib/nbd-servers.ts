@@ -9,6 +9,7 @@
  */
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CALLGRIND_NODE_FLAGS, callgrindArgs } from './callgrind.js';
 import { readyLine, runCommand, startProcess, waitForNbd, type RunningProcess } from './processes.js';
 
 export interface StartedServer {
@@ -159,6 +160,8 @@ export const oursAgent: ServerSpec = {
 export function oursBare(
   tracking: boolean,
   device: 'agent' | 'threadpool' | { readonly syncWritesMaxBytes: number } = 'agent',
+  /** `callgrind`: under valgrind's callgrind, instrumentation off, dumps in the work dir (bench/lib/callgrind.ts). */
+  runner: 'node' | 'callgrind' = 'node',
 ): ServerSpec {
   const suffix = device === 'agent' ? '' : device === 'threadpool' ? '-pool' : '-sync';
   const contender = (tracking ? 'ours-ct-on' : 'ours-ct-off') + suffix;
@@ -178,7 +181,8 @@ export function oursBare(
         ? ' (device options as the agent)'
         : device === 'threadpool'
           ? ', every write through the thread pool'
-          : `, writes <= ${device.syncWritesMaxBytes} B as synchronous pwrite (experiment device)`),
+          : `, writes <= ${device.syncWritesMaxBytes} B as synchronous pwrite (experiment device)`) +
+      (runner === 'callgrind' ? ', under callgrind' : ''),
     async start(workDir, sizeBytes, repoRoot) {
       await mkdir(workDir, { recursive: true });
       const file = join(workDir, 'disk.raw');
@@ -191,21 +195,27 @@ export function oursBare(
         await mkdir(dir);
         args.push('--tracking', dir);
       }
-      const p = startProcess(contender, process.execPath, args, {
+      const [command, commandArgs] =
+        runner === 'callgrind'
+          ? ['valgrind', [...callgrindArgs(workDir), process.execPath, ...CALLGRIND_NODE_FLAGS, ...args]]
+          : [process.execPath, args];
+      const p = startProcess(contender, command, commandArgs, {
         cwd: repoRoot,
         pipeStdout: true,
         logPath: join(workDir, '..', `${contender}.log`),
       });
       const stop = stopper([p], workDir);
       try {
-        await readyLine(p, 30_000);
+        await readyLine(p, runner === 'callgrind' ? 180_000 : 30_000);
         const uri = `nbd+unix:///d0?socket=${sock}`;
         await waitForNbd(uri, 15_000);
         return {
           contender,
           uri,
           pid: p.pid,
-          commands: [`node ${args.map((a) => a.replace(repoRoot + '/', '')).join(' ')}`],
+          commands: [
+            `${runner === 'callgrind' ? `valgrind ${callgrindArgs('DIR').join(' ')} ` : ''}node ${runner === 'callgrind' ? `${CALLGRIND_NODE_FLAGS.join(' ')} ` : ''}${args.map((a) => a.replace(repoRoot + '/', '')).join(' ')}`,
+          ],
           stop,
         };
       } catch (e) {
