@@ -97,21 +97,23 @@ export interface FioOutcome {
   readonly errors: number;
 }
 
+/** fio's arguments for `job`, run for a time (after a ramp) or for a number of requests. */
 export function fioArgs(
   job: FioJob,
   uri: string,
   sizeBytes: number,
-  runtimeSeconds: number,
-  rampSeconds: number,
+  length: { readonly runtimeSeconds: number; readonly rampSeconds: number } | { readonly requests: number },
 ): string[] {
+  const lengthArgs =
+    'requests' in length
+      ? [`--number_ios=${length.requests}`]
+      : ['--time_based', `--runtime=${length.runtimeSeconds}`, `--ramp_time=${length.rampSeconds}`];
   return [
     `--name=${job.id}`,
     '--ioengine=nbd',
     `--uri=${uri}`,
     `--size=${sizeBytes}`,
-    '--time_based',
-    `--runtime=${runtimeSeconds}`,
-    `--ramp_time=${rampSeconds}`,
+    ...lengthArgs,
     `--rw=${job.rw}`,
     `--bs=${job.bs}`,
     `--iodepth=${job.iodepth}`,
@@ -156,7 +158,7 @@ export async function runFio(
   runtimeSeconds: number,
   rampSeconds: number,
 ): Promise<FioOutcome> {
-  const args = fioArgs(job, uri, sizeBytes, runtimeSeconds, rampSeconds);
+  const args = fioArgs(job, uri, sizeBytes, { runtimeSeconds, rampSeconds });
   const { direction: d, errors } = await runFioJson(
     job,
     uri,
@@ -183,17 +185,7 @@ export async function runFioCount(
   requests: number,
   timeoutMs: number,
 ): Promise<number> {
-  const args = [
-    `--name=${job.id}`,
-    '--ioengine=nbd',
-    `--uri=${uri}`,
-    `--size=${sizeBytes}`,
-    `--number_ios=${requests}`,
-    `--rw=${job.rw}`,
-    `--bs=${job.bs}`,
-    `--iodepth=${job.iodepth}`,
-    '--output-format=json',
-  ];
+  const args = fioArgs(job, uri, sizeBytes, { requests });
   const { direction, errors } = await runFioJson(job, uri, args, timeoutMs);
   if (errors !== 0) throw new Error(`fio ${job.id} against ${uri}: ${errors} errors`);
   return direction.total_ios;

@@ -140,7 +140,7 @@ test('every retained point reads exactly the model through many cycles, retentio
         partialCaptures++;
       if (cycle % 3 === 0) {
         const before = store.points().map((p) => p.pointId);
-        const dropped = await store.applyRetention(cutMs, 2 + rng.int(3));
+        const dropped = await store.applyRetention(2 + rng.int(3));
         const after = store.points().map((p) => p.pointId);
         assert.deepEqual(
           after,
@@ -201,9 +201,9 @@ test('retention keeps the latest and one point per hour; a pinned point survives
     model.snapshot(info.pointId);
   }
   const pinned = await store.openPointDisk('rp-2', 'd');
-  const nowMs = T0 + 4 * HOUR_MS;
-  const dropped = await store.applyRetention(nowMs, 3);
-  // Window (T0+1h, T0+4h]: hours 1..3 keep rp-6, rp-9, rp-12; rp-2 is pinned.
+  const dropped = await store.applyRetention(3);
+  // Window: the 3 h before the latest cut (T0+3h40m+1ms), hours 1..3 keep rp-6, rp-9, rp-12 (rp-3,
+  // cut at T0+40m+1ms, is just outside); rp-2 is pinned.
   assert.deepEqual(
     store.points().map((p) => p.pointId),
     ['rp-2', 'rp-6', 'rp-9', 'rp-12'],
@@ -212,7 +212,7 @@ test('retention keeps the latest and one point per hour; a pinned point survives
   await verifyPoints(store, model, `seed=${SEED} pinned`);
   assert.ok((await pinned.read(0, 16 * 1024)).equals(model.snapshots.get('rp-2')?.get('d') as Buffer));
   await pinned.close();
-  assert.deepEqual(await store.applyRetention(nowMs, 3), ['rp-2']);
+  assert.deepEqual(await store.applyRetention(3), ['rp-2']);
   await verifyPoints(store, model, `seed=${SEED} unpinned`);
   await assert.rejects(store.openPointDisk('rp-2', 'd'), (e) =>
     isSecondsiteError(e, 'SECONDSITE_ERR_RECOVERY_POINT_NOT_FOUND'),
@@ -420,7 +420,7 @@ test('reads of older points racing commits and retention always return the point
   const readers = [reader(), reader()];
   for (let n = 3; n <= 12; n++) {
     await commit(n);
-    if (n % 4 === 0) await store.applyRetention(T0 + n * 10 * 60_000, 1);
+    if (n % 4 === 0) await store.applyRetention(1);
   }
   stop = true;
   await Promise.all(readers);
@@ -451,7 +451,7 @@ test('retention writes no undo data; the shadowed undo of dropped points is punc
     const cutWallMs = n === 0 ? hourStart - 1 : hourStart + n * 30_000;
     model.snapshot((await w.commit({ cutWallMs, consistency: 'crash-consistent' })).pointId);
     const filesBefore = new Set(await readdir(undoDir));
-    const dropped = await store.applyRetention(cutWallMs, 24);
+    const dropped = await store.applyRetention(24);
     if (n >= 2) assert.equal(dropped.length, 1, `cycle ${n}: the previous latest point is dropped`);
     const created = (await readdir(undoDir)).filter((f) => !filesBefore.has(f));
     assert.deepEqual(created, [], `cycle ${n}: retention wrote an undo file`);
@@ -497,7 +497,7 @@ test('a compaction racing retention: the point of the files being merged is drop
   // With 0 hours only the latest and pinned points stay: rp-1 is pinned, so rp-2 and rp-3 go and their
   // undo joins rp-1's list, which then needs a merge.
   const pinned = await store.openPointDisk('rp-1', 'd');
-  assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-2', 'rp-3']);
+  assert.deepEqual(await store.applyRetention(0), ['rp-2', 'rp-3']);
   assert.equal(store.undoLists()[0]?.undo.length, 3);
   let hookRan = false;
   storage.hook = async () => {
@@ -505,7 +505,7 @@ test('a compaction racing retention: the point of the files being merged is drop
     const want = model.snapshots.get('rp-1')?.get('d') as Buffer;
     assert.ok((await pinned.read(0, want.length)).equals(want), `seed=${seed}: read during compaction`);
     await pinned.close();
-    assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-1']);
+    assert.deepEqual(await store.applyRetention(0), ['rp-1']);
     hookRan = true;
   };
   assert.equal(
@@ -566,7 +566,7 @@ test('a background compaction that meets a full disk is counted and reported, le
   // rp-2 and rp-3 go; their undo joins pinned rp-1's list, whose merge (in the background) fails
   const pinned = await store.openPointDisk('rp-1', 'd');
   storage.failUndoFiles = 1;
-  assert.deepEqual(await store.applyRetention(T0 + 10 * HOUR_MS, 0), ['rp-2', 'rp-3']);
+  assert.deepEqual(await store.applyRetention(0), ['rp-2', 'rp-3']);
   await store.compactUndo(); // waits for the background run, then merges itself
   assert.equal(storage.failUndoFiles, 0, `seed=${seed}: no merge met the full disk; the test lost its teeth`);
   assert.equal(errors.length, 1, `seed=${seed}: ${String(errors)}`);

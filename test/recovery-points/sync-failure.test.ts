@@ -79,7 +79,7 @@ test('a failed base sync during apply fails the store; reopening rewrites the cy
       (e) => (e as { code?: string }).code === 'EIO',
       `seed=${seed}`,
     );
-    await assert.rejects(store.applyRetention(T0, 1), (e) =>
+    await assert.rejects(store.applyRetention(1), (e) =>
       isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_STATE'),
     );
     if (round % 2 === 0) disk.powerCut({ mode: 'random-subset', tear: true });

@@ -15,10 +15,9 @@ function point(sequence: number, cutWallMs: number, app = false): RetentionPoint
   };
 }
 
-function kept(points: RetentionPoint[], nowMs: number, hours: number, pinned?: Set<string>): string[] {
+function kept(points: RetentionPoint[], hours: number, pinned?: Set<string>): string[] {
   return planRetention({
     points,
-    nowMs,
     retentionHours: hours,
     ...(pinned ? { pinnedPointIds: pinned } : {}),
   })
@@ -26,19 +25,30 @@ function kept(points: RetentionPoint[], nowMs: number, hours: number, pinned?: S
     .map((d) => d.pointId);
 }
 
-test('keeps the latest point always, even outside the window', () => {
+test('keeps the latest point always, and with 0 hours only it', () => {
   const pts = [point(1, T0), point(2, T0 + 10 * 60_000)];
-  assert.deepEqual(kept(pts, T0 + 100 * HOUR_MS, 24), ['p2']);
-  assert.deepEqual(kept(pts, T0 + 100 * HOUR_MS, 0), ['p2']);
+  assert.deepEqual(kept(pts, 0), ['p2']);
+  // a latest point whose cut is older than another's (the primary's clock went back) is still kept
+  assert.deepEqual(kept([point(1, T0 + 10 * HOUR_MS), point(2, T0)], 0), ['p1', 'p2']);
+});
+
+test("the window ends at the latest point's cut, not at the replica's clock", () => {
+  // Hourly points for 100 hours, then nothing: whenever retention runs, the 24 hours before the
+  // latest cut are kept (a skewed or later replica clock cannot age them out).
+  const pts = Array.from({ length: 100 }, (_, i) => point(i + 1, T0 + i * HOUR_MS + 1));
+  assert.deepEqual(
+    kept(pts, 24),
+    pts.slice(76).map((p) => p.pointId),
+  );
 });
 
 test('keeps the newest point of each hour bucket inside the window, drops the rest with a reason', () => {
   // Every 15 minutes for 5 hours.
   const pts = Array.from({ length: 20 }, (_, i) => point(i + 1, T0 + i * 15 * 60_000));
-  const nowMs = T0 + 5 * HOUR_MS;
-  const decisions = planRetention({ points: pts, nowMs, retentionHours: 3 });
+  const decisions = planRetention({ points: pts, retentionHours: 3 });
   const keptIds = decisions.filter((d) => d.keep).map((d) => d.pointId);
-  // window (T0+2h, T0+5h]: buckets 2,3,4 -> newest are p12, p16, p20
+  // the latest cut is T0+4h45m: window (T0+1h45m, T0+4h45m], in which buckets 2, 3, 4 have points
+  // (p8, cut at T0+1h45m, is just outside) -> newest are p12, p16, p20
   assert.deepEqual(keptIds, ['p12', 'p16', 'p20']);
   const d1 = decisions[0];
   assert.ok(d1 && !d1.keep && d1.reason === 'outside-window');
@@ -48,7 +58,7 @@ test('keeps the newest point of each hour bucket inside the window, drops the re
 
 test('an app-consistent point survives a newer crash-consistent point of the same hour, and is marked', () => {
   const pts = [point(1, T0 + 60_000, true), point(2, T0 + 120_000), point(3, T0 + HOUR_MS + 1)];
-  const decisions = planRetention({ points: pts, nowMs: T0 + 2 * HOUR_MS, retentionHours: 24 });
+  const decisions = planRetention({ points: pts, retentionHours: 24 });
   assert.deepEqual(
     decisions.map((d) => (d.keep ? d.reasons.join('+') : 'drop')),
     ['app-consistent-hourly', 'hourly', 'latest+hourly'],
@@ -57,36 +67,39 @@ test('an app-consistent point survives a newer crash-consistent point of the sam
 
 test('pinned points are kept', () => {
   const pts = [point(1, T0), point(2, T0 + 1), point(3, T0 + 2)];
-  assert.deepEqual(kept(pts, T0 + 1000 * HOUR_MS, 1, new Set(['p1'])), ['p1', 'p3']);
+  assert.deepEqual(kept([...pts, point(4, T0 + 1000 * HOUR_MS)], 1, new Set(['p1'])), ['p1', 'p4']);
 });
 
 test('accepts 0 .. a year of hours (no cap below 720), refuses others', () => {
-  for (const h of [0, 72, 720, MAX_RETENTION_HOURS])
-    planRetention({ points: [], nowMs: T0, retentionHours: h });
+  for (const h of [0, 72, 720, MAX_RETENTION_HOURS]) planRetention({ points: [], retentionHours: h });
   for (const h of [-1, 1.5, MAX_RETENTION_HOURS + 1, Number.NaN]) {
     assert.throws(
-      () => planRetention({ points: [], nowMs: T0, retentionHours: h }),
+      () => planRetention({ points: [], retentionHours: h }),
       (e) => isSecondsiteError(e, 'SECONDSITE_ERR_INVALID_ARGUMENT'),
     );
   }
 });
 
-test('randomized: matches a brute-force reading of the rule and is stable as time moves on', () => {
+test('randomized: matches a brute-force reading of the rule and is stable as new points arrive', () => {
   const seed = seedFrom(process.env['SECONDSITE_SEED'], 0x7e7e71);
   const rng = new Rng(seed);
-  for (let round = 0; round < 300; round++) {
-    const n = 1 + rng.int(60);
+  const series = (from: number, first: number, n: number): RetentionPoint[] => {
     const pts: RetentionPoint[] = [];
-    let t = T0 + rng.int(HOUR_MS);
+    let t = from;
     for (let i = 0; i < n; i++) {
       t += rng.int(3 * HOUR_MS);
-      pts.push(point(i + 1, t, rng.chance(0.2)));
+      pts.push(point(first + i, t, rng.chance(0.2)));
     }
+    return pts;
+  };
+  for (let round = 0; round < 300; round++) {
+    const n = 1 + rng.int(60);
+    const pts = series(T0 + rng.int(HOUR_MS), 1, n);
     const hours = rng.int(800);
-    const nowMs = t + rng.int(200 * HOUR_MS);
-    const got = new Set(kept(pts, nowMs, hours));
+    const latestCut = (pts[pts.length - 1] as RetentionPoint).cutWallMs;
+    const got = new Set(kept(pts, hours));
     for (const p of pts) {
-      const inWindow = p.cutWallMs > nowMs - hours * HOUR_MS;
+      const inWindow = p.cutWallMs > latestCut - hours * HOUR_MS;
       const sameHour = pts.filter(
         (q) => Math.floor(q.cutWallMs / HOUR_MS) === Math.floor(p.cutWallMs / HOUR_MS),
       );
@@ -97,17 +110,17 @@ test('randomized: matches a brute-force reading of the rule and is stable as tim
       const expected = p.sequence === n || (inWindow && (newest || newestApp));
       assert.equal(got.has(p.pointId), expected, `seed=${seed} round=${round} point=${p.pointId}`);
     }
-    // Stable as time moves on: retention applied now and again later keeps exactly what one
-    // application later would, so no dropped point is ever needed again.
+    // Stable as new points arrive: retention applied now and again after newer points keeps exactly
+    // what one application after them would, so no dropped point is ever needed again.
     const survivors = pts.filter((p) => got.has(p.pointId));
-    const laterMs = nowMs + rng.int(10 * HOUR_MS);
+    const newer = series(latestCut, n + 1, rng.int(8));
     assert.deepEqual(
-      kept(survivors, laterMs, hours),
-      kept(pts, laterMs, hours),
+      kept([...survivors, ...newer], hours),
+      kept([...pts, ...newer], hours),
       `seed=${seed} round=${round}`,
     );
     assert.deepEqual(
-      kept(survivors, nowMs, hours),
+      kept(survivors, hours),
       survivors.map((p) => p.pointId),
       `seed=${seed} round=${round}`,
     );

@@ -1,7 +1,10 @@
 /**
- * Recovery-point retention, as a pure function (no clock: `nowMs` is passed in).
+ * Recovery-point retention, as a pure function (no clock).
  *
- * Rule: the latest point is always kept. Within the last `retentionHours`, for every clock-hour bucket
+ * Rule: the latest point is always kept. Within the `retentionHours` before the latest point's cut (the
+ * window is measured on the primary's clock, the clock of every cut time, never against the replica's:
+ * a skew between the sites moves nothing, and while no new point arrives nothing leaves the window),
+ * for every clock-hour bucket
  * (`floor(cutWallMs / 1 h)`, absolute, so a point kept once stays kept as time moves on) the newest
  * point is kept, and so is the newest app-consistent point of that bucket (an app-consistent point is
  * never lost to a newer crash-consistent one of the same hour). Pinned points (open views) are kept.
@@ -32,7 +35,6 @@ export type RetentionDecision =
 
 export interface RetentionInput {
   readonly points: readonly RetentionPoint[];
-  readonly nowMs: number;
   readonly retentionHours: number;
   /** Points that must stay (open views); unknown ids are ignored. */
   readonly pinnedPointIds?: ReadonlySet<string>;
@@ -52,13 +54,13 @@ export function checkRetentionHours(retentionHours: number): void {
 /** One decision per input point, in input order. The point with the highest sequence is the latest. */
 export function planRetention(input: RetentionInput): RetentionDecision[] {
   checkRetentionHours(input.retentionHours);
-  const { points, nowMs } = input;
+  const { points } = input;
   if (points.length === 0) return [];
   const pinned = input.pinnedPointIds ?? new Set<string>();
-  const windowStartMs = nowMs - input.retentionHours * HOUR_MS;
 
   let latest = points[0] as RetentionPoint;
   for (const p of points) if (p.sequence > latest.sequence) latest = p;
+  const windowStartMs = latest.cutWallMs - input.retentionHours * HOUR_MS;
 
   // Newest (highest sequence) per hour bucket, overall and among app-consistent points.
   const newestInBucket = new Map<number, RetentionPoint>();

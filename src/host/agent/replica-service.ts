@@ -151,7 +151,7 @@ export class ReplicaService {
       retentionAtCommit: true,
       onPointCommitted: async ({ store, retentionHours }) => {
         try {
-          const dropped = await store.applyRetention(this.clock.wallMs(), retentionHours);
+          const dropped = await store.applyRetention(retentionHours);
           if (dropped.length > 0)
             this.log.info('retention dropped points', { relationshipId: store.relationshipId, dropped });
         } catch (error) {

@@ -511,14 +511,14 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
   }
 
   /** The points of `points` the retention policy drops now (current pins). */
-  private dropsOf(points: readonly StoredPoint[], nowMs: number, retentionHours: number): Set<string> {
-    const decisions = planRetention({ points, nowMs, retentionHours, pinnedPointIds: this.pinnedPointIds() });
+  private dropsOf(points: readonly StoredPoint[], retentionHours: number): Set<string> {
+    const decisions = planRetention({ points, retentionHours, pinnedPointIds: this.pinnedPointIds() });
     return new Set(points.flatMap((p, i) => (decisions[i]?.keep === true ? [] : [p.pointId])));
   }
 
-  /** The points retention would drop once `newPoint` is the latest (store clock); never `newPoint`. */
+  /** The points retention would drop once `newPoint` is the latest; never `newPoint`. */
   private planDrop(newPoint: StoredPoint, retentionHours: number): Set<string> {
-    const drop = this.dropsOf([...this.cat.points, newPoint], this.clock.wallMs(), retentionHours);
+    const drop = this.dropsOf([...this.cat.points, newPoint], retentionHours);
     drop.delete(newPoint.pointId);
     return drop;
   }
@@ -850,13 +850,13 @@ export class PointStore implements ReplicaStore, StagingHost, PointResolver {
    * oldest points' files are deleted); then the data the joined files hold for ranges the files ahead
    * of them cover is punched, and compaction is scheduled. Returns the dropped point ids.
    */
-  applyRetention(nowMs: number, retentionHours: number): Promise<string[]> {
+  applyRetention(retentionHours: number): Promise<string[]> {
     return this.mutate(async () => {
       let joined: Joined = [];
       const dropped: string[] = [];
       await this.chainLock.write(async () => {
         const points = this.cat.points;
-        const drop = this.dropsOf(points, nowMs, retentionHours);
+        const drop = this.dropsOf(points, retentionHours);
         dropped.push(...drop);
         if (dropped.length === 0) return;
         // closing with the plan: a view opened while the catalogue is written cannot pin a dropped point

@@ -34,7 +34,7 @@ export interface ReplicaStore {
   /** Read-only view of one disk at a retained point (for NBD export, checker, failover). */
   openPointDisk(pointId: string, diskId: string): Promise<PointDiskReader>;
   /** Drops points beyond retention: the latest always stays, plus one per hour for `retentionHours`. */
-  applyRetention(nowMs: number, retentionHours: number): Promise<string[]>;
+  applyRetention(retentionHours: number): Promise<string[]>;
   close(): Promise<void>;
 }
 
