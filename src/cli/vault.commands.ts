@@ -12,6 +12,7 @@ import type {
   ManagementServerView,
   RegistrationKeyFile,
 } from '../protocol/vault-api/vault-api.schema.js';
+import { DEFAULT_JOB_HISTORY_DAYS, MAX_JOB_HISTORY_DAYS } from '../vault/jobs/job-history.js';
 import type { UserView } from '../vault/users/users.service.js';
 import { VaultServer } from '../vault/vault-server.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString, type Parsed } from './args.js';
@@ -48,7 +49,9 @@ to DIR/admin.token (mode 0600). Prints one JSON line on stdout when ready ({"rea
   --alert-webhook URL       POST every alert (raised, resolved) as JSON to this URL, retried until it
                             answers 2xx [SECONDSITE_ALERT_WEBHOOK]
   --job-lease-seconds S     how long a job run's lease lasts (default 30): another vault process
-                            continues a job this long after the process running it died`;
+                            continues a job this long after the process running it died
+  --job-history-days N      keep a job (tasks, events, provider commands) N days after it ended,
+                            then delete it (default 30, up to 3650); checked once an hour`;
 
 function parseListen(text: string | undefined): { host: string; port: number } {
   const m = /^(.+):(\d{1,5})$/.exec(text ?? '127.0.0.1:8443');
@@ -94,6 +97,7 @@ const serve: Command = {
         'heartbeat-interval': { type: 'string' },
         'alert-webhook': { type: 'string' },
         'job-lease-seconds': { type: 'string' },
+        'job-history-days': { type: 'string' },
         'log-level': { type: 'string' },
       },
       serveHelp,
@@ -121,6 +125,13 @@ const serve: Command = {
       ),
       jobLeaseMs:
         1000 * parseIntOption(optionalString(p, 'job-lease-seconds'), 'job-lease-seconds', 1, 3600, 30),
+      jobHistoryDays: parseIntOption(
+        optionalString(p, 'job-history-days'),
+        'job-history-days',
+        1,
+        MAX_JOB_HISTORY_DAYS,
+        DEFAULT_JOB_HISTORY_DAYS,
+      ),
       log: stderrLogger(logLevelOf(p), { role: 'vault' }),
     });
     io.out(

@@ -31,6 +31,12 @@ import { disableReplicationJob } from './protection/disable-replication.job.js';
 import { enableReplicationJob } from './protection/enable-replication.job.js';
 import type { AnyJobKind } from './jobs/job-kind.js';
 import { JobRunner } from './jobs/job-runner.js';
+import {
+  checkJobHistoryDays,
+  DEFAULT_JOB_HISTORY_DAYS,
+  JOB_HISTORY_PRUNE_INTERVAL_MS,
+  pruneJobHistory,
+} from './jobs/job-history.js';
 import { JobsService } from './jobs/jobs.service.js';
 import { RegistrationService } from './registration/registration.service.js';
 import { UsersService } from './users/users.service.js';
@@ -54,6 +60,8 @@ export interface VaultServerOptions {
   readonly alertWebhookUrl?: string | undefined;
   /** Lease of a job run (default 30 s): another vault process takes a job over this long after its owner died. */
   readonly jobLeaseMs?: number;
+  /** Days a job (and its commands) is kept after it ended (default 30; 1 to 3650; section 7.6). */
+  readonly jobHistoryDays?: number;
   readonly log: Logger;
   /** Tests only: a faster, less durable embedded PostgreSQL. */
   readonly unsafeFastForTests?: boolean;
@@ -93,6 +101,8 @@ export class VaultServer {
         `the vault name '${options.name}' is not 1-63 letters, digits, '.', '_' or '-'`,
       );
     }
+    const jobHistoryDays = options.jobHistoryDays ?? DEFAULT_JOB_HISTORY_DAYS;
+    checkJobHistoryDays(jobHistoryDays);
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const db = await openDatabase({
       databaseUrl: options.databaseUrl,
@@ -189,7 +199,7 @@ export class VaultServer {
       await writeFile(caCertPath, identity.caCertPem);
       const endpoint: VaultEndpointFile = { url, vaultId: identity.vaultId, name: identity.name, caCertPath };
       await writeFile(join(options.dataDir, 'vault.json'), `${JSON.stringify(endpoint, null, 2)}\n`);
-      server.startMonitor(options.monitorIntervalMs ?? 5000);
+      server.startMonitor(options.monitorIntervalMs ?? 5000, jobHistoryDays);
       log.info('vault started', { url, vaultId: identity.vaultId, database: db.displayUrl });
       return server;
     } catch (e) {
@@ -198,7 +208,8 @@ export class VaultServer {
     }
   }
 
-  private startMonitor(intervalMs: number): void {
+  private startMonitor(intervalMs: number, jobHistoryDays: number): void {
+    let lastPruneMs = Number.NEGATIVE_INFINITY;
     this.monitor = setInterval(() => {
       this.monitorRun = this.monitorRun
         .then(async () => {
@@ -208,11 +219,20 @@ export class VaultServer {
             return [];
           });
           if (lost.length > 0) this.log.warn('management servers lost their heartbeat', { lost });
-          const alerts = await monitorProtectionAlerts(this.db);
+          const alerts = await monitorProtectionAlerts(this.db).catch((e: unknown) => {
+            this.log.error('protection monitor failed', { error: e });
+            return { raised: [], resolved: [] };
+          });
           if (alerts.raised.length + alerts.resolved.length > 0)
             this.log.info('protection alerts changed', { ...alerts });
+          if (performance.now() - lastPruneMs >= JOB_HISTORY_PRUNE_INTERVAL_MS) {
+            lastPruneMs = performance.now();
+            const pruned = await pruneJobHistory(this.db, jobHistoryDays);
+            if (pruned.jobs + pruned.providerCommands + pruned.queueRows > 0)
+              this.log.info('job history pruned', { ...pruned, jobHistoryDays });
+          }
         })
-        .catch((e: unknown) => this.log.error('protection monitor failed', { error: e }));
+        .catch((e: unknown) => this.log.error('job history pruning failed', { error: e }));
     }, intervalMs);
   }
 
