@@ -218,7 +218,7 @@ ITEM is an item id, or a VM name that only one item has.`,
       return { json: item, text: renderDetail(item) };
     },
   );
-  const disableUsage = `usage: secondsite vault item disable ITEM [--delete-replica | --keep-replica]
+  const disableUsage = `usage: secondsite vault item disable ITEM [--delete-replica | --keep-replica | --force]
                                    [--wait] [--timeout-seconds N]
 
 Disables replication of a replicated item: a job disables the relationship on the primary host
@@ -229,6 +229,9 @@ being disabled already answers its running job. Needs the Contributor or Owner r
   ITEM                 an item id, or a VM name that only one item has
   --delete-replica     delete the replica on the replica host
   --keep-replica       keep the replica (its points stay on the replica host)
+  --force              remove the item from the vault without contacting its hosts, for a site that
+                       is gone; the hosts keep their relationship and replica (disable and delete
+                       them there with 'secondsite host' if they come back)
   --wait               wait for the disable job and show its progress
   --timeout-seconds N  how long --wait waits (default 600)`;
   const disable = clientCommand(
@@ -238,6 +241,7 @@ being disabled already answers its running job. Needs the Contributor or Owner r
     {
       'delete-replica': { type: 'boolean' },
       'keep-replica': { type: 'boolean' },
+      force: { type: 'boolean' },
       wait: { type: 'boolean' },
       'timeout-seconds': { type: 'string' },
     },
@@ -255,12 +259,17 @@ being disabled already answers its running job. Needs the Contributor or Owner r
           'SECONDSITE_ERR_INVALID_ARGUMENT',
           'give --delete-replica or --keep-replica, not both',
         );
-      const query = del ? '?deleteReplica=true' : keep ? '?deleteReplica=false' : '';
+      const force = p.values['force'] === true;
+      const query = new URLSearchParams();
+      if (del || keep) query.set('deleteReplica', String(del));
+      if (force) query.set('force', 'true');
       const r = await client.call<DisableReplicationResult>(
         'DELETE',
-        `/v1/replicated-items/${q(ref)}${query}`,
+        `/v1/replicated-items/${q(ref)}${query.size > 0 ? `?${query.toString()}` : ''}`,
       );
-      const line = `${r.vmName}: disabling item ${r.replicatedItemId} (${r.deleteReplica ? 'deleting' : 'keeping'} the replica), job ${r.jobId}`;
+      const line = r.force
+        ? `${r.vmName}: removing item ${r.replicatedItemId} without contacting its hosts (forced), job ${r.jobId}`
+        : `${r.vmName}: disabling item ${r.replicatedItemId} (${r.deleteReplica ? 'deleting' : 'keeping'} the replica), job ${r.jobId}`;
       if (p.values['wait'] === true) {
         const timeoutSeconds = parseIntOption(
           optionalString(p, 'timeout-seconds'),

@@ -144,4 +144,62 @@ test('disable rules: an unplaced item needs no command, an Enabling item is refu
     /protects replicated/,
   );
   assert.equal((await syncJobs()).length, 2, 'a refused delete starts no sync');
+
+  // 4. a site that is gone: a placed, protected item whose primary management server never answers.
+  //    A plain disable waits for it; force removes the item without a command, once that job ended.
+  const placed = async (vmId: string, itemId: string): Promise<void> => {
+    await rows(
+      v.databaseUrl,
+      `INSERT INTO replicated_items (replicated_item_id, primary_management_server_id, vm_id, vm_name,
+         primary_host_id, pairing_id, recovery_management_server_id, replica_host_id, storage_location,
+         protection_state)
+       VALUES ($1, $2, $3, $4, 'host-prod-0', $5, $6, 'host-dr-0', 'default', 'Protected')`,
+      [itemId, east.id, vmId, `item-of-${vmId}`, pairing.pairingId, west.id],
+    );
+  };
+  await placed('vm-prod-0-1', 'ri_forced');
+  await assert.rejects(
+    admin.call('DELETE', '/v1/replicated-items/ri_forced?force=true&deleteReplica=true'),
+    /forced removal does not contact the hosts, so it cannot delete the replica/,
+  );
+  await assert.rejects(
+    admin.call('DELETE', '/v1/replicated-items/ri_forced?force=maybe'),
+    /force= is true or false/,
+  );
+  const plain = await admin.call<DisableReplicationResult>('DELETE', '/v1/replicated-items/ri_forced');
+  assert.equal(plain.force, false);
+  await until('the plain disable to send its command', async () =>
+    (await rows(v.databaseUrl, 'SELECT 1 FROM provider_commands WHERE job_id = $1', [plain.jobId])).length
+      ? true
+      : undefined,
+  );
+  await assert.rejects(admin.call('DELETE', '/v1/replicated-items/ri_forced?force=true'), (e: Error) =>
+    e.message.includes(`being disabled by job ${plain.jobId}, which waits for the primary management server`),
+  );
+  // the plain job ends (here: its run is given up, as after its command timed out), then force
+  await rows(
+    v.databaseUrl,
+    `UPDATE vault_jobs SET state = 'Failed', ended_at = now(), error_code = 'SECONDSITE_ERR_TIMEOUT',
+       error_message = 'no answer' WHERE job_id = $1`,
+    [plain.jobId],
+  );
+  const forced = await admin.call<DisableReplicationResult>(
+    'DELETE',
+    '/v1/replicated-items/ri_forced?force=true',
+  );
+  assert.notEqual(forced.jobId, plain.jobId);
+  assert.equal(forced.force, true);
+  assert.equal(forced.deleteReplica, false, 'a forced removal leaves the replica where it is');
+  const forcedJob = await until('the forced removal to end', async () => {
+    const j = await admin.get<JobDetail>(`/v1/jobs/${forced.jobId}`);
+    return ['Succeeded', 'Failed'].includes(j.state) ? j : undefined;
+  });
+  assert.equal(forcedJob.state, 'Succeeded', JSON.stringify(forcedJob));
+  assert.match(forcedJob.tasks[0]?.message ?? '', /forced: host-prod-0 and host-dr-0 are not contacted/);
+  assert.deepEqual(
+    await rows(v.databaseUrl, 'SELECT 1 FROM provider_commands WHERE job_id = $1', [forced.jobId]),
+    [],
+    'a forced removal sends no command',
+  );
+  await assert.rejects(admin.get('/v1/replicated-items/ri_forced'), /no replicated item/);
 });

@@ -78,6 +78,8 @@ export const disableReplicationResultSchema = z.object({
   vmName: z.string(),
   /** Whether the replica (and its recovery points) is deleted on the replica host. */
   deleteReplica: z.boolean(),
+  /** Forced: the item is removed from the vault without contacting its hosts (a site that is gone). */
+  force: z.boolean(),
   jobId: z.string(),
 });
 

@@ -6,6 +6,7 @@
  *            `replication.disable`); when asked, the primary host deletes the replica on the replica
  *            host over the peer API. A primary host that no longer knows the relationship answers
  *            `disabled: false`: success. An item never placed had no relationship: no command.
+ *            Forced (`force`, for a site that is gone): no command; the hosts keep what they have.
  *   forget   the item row is deleted (no tombstone: the job and the audit log keep the history, and
  *            the pairing can only be deleted once its items are gone).
  *
@@ -23,11 +24,13 @@ import { defineJobKind, step, type StepContext } from '../jobs/job-kind.js';
 import type { JobsService } from '../jobs/jobs.service.js';
 
 export const DISABLE_REPLICATION = 'disable-replication';
-const COMMAND_TIMEOUT_SECONDS = 120;
+/** How long the disable step waits for the primary management server's answer. */
+export const DISABLE_COMMAND_TIMEOUT_SECONDS = 120;
 
 const paramsSchema = z.object({
   replicatedItemId: z.string(),
   deleteReplica: z.boolean(),
+  force: z.boolean().default(false),
 });
 type Params = z.infer<typeof paramsSchema>;
 type Ctx = StepContext<Params>;
@@ -54,6 +57,13 @@ async function disable(ctx: Ctx): Promise<unknown> {
   }
   // never placed: the enable job sent no relationship to the primary host
   if (item.replica_host_id === null) return { disabled: false, neverPlaced: true };
+  if (ctx.params.force) {
+    await ctx.progress(
+      100,
+      `forced: ${item.primary_host_id} and ${item.replica_host_id} are not contacted; disable the relationship and delete the replica on them if they come back`,
+    );
+    return { disabled: false, forced: true };
+  }
   await ctx.progress(
     0,
     `disabling on ${item.primary_host_id}${ctx.params.deleteReplica ? ' and deleting the replica' : ''}`,
@@ -66,7 +76,7 @@ async function disable(ctx: Ctx): Promise<unknown> {
       relationshipId: item.vm_id,
       deleteReplica: ctx.params.deleteReplica,
     },
-    timeoutSeconds: COMMAND_TIMEOUT_SECONDS,
+    timeoutSeconds: DISABLE_COMMAND_TIMEOUT_SECONDS,
     parse: (x) => relationshipDisableResultSchema.parse(x),
   });
 }
@@ -95,12 +105,17 @@ export const disableReplicationJob = defineJobKind<Params>({
 /** Starts (or finds the running) disable job of an item. */
 export function startDisableReplication(
   jobs: JobsService,
-  item: { readonly replicatedItemId: string; readonly vmName: string; readonly deleteReplica: boolean },
+  item: {
+    readonly replicatedItemId: string;
+    readonly vmName: string;
+    readonly deleteReplica: boolean;
+    readonly force: boolean;
+  },
   startedBy: string,
 ): Promise<{ jobId: string; created: boolean }> {
   return jobs.start({
     kind: DISABLE_REPLICATION,
-    params: { replicatedItemId: item.replicatedItemId, deleteReplica: item.deleteReplica },
+    params: { replicatedItemId: item.replicatedItemId, deleteReplica: item.deleteReplica, force: item.force },
     target: { type: 'replicated-item', id: item.replicatedItemId, name: item.vmName },
     startedBy,
     exclusiveKey: `${DISABLE_REPLICATION}:${item.replicatedItemId}`,

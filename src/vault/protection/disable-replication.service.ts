@@ -13,16 +13,23 @@ import { SecondsiteError } from '../../domain/errors.js';
 import type { Database } from '../../persistence/database.js';
 import type { DisableReplicationResult } from '../../protocol/vault-api/replicated-items.schema.js';
 import type { JobsService } from '../jobs/jobs.service.js';
-import { startDisableReplication } from './disable-replication.job.js';
+import { DISABLE_COMMAND_TIMEOUT_SECONDS, startDisableReplication } from './disable-replication.job.js';
 import { ReplicatedItemsService } from './replicated-items.service.js';
 
 export async function disableReplication(
   db: Database,
   jobs: JobsService,
   itemRef: string,
-  deleteReplicaOverride: boolean | undefined,
+  options: { readonly deleteReplica?: boolean | undefined; readonly force?: boolean },
   startedBy: string,
 ): Promise<DisableReplicationResult> {
+  const force = options.force === true;
+  if (force && options.deleteReplica === true) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_ARGUMENT',
+      "a forced removal does not contact the hosts, so it cannot delete the replica; remove the item with force alone, then delete the replica on the replica host ('secondsite host replica delete ID') if it comes back",
+    );
+  }
   const found = await new ReplicatedItemsService(db).get(itemRef);
   const item = await db.transaction(async (tx) => {
     const r = await tx.query<{
@@ -66,23 +73,33 @@ export async function disableReplication(
     }
     return row;
   });
-  const deleteReplica = deleteReplicaOverride ?? item.delete_replica_on_disable;
+  const deleteReplica = force ? false : (options.deleteReplica ?? item.delete_replica_on_disable);
   const { jobId, created } = await startDisableReplication(
     jobs,
-    { replicatedItemId: found.replicatedItemId, vmName: item.vm_name, deleteReplica },
+    { replicatedItemId: found.replicatedItemId, vmName: item.vm_name, deleteReplica, force },
     startedBy,
   );
   if (created)
-    return { replicatedItemId: found.replicatedItemId, vmName: item.vm_name, deleteReplica, jobId };
+    return { replicatedItemId: found.replicatedItemId, vmName: item.vm_name, deleteReplica, force, jobId };
   // the running job's choice holds
-  const running = await db.query<{ delete_replica: boolean | null }>(
-    `SELECT (params->>'deleteReplica')::boolean AS delete_replica FROM vault_jobs WHERE job_id = $1`,
+  const running = await db.query<{ delete_replica: boolean | null; force: boolean | null }>(
+    `SELECT (params->>'deleteReplica')::boolean AS delete_replica, (params->>'force')::boolean AS force
+     FROM vault_jobs WHERE job_id = $1`,
     [jobId],
   );
+  const runningForced = running.rows[0]?.force === true;
+  if (force && !runningForced) {
+    throw new SecondsiteError(
+      'SECONDSITE_ERR_INVALID_STATE',
+      `replication of ${item.vm_name} is being disabled by job ${jobId}, which waits for the primary management server to answer (at most ${DISABLE_COMMAND_TIMEOUT_SECONDS} s); when it has ended ('secondsite vault job wait ${jobId}'), remove the item with force again`,
+      { replicatedItemId: found.replicatedItemId, jobId },
+    );
+  }
   return {
     replicatedItemId: found.replicatedItemId,
     vmName: item.vm_name,
     deleteReplica: running.rows[0]?.delete_replica ?? deleteReplica,
+    force: runningForced,
     jobId,
   };
 }

@@ -83,24 +83,27 @@ export function protectionRoutes(deps: { readonly db: Database; readonly jobs: J
       path: '/v1/replicated-items/:replicatedItemId',
       operationId: 'disableReplication',
       summary:
-        "Disable replication of an item (by id, or by VM name when unique): 202 with the disable job, which removes the relationship and then the item; ?deleteReplica=true|false overrides the policy's deleteReplicaOnDisable. An item in Disabling answers its running job",
+        "Disable replication of an item (by id, or by VM name when unique): 202 with the disable job, which removes the relationship and then the item; ?deleteReplica=true|false overrides the policy's deleteReplicaOnDisable; ?force=true removes the item without contacting its hosts (a site that is gone). An item in Disabling answers its running job",
       action: 'item.disable',
       response: disableReplicationResultSchema,
       handler: async ({ params, query, principal }) => {
-        const flag = queryText(query, 'deleteReplica');
-        if (flag !== undefined && flag !== 'true' && flag !== 'false') {
-          throw new SecondsiteError(
-            'SECONDSITE_ERR_INVALID_ARGUMENT',
-            `?deleteReplica= is true or false, not '${flag}'`,
-          );
-        }
+        const flag = (name: string): boolean | undefined => {
+          const text = queryText(query, name);
+          if (text !== undefined && text !== 'true' && text !== 'false') {
+            throw new SecondsiteError(
+              'SECONDSITE_ERR_INVALID_ARGUMENT',
+              `?${name}= is true or false, not '${text}'`,
+            );
+          }
+          return text === undefined ? undefined : text === 'true';
+        };
         return {
           status: 202,
           body: await disableReplication(
             deps.db,
             deps.jobs,
             params['replicatedItemId'] ?? '',
-            flag === undefined ? undefined : flag === 'true',
+            { deleteReplica: flag('deleteReplica'), force: flag('force') === true },
             principalName(principal as Principal),
           ),
         };
