@@ -15,6 +15,10 @@ import {
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
 import { CommandLoop } from './provider/command-loop.js';
+import {
+  AuthorizationReconciler,
+  DEFAULT_AUTHORIZATION_RECONCILE_MS,
+} from './protection/authorization-reconciler.js';
 import { registerProtectionCommands } from './protection/protection-commands.js';
 import { DEFAULT_STATUS_INTERVAL_MS, StatusReporter } from './protection/status-reporter.js';
 import { managerRoutes } from './manager-routes.js';
@@ -48,6 +52,8 @@ export interface ManagerServerOptions {
   readonly hostPollIntervalMs?: number;
   /** How often the replication status of the hosts is read and, when changed, sent to the vault. */
   readonly statusIntervalMs?: number;
+  /** How often the kept authorization lists are pushed to hosts that miss them (default 30 s). */
+  readonly authorizationReconcileIntervalMs?: number;
 }
 
 /**
@@ -68,6 +74,7 @@ export class ManagerServer {
     readonly enrolmentService: EnrolmentService,
     readonly hostPoller: HostPoller,
     readonly statusReporter: StatusReporter,
+    private readonly authorization: AuthorizationReconciler,
   ) {}
 
   static async start(options: ManagerServerOptions): Promise<ManagerServer> {
@@ -128,11 +135,19 @@ export class ManagerServer {
       (async () => ({ inventoryVersion: (await fabric.sync?.sendNow())?.inventoryVersion ?? 0 }));
     commands.register('inventory.sync', (_body, ctx) => inventorySync(ctx.signal));
     // protection: authorization lists and relationships on this site's hosts (docs/design/protection.md)
+    const authorization = new AuthorizationReconciler(
+      db,
+      () => Promise.resolve(siteCa),
+      options.authorizationReconcileIntervalMs ?? DEFAULT_AUTHORIZATION_RECONCILE_MS,
+      options.log.child({ component: 'authorization' }),
+    );
     registerProtectionCommands(commands, {
       db,
       siteCa: () => Promise.resolve(siteCa),
+      authorization,
       log: options.log.child({ component: 'protection' }),
     });
+    authorization.start();
     commands.start();
     const statusReporter = new StatusReporter(
       db,
@@ -178,12 +193,14 @@ export class ManagerServer {
       enrolment,
       poller,
       statusReporter,
+      authorization,
     );
   }
 
   async stop(): Promise<void> {
     await this.control.close();
     await this.statusReporter.stop();
+    await this.authorization.stop();
     await this.hostPoller.stop();
     await this.enrolmentListener.close();
     await this.session.stop();

@@ -9,11 +9,13 @@
  * replica stays on the replica host, `--keep-replica`/`--delete-replica` override it; the item leaves
  * the list, the primary host no longer replicates, enabling again works; two disables at once are one
  * job. Deleting the pairing afterwards withdraws the trust it gave (authorization-sync job): the
- * recovery host's managed authorization list no longer names the primary host.
+ * recovery host's managed authorization list no longer names the primary host, also when that host
+ * was down at the deletion (its management server pushes the lists it missed when it is back).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AuthorizationView } from '../../src/protocol/host-api/authorization.schema.js';
+import type { JobView } from '../../src/protocol/vault-api/jobs.schema.js';
 import type {
   DisableReplicationResult,
   ReplicatedItemDetail,
@@ -79,7 +81,7 @@ test('replication through the vault: enable (placement, cross-site trust, advanc
   assert.deepEqual(await relationships(), ['web']);
   // the hosts trust each other through their sites' CAs, as the pairing says
   const managed = async (): Promise<string[]> =>
-    (await b1.get<AuthorizationView>('/v1/authorization')).entries
+    (await lab.host('host-b1').client.get<AuthorizationView>('/v1/authorization')).entries
       .filter((e) => e.source === 'managed')
       .map((e) => `${e.primaryHostId}@${e.trustGroup}`);
   assert.deepEqual(await managed(), [`host-a1@${managers.a.id}`]);
@@ -139,10 +141,21 @@ test('replication through the vault: enable (placement, cross-site trust, advanc
   assert.deepEqual(await relationships(), []);
 
   t.diagnostic(`t+${Date.now() - t0} ms: third disable`);
-  // 4. the pairing's trust: named on the recovery host while the pairing exists, withdrawn after
+  // 4. the pairing's trust: named on the recovery host while the pairing exists, withdrawn after, also
+  //    from a host that was down when the pairing was deleted (the manager keeps the newest lists and
+  //    pushes them to a host that missed them)
   assert.deepEqual(await managed(), [`host-a1@${managers.a.id}`]);
+  await lab.stopHost('host-b1');
+  const syncsBefore = (await admin.get<{ jobs: JobView[] }>('/v1/jobs?kind=authorization-sync')).jobs.length;
   await admin.call('DELETE', `/v1/cloud-pairings/${pairing.pairingId}`);
-  await until('the trust withdrawn from host-b1', async () =>
+  await until('the authorization syncs of the deletion to end', async () => {
+    const { jobs } = await admin.get<{ jobs: JobView[] }>('/v1/jobs?kind=authorization-sync');
+    return jobs.length >= syncsBefore + 2 && jobs.every((j) => ['Succeeded', 'Failed'].includes(j.state))
+      ? true
+      : undefined;
+  });
+  await lab.start('host-b1');
+  await until('the trust withdrawn from host-b1, down when it was withdrawn', async () =>
     (await managed()).length === 0 ? true : undefined,
   );
   const a1Managed = (await a1.get<AuthorizationView>('/v1/authorization')).entries.filter(

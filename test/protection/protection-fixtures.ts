@@ -87,6 +87,7 @@ export async function startTwoSites(
       enrolListen: { host: '127.0.0.1', port: 0 },
       hostPollIntervalMs: 500,
       statusIntervalMs: 500,
+      authorizationReconcileIntervalMs: 500,
     });
     t.after(async () => {
       await server.stop();

@@ -6,7 +6,7 @@
  *   the vault names it not), at the vault's revision. Hosts hold the newest revision they saw, so a
  *   late or repeated command changes nothing. The command fails when a host the vault needs (the
  *   primary and the replica of the item being enabled) did not apply it; other hosts' failures are
- *   reported in the result and retried with the next revision.
+ *   reported in the result, and the reconciler (authorization-reconciler.ts) retries them.
  * - `replication.enable`: the primary host enables the relationship (idempotent on the host).
  * - `replication.disable`: the primary host disables it, deleting the replica when asked.
  */
@@ -25,11 +25,13 @@ import {
 import type { SiteCa } from '../enrolment/site-ca.js';
 import { parseBody } from '../fabric/fabric-api.schema.js';
 import type { CommandLoop } from '../provider/command-loop.js';
+import type { AuthorizationReconciler } from './authorization-reconciler.js';
 import { enrolledHostClient } from './host-client.js';
 
 export interface ProtectionCommandDeps {
   readonly db: Database;
   readonly siteCa: () => Promise<SiteCa>;
+  readonly authorization: AuthorizationReconciler;
   readonly log: Logger;
 }
 
@@ -38,31 +40,7 @@ export async function applyAuthorization(
   body: unknown,
 ): Promise<AuthorizationApplyResult> {
   const b = parseBody(authorizationApplyBodySchema, body);
-  const enrolled = (
-    await deps.db.query<{ host_id: string }>('SELECT host_id FROM hosts ORDER BY host_id')
-  ).rows.map((r) => r.host_id);
-  const ca = await deps.siteCa();
-  const result: AuthorizationApplyResult = { applied: [], failed: [] };
-  await Promise.all(
-    enrolled.map(async (hostId) => {
-      const list = b.hosts.find((h) => h.hostId === hostId);
-      try {
-        const client = await enrolledHostClient(deps.db, ca, hostId);
-        await client.call('PUT', '/peer/v1/manager/authorization', {
-          revision: b.revision,
-          entries: list?.entries ?? [],
-          trustGroups: list?.trustGroups ?? [],
-        });
-        result.applied.push(hostId);
-      } catch (e) {
-        const message = (e as Error).message;
-        // a host that already holds a newer revision has newer lists: nothing to do
-        if (/is older and was not applied/.test(message)) result.applied.push(hostId);
-        else result.failed.push({ hostId, message });
-      }
-    }),
-  );
-  result.applied.sort();
+  const result = await deps.authorization.apply(b);
   const missing = b.required.filter((h) => !result.applied.includes(h));
   if (missing.length > 0) {
     throw new SecondsiteError(
@@ -76,8 +54,6 @@ export async function applyAuthorization(
       { missing },
     );
   }
-  if (result.failed.length > 0)
-    deps.log.warn('authorization lists not applied on some hosts', { failed: result.failed });
   return result;
 }
 

@@ -10,6 +10,7 @@ import { migration as manager0004 } from './manager/0004-provider-commands.migra
 import { migration as manager0005 } from './manager/0005-fabric.migration.js';
 import { migration as manager0006 } from './manager/0006-inventory-version-free-space.migration.js';
 import { migration as manager0007 } from './manager/0007-management-vm.migration.js';
+import { migration as manager0008 } from './manager/0008-authorization-lists.migration.js';
 import { migration as vault0001 } from './vault/0001-jobs-and-leases.migration.js';
 import { migration as vault0002 } from './vault/0002-vault-core.migration.js';
 import { migration as vault0003 } from './vault/0003-replication-policies.migration.js';
@@ -20,5 +21,14 @@ import { migration as vault0007 } from './vault/0007-management-vm.migration.js'
 
 export const MIGRATIONS: Readonly<Record<Component, readonly Migration[]>> = {
   vault: [vault0001, vault0002, vault0003, vault0004, vault0005, vault0006, vault0007],
-  manager: [manager0001, manager0002, manager0003, manager0004, manager0005, manager0006, manager0007],
+  manager: [
+    manager0001,
+    manager0002,
+    manager0003,
+    manager0004,
+    manager0005,
+    manager0006,
+    manager0007,
+    manager0008,
+  ],
 };
