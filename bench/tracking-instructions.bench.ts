@@ -1,25 +1,29 @@
 /**
  * Change tracking's cost in instructions: throughput cannot judge a 5 % cost on this machine (a server
  * process keeps a speed of its own, 10-25 % apart from the next: docs/benchmarks.md), while callgrind
- * counts instructions repeatably whatever the other core does (bench/lib/callgrind.ts). Two views:
+ * counts the instructions a process executes (bench/lib/callgrind.ts). Two views:
  *
- * - Counted whole: the `tracking` suite's five fio jobs against the same bench server (NbdServer +
- *   FileBlockDevice, with and without the ChangeTrackingFilter), each under callgrind, every user-space
- *   instruction of the process for a fixed number of requests. Per repetition both servers are started
- *   on fresh 2 GiB sparse files; per job the read job's disk is prefilled, each server runs the job
- *   WARMUP_ROUNDS times uncounted (the first rounds of a cold process counted 2-5 times the steady
- *   count), then the counted rounds go A B B A and the group's on/off is the sum of its two "on" samples
- *   over its two "off" ones: the count still drifts from round to round (by up to 30 % for 64k), and
- *   the two samples next to each other agree within 1-3 %.
- * - The filter's own cost: bench/servers/tracking-filter.probe.ts counts a device call with and without
- *   the filter in one process, one call at a time, without the rest of the server; the difference
- *   added to the server's count with the filter off prices the filter precisely.
+ * - The filter's own cost (the must-targets): bench/servers/tracking-filter.probe.ts counts a device
+ *   call with and without the filter in one process, one call at a time, without the rest of the
+ *   server; the difference of the medians per call, added to the whole server's count per request with
+ *   the filter off, prices tracking on each job.
+ * - Counted whole (for the record, stretch only): the `tracking` suite's five fio jobs against the same
+ *   bench server (NbdServer + FileBlockDevice, with and without the ChangeTrackingFilter), each under
+ *   callgrind, every user-space instruction of the process for a fixed number of requests. Per
+ *   repetition both servers are started on fresh 2 GiB sparse files; per job the read job's disk is
+ *   prefilled, each server runs the job WARMUP_ROUNDS times uncounted (the first rounds of a cold
+ *   process counted 2-5 times the steady count), then the counted rounds go A B B A, and each group
+ *   gives the sum of its two "on" rounds over its two "off" ones. This count is not steady enough to
+ *   judge 5 %: at queue depth > 1 it depends on how many requests one wake-up of the event loop finds
+ *   (timing: rounds of one server differed by 10-30 % with other work on the machine), and with 1 MiB
+ *   writes a round with a full garbage collection counted up to 70 % more than one without. At queue
+ *   depth 1 it is steady to about 1 % and agrees with the priced view.
  *
  * The filter makes no system call on the write path (docs/design/change-tracking.md), so the kernel's
  * work, which callgrind does not see, is the same with and without it. Both servers write through the
  * thread pool (`--sync-write-max 0`): the agent's device writes small writes synchronously while they
  * take under 2 ms, which under callgrind they sometimes do not, and the path would change mid-round.
- * Must: on <= 1.05 x off on every job, both views; stretch <= 1.02 x.
+ * Must: the priced view on <= 1.05 x off on every job; stretch <= 1.02 x, and counted whole <= 1.05 x.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -91,7 +95,10 @@ export const trackingInstructionsSuite: Suite = {
             if (job.prefill === true) await prefillDisk(server.uri, DISK_BYTES);
             for (let w = 0; w < WARMUP_ROUNDS; w++) await round(job, server);
           }
-          const order = (rep + j) % 2 === 0 ? running : [...running].reverse();
+          // first off, then on, or the reverse, alternating over jobs and repetitions (whatever order
+          // the servers were started in)
+          const inServerOrder = servers.flatMap((spec) => running.filter((r) => r.spec === spec));
+          const order = (rep + j) % 2 === 0 ? inServerOrder : [...inServerOrder].reverse();
           const group = new Map<string, number>();
           for (const { spec, server, dir } of [...order, ...[...order].reverse()]) {
             let requests = 0;
@@ -119,8 +126,8 @@ export const trackingInstructionsSuite: Suite = {
       const m = measurement(job.label, 'instr/req', false, Object.fromEntries(counted.get(job.id) ?? []));
       measurements.push(m);
       const whole = median(groupRatios.get(job.id) ?? []);
-      targets.push(checkValue(m.name, 'counted whole: on <= 1.05 x off', whole, { max: 1.05 }, 'must'));
-      targets.push(checkValue(m.name, 'counted whole: on <= 1.02 x off', whole, { max: 1.02 }, 'stretch'));
+      // for the record: rounds of one server differ by more than 5 % at depth > 1 and with 1 MiB writes
+      targets.push(checkValue(m.name, 'counted whole: on <= 1.05 x off', whole, { max: 1.05 }, 'stretch'));
       const op = probe.ops.find((o) => o.op === probeOpOf(job) && o.bytes === bytesOf(job.bs));
       const offPerRequest = m.medians[off.contender] ?? Number.NaN;
       const added = op === undefined ? Number.NaN : median(op.filter) - median(op.device);
