@@ -5,16 +5,14 @@
  * running or queued stays; a backlog larger than one batch goes entirely; a second pass finds nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { z } from 'zod/v4';
 import { isSecondsiteError } from '../../src/domain/errors.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { openDatabase, type Database } from '../../src/persistence/database.js';
+import type { Database } from '../../src/persistence/database.js';
 import { JobQueue } from '../../src/persistence/jobs/job-queue.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
+import { freshVaultDatabase } from './vault-fixtures.js';
 import { CommandChannel } from '../../src/vault/commands/provider-commands.js';
 import {
   checkJobHistoryDays,
@@ -27,16 +25,8 @@ import { JobsService } from '../../src/vault/jobs/jobs.service.js';
 
 const server = useTestPostgres();
 
-async function vaultDb(t: TestContext): Promise<Database> {
-  const url = await server.freshDatabase();
-  const dir = await mkdtemp(join(tmpdir(), 'ss-job-history-'));
-  const db = await openDatabase({ databaseUrl: url, dataDir: dir, component: 'vault' });
-  t.after(async () => {
-    await db.close();
-    await server.dropDatabase(url);
-    await rm(dir, { recursive: true, force: true });
-  });
-  return db;
+function vaultDb(t: TestContext): Promise<Database> {
+  return freshVaultDatabase(server, t);
 }
 
 /** Moves a job's times back by `days` on the database's clock, as if it had ended that long ago. */

@@ -5,16 +5,14 @@
  * and the job with its code and message; a cancel stops a job while it waits.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { z } from 'zod/v4';
 import { SecondsiteError } from '../../src/domain/errors.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { openDatabase, type Database } from '../../src/persistence/database.js';
+import type { Database } from '../../src/persistence/database.js';
 import type { JobDetail, JobState } from '../../src/protocol/vault-api/jobs.schema.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
+import { freshVaultDatabase } from './vault-fixtures.js';
 import { CommandChannel } from '../../src/vault/commands/provider-commands.js';
 import { defineJobKind, step, type AnyJobKind } from '../../src/vault/jobs/job-kind.js';
 import { JobRunner } from '../../src/vault/jobs/job-runner.js';
@@ -22,16 +20,8 @@ import { JobsService } from '../../src/vault/jobs/jobs.service.js';
 
 const server = useTestPostgres();
 
-async function vaultDb(t: TestContext): Promise<Database> {
-  const url = await server.freshDatabase();
-  const dir = await mkdtemp(join(tmpdir(), 'ss-jobs-'));
-  const db = await openDatabase({ databaseUrl: url, dataDir: dir, component: 'vault' });
-  t.after(async () => {
-    await db.close();
-    await server.dropDatabase(url);
-    await rm(dir, { recursive: true, force: true });
-  });
-  return db;
+function vaultDb(t: TestContext): Promise<Database> {
+  return freshVaultDatabase(server, t);
 }
 
 function runnerOn(db: Database, kinds: Map<string, AnyJobKind>, t: TestContext): JobRunner {

@@ -14,8 +14,25 @@ import {
 } from '../../src/manager/provider/provider-registration.js';
 import { VaultClient } from '../../src/manager/provider/vault-client.js';
 import { silentLogger } from '../../src/observability/logger.js';
+import { openDatabase, type Database } from '../../src/persistence/database.js';
 import type { TestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { VaultServer } from '../../src/vault/vault-server.js';
+
+/** A migrated vault database of its own (no vault process), dropped after the test. */
+export async function freshVaultDatabase(
+  server: TestPostgres,
+  t: Pick<TestContext, 'after'>,
+): Promise<Database> {
+  const url = await server.freshDatabase();
+  const dir = await mkdtemp(join(tmpdir(), 'ss-vault-db-'));
+  const db = await openDatabase({ databaseUrl: url, dataDir: dir, component: 'vault' });
+  t.after(async () => {
+    await db.close();
+    await server.dropDatabase(url);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return db;
+}
 
 export interface TestVault {
   vault: VaultServer;

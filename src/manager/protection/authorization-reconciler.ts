@@ -15,6 +15,7 @@ import type {
   AuthorizationApplyResult,
 } from '../../protocol/vault-api/protection-commands.schema.js';
 import type { SiteCa } from '../enrolment/site-ca.js';
+import { RepeatingRound } from '../repeating-round.js';
 import { enrolledHostClient } from './host-client.js';
 
 export const DEFAULT_AUTHORIZATION_RECONCILE_MS = 30_000;
@@ -24,25 +25,20 @@ export class AuthorizationReconciler {
   private readonly held = new Map<string, number>();
   /** Host id -> the last failure logged, so a host that stays down is logged once. */
   private readonly lastFailure = new Map<string, string>();
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> = Promise.resolve();
-  private stopped = false;
+  private readonly rounds: RepeatingRound;
 
   constructor(
     private readonly db: Database,
     private readonly siteCa: () => Promise<SiteCa>,
     private readonly intervalMs: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.rounds = new RepeatingRound(() => this.round(), intervalMs);
+  }
 
+  /** The first round after one interval (the vault's command usually comes first). */
   start(): void {
-    const tick = (): void => {
-      if (this.stopped) return;
-      this.running = this.round().finally(() => {
-        if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
-      });
-    };
-    this.timer = setTimeout(tick, this.intervalMs);
+    this.rounds.start(this.intervalMs);
   }
 
   /** The command: keeps the lists (unless newer ones are kept already) and pushes them to every host. */
@@ -126,9 +122,7 @@ export class AuthorizationReconciler {
     this.lastFailure.delete(hostId);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.rounds.stop();
   }
 }

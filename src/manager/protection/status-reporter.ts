@@ -11,14 +11,13 @@ import type { Database } from '../../persistence/database.js';
 import type { ReplicationStatus } from '../../protocol/vault-api/replication-status.schema.js';
 import type { SiteCa } from '../enrolment/site-ca.js';
 import type { VaultClient } from '../provider/vault-client.js';
+import { RepeatingRound } from '../repeating-round.js';
 import { enrolledHostClient } from './host-client.js';
 
 export const DEFAULT_STATUS_INTERVAL_MS = 5_000;
 
 export class StatusReporter {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> = Promise.resolve();
-  private stopped = false;
+  private readonly rounds: RepeatingRound;
   private lastSentSha256: string | null = null;
   private lastError: string | null = null;
   reportsSent = 0;
@@ -28,18 +27,14 @@ export class StatusReporter {
     private readonly siteCa: () => Promise<SiteCa>,
     private readonly vault: VaultClient,
     private readonly managementServerId: string,
-    private readonly intervalMs: number,
+    intervalMs: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.rounds = new RepeatingRound(() => this.round(), intervalMs);
+  }
 
   start(): void {
-    const tick = (): void => {
-      if (this.stopped) return;
-      this.running = this.round().finally(() => {
-        if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
-      });
-    };
-    this.timer = setTimeout(tick, 0);
+    this.rounds.start();
   }
 
   /** Reads every connected host and sends the status if it changed. */
@@ -86,9 +81,7 @@ export class StatusReporter {
     };
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.rounds.stop();
   }
 }
