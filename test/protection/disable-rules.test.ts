@@ -4,7 +4,9 @@
  * for commands. An item whose placement failed (EnableFailed, never placed) is disabled without any
  * command to its management server; an item still Enabling under its job is refused with the job's
  * id; a bad ?deleteReplica= is refused; creating a pairing starts one authorization-sync job per
- * management server (none for the same pairing again, none for a refused delete). (A pairing's
+ * management server (none for the same pairing again, none for a refused delete). A placed item whose
+ * primary management server never answers (a site that is gone) is removed with force, without a
+ * command, once the plain disable job waiting for it has ended; force with deleteReplica is refused. (A pairing's
  * deletion withdrawing the trust from real hosts: enable-replication.test.ts.)
  */
 import assert from 'node:assert/strict';
