@@ -8,6 +8,7 @@ import { loadProviderIdentity, registerProvider } from '../manager/provider/prov
 import { stderrLogger } from '../observability/logger.js';
 import { optionalString, parseCommandArgs, parseIntOption, requireString } from './args.js';
 import type { Command, CommandGroup } from './command.js';
+import { managerCertificateCommands } from './manager-certificate.commands.js';
 import { managerFabricCommands } from './manager-fabric.commands.js';
 import { logLevelOf, untilSignalled } from './serve-options.js';
 import { managerHostCommands } from './manager-host.commands.js';
@@ -143,5 +144,12 @@ const status: Command = {
 export const managerCommands: CommandGroup = {
   name: 'manager',
   summary: 'a management server: register with a vault, run its provider, enrol and watch hosts',
-  commands: [register, serve, status, ...managerHostCommands, ...managerFabricCommands],
+  commands: [
+    register,
+    serve,
+    status,
+    ...managerCertificateCommands,
+    ...managerHostCommands,
+    ...managerFabricCommands,
+  ],
 };

@@ -5,12 +5,14 @@
 import type { Route } from '../control-api/control-server.js';
 import type { Database } from '../persistence/database.js';
 import type { ProviderIdentity } from './provider/provider-registration.js';
+import type { ProviderCertificate } from './provider/provider-certificate.js';
 import type { ProviderSession } from './provider/provider-session.js';
 
 export interface ManagerRouteDeps {
   readonly db: Database;
   readonly identity: ProviderIdentity;
   readonly session: ProviderSession;
+  readonly providerCertificate: ProviderCertificate;
   readonly dataDir: string;
 }
 
@@ -29,9 +31,20 @@ export function managerRoutes(deps: ManagerRouteDeps): Route[] {
             vault: r.vaultUrl,
             heartbeatsSent: deps.session.heartbeatsSent,
             lastHeartbeatError: deps.session.lastError,
+            certificate: deps.providerCertificate.show(),
           },
         });
       },
+    },
+    {
+      method: 'GET',
+      path: '/v1/certificate',
+      handler: () => Promise.resolve({ body: deps.providerCertificate.show() }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/certificate/renew',
+      handler: async () => ({ body: await deps.providerCertificate.renewNow() }),
     },
   ];
 }

@@ -14,6 +14,7 @@ import {
   type ProviderIdentity,
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
+import { DEFAULT_CERTIFICATE_CHECK_MS, ProviderCertificate } from './provider/provider-certificate.js';
 import { CommandLoop } from './provider/command-loop.js';
 import {
   AuthorizationReconciler,
@@ -54,6 +55,10 @@ export interface ManagerServerOptions {
   readonly statusIntervalMs?: number;
   /** How often the kept authorization lists are pushed to hosts that miss them (default 30 s). */
   readonly authorizationReconcileIntervalMs?: number;
+  /** How often the certificates are looked at for renewal (default an hour). */
+  readonly certificateCheckIntervalMs?: number;
+  /** Renew a certificate when less than this fraction of its lifetime remains (default a third). */
+  readonly certificateRemainingFraction?: number;
 }
 
 /**
@@ -75,6 +80,7 @@ export class ManagerServer {
     readonly hostPoller: HostPoller,
     readonly statusReporter: StatusReporter,
     private readonly authorization: AuthorizationReconciler,
+    readonly providerCertificate: ProviderCertificate,
   ) {}
 
   static async start(options: ManagerServerOptions): Promise<ManagerServer> {
@@ -87,6 +93,20 @@ export class ManagerServer {
       ...(options.unsafeFastForTests ? { unsafeFastForTests: true } : {}),
     });
     const r = identity.registration;
+    // one client for every call to the vault: a renewed certificate is swapped into it
+    const vault = providerClient(identity);
+    const providerCertificate = new ProviderCertificate({
+      dataDir: options.dataDir,
+      registration: r,
+      certPem: identity.certPem,
+      vaultCaCertPem: identity.vaultCaCertPem,
+      client: vault,
+      log: options.log.child({ component: 'provider-certificate' }),
+      checkIntervalMs: options.certificateCheckIntervalMs ?? DEFAULT_CERTIFICATE_CHECK_MS,
+      ...(options.certificateRemainingFraction !== undefined
+        ? { remainingFraction: options.certificateRemainingFraction }
+        : {}),
+    });
     // hosts: the site CA, the enrolment listener, the host poller (docs/design/vault.md section 6)
     const enrolment = new EnrolmentService(
       db,
@@ -113,10 +133,10 @@ export class ManagerServer {
       dataDir: options.dataDir,
       managementServerName: r.managementServerName,
       log: options.log.child({ component: 'fabric' }),
-      vault: { client: providerClient(identity), managementServerId: r.managementServerId },
+      vault: { client: vault, managementServerId: r.managementServerId },
     });
     const session = new ProviderSession(
-      providerClient(identity),
+      vault,
       r.managementServerId,
       r.heartbeatIntervalSeconds,
       PROVIDER_VERSION,
@@ -124,8 +144,9 @@ export class ManagerServer {
       (answer) => fabric.sync?.afterHeartbeat(answer.inventoryVersion) ?? Promise.resolve(),
     );
     session.start();
+    providerCertificate.start();
     const commands = new CommandLoop(
-      providerClient(identity),
+      vault,
       r.managementServerId,
       db,
       options.log.child({ component: 'provider-commands' }),
@@ -152,7 +173,7 @@ export class ManagerServer {
     const statusReporter = new StatusReporter(
       db,
       () => Promise.resolve(siteCa),
-      providerClient(identity),
+      vault,
       r.managementServerId,
       options.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
       options.log.child({ component: 'status-reporter' }),
@@ -167,7 +188,7 @@ export class ManagerServer {
     poller.start();
     const control = new ControlServer(
       [
-        ...managerRoutes({ db, identity, session, dataDir: options.dataDir }),
+        ...managerRoutes({ db, identity, session, providerCertificate, dataDir: options.dataDir }),
         ...hostsRoutes({ db, enrolment, poller }),
         ...fabricRoutes(fabric),
         ...managementVmRoutes(db),
@@ -194,6 +215,7 @@ export class ManagerServer {
       poller,
       statusReporter,
       authorization,
+      providerCertificate,
     );
   }
 
@@ -204,6 +226,7 @@ export class ManagerServer {
     await this.hostPoller.stop();
     await this.enrolmentListener.close();
     await this.session.stop();
+    await this.providerCertificate.stop();
     await this.commands.stop();
     await this.db.close();
     this.log.info('management server stopped');

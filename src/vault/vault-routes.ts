@@ -8,6 +8,8 @@ import type { Database } from '../persistence/database.js';
 import {
   alertSchema,
   auditEntrySchema,
+  certificateRenewalRequestSchema,
+  certificateRenewalResultSchema,
   createRegistrationKeyBodySchema,
   createTokenBodySchema,
   createUserBodySchema,
@@ -216,6 +218,25 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
           body.providerVersion,
         );
         return { body: { ...answer, serverTime: new Date().toISOString() } };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/management-servers/:managementServerId/certificate',
+      operationId: 'renewProviderCertificate',
+      summary:
+        "A provider renews its node's certificate (its own management server only); the new one replaces the old at its first use",
+      action: 'provider.certificate',
+      scope: ({ params }) => param(params, 'managementServerId'),
+      body: certificateRenewalRequestSchema,
+      response: certificateRenewalResultSchema,
+      handler: async ({ params, principal, body }) => {
+        const p = principal as Principal;
+        if (p.kind !== 'provider') throw new Error('provider.certificate reached by a user');
+        return {
+          status: 201,
+          body: await deps.registration.renew(param(params, 'managementServerId'), p.nodeName, body.csrPem),
+        };
       },
     }),
     // ---- alerts and audit ----

@@ -10,18 +10,24 @@ import type { TestContext } from 'node:test';
 import { ManagerServer } from '../../src/manager/manager-server.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import type { TestPostgres } from '../../src/testing/postgres/test-postgres.js';
-import { startTestVault } from '../vault/vault-fixtures.js';
+import { startTestVault, type TestVault } from '../vault/vault-fixtures.js';
 
 export interface TestManager {
   manager: ManagerServer;
   dataDir: string;
   databaseUrl: string;
+  vault: TestVault;
 }
 
 export async function startTestManager(
   pg: TestPostgres,
   t: Pick<TestContext, 'after'>,
-  options: { name?: string; hostPollIntervalMs?: number } = {},
+  options: {
+    name?: string;
+    hostPollIntervalMs?: number;
+    certificateCheckIntervalMs?: number;
+    certificateRemainingFraction?: number;
+  } = {},
 ): Promise<TestManager> {
   const vault = await startTestVault(pg, t);
   const { dataDir } = await vault.register(options.name ?? 'vmm-east');
@@ -32,13 +38,19 @@ export async function startTestManager(
     log: silentLogger,
     enrolListen: { host: '127.0.0.1', port: 0 },
     hostPollIntervalMs: options.hostPollIntervalMs ?? 60_000,
+    ...(options.certificateCheckIntervalMs !== undefined
+      ? { certificateCheckIntervalMs: options.certificateCheckIntervalMs }
+      : {}),
+    ...(options.certificateRemainingFraction !== undefined
+      ? { certificateRemainingFraction: options.certificateRemainingFraction }
+      : {}),
   });
   // runs after the vault's hook (registration order): the manager's heartbeats just fail by then
   t.after(async () => {
     await manager.stop();
     await pg.dropDatabase(databaseUrl);
   });
-  return { manager, dataDir, databaseUrl };
+  return { manager, dataDir, databaseUrl, vault };
 }
 
 /** A TCP port nobody listens on right now. */

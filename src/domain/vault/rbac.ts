@@ -41,6 +41,7 @@ export const ACTIONS = [
   'item.test-failover',
   // machine principals
   'provider.heartbeat',
+  'provider.certificate',
   'provider.inventory',
   'provider.commands',
 ] as const;
@@ -68,7 +69,12 @@ const CONTRIBUTE: Action[] = [
   'item.disable',
   'job.cancel',
 ];
-const PROVIDER: Action[] = ['provider.heartbeat', 'provider.inventory', 'provider.commands'];
+const PROVIDER: Action[] = [
+  'provider.heartbeat',
+  'provider.certificate',
+  'provider.inventory',
+  'provider.commands',
+];
 
 const BY_ROLE: Readonly<Record<Role, ReadonlySet<Action>>> = {
   Owner: new Set(ACTIONS.filter((a) => !PROVIDER.includes(a))),

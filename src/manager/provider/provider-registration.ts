@@ -2,12 +2,19 @@
  * Registering a management server's provider with the vault (docs/design/vault.md section 4), on the
  * management server: read the key file, make the provider's key and CSR (the key stays here), post
  * the registration, keep the certificate. Files in `<dataDir>/provider/` (0700): `provider.key`
- * (0600), `provider.crt`, `vault-ca.crt`, `registration.json`.
+ * (0600) and `provider.crt` (installed as a pair, key-cert-pair.ts: renewal replaces them the same
+ * way), `vault-ca.crt`, `registration.json`.
  */
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SecondsiteError } from '../../domain/errors.js';
-import { createKeyAndCsr } from '../../pki/csr.js';
+import { isSecondsiteError, SecondsiteError } from '../../domain/errors.js';
+import {
+  createPendingKey,
+  installPending,
+  keyCertPairPaths,
+  readKeyCertPair,
+  type KeyCertPairPaths,
+} from '../../pki/key-cert-pair.js';
 import {
   registrationKeyFileSchema,
   type RegistrationKeyFile,
@@ -36,6 +43,16 @@ export interface ProviderIdentity {
 
 export function providerDir(dataDir: string): string {
   return join(dataDir, 'provider');
+}
+
+/** `provider.key` and `provider.crt`, the provider's client identity with the vault. */
+export function providerKeyPair(dataDir: string): KeyCertPairPaths {
+  return keyCertPairPaths(providerDir(dataDir), 'provider');
+}
+
+/** The subject a provider's CSR asks for (the vault ignores it and names the node itself). */
+export function providerCsrName(registration: { managementServerName: string; nodeName: string }): string {
+  return `${registration.managementServerName}.${registration.nodeName}`.toLowerCase();
 }
 
 /** Reads and checks a registration key file; a file that is not one says so. */
@@ -81,11 +98,8 @@ export async function registerProvider(opts: {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700); // an existing folder keeps its mode through mkdir
   // a new key pair per registration: registering again replaces the certificate (and so the old key)
-  const keyPath = join(dir, 'provider.key.new');
-  const csrPem = await createKeyAndCsr(
-    keyPath,
-    `${opts.managementServerName}.${opts.nodeName}`.toLowerCase(),
-  );
+  const pair = providerKeyPair(opts.dataDir);
+  const csrPem = await createPendingKey(pair, providerCsrName(opts));
   const vaultUrl = opts.vaultUrl ?? key.vaultUrl;
   const client = new VaultClient({ url: vaultUrl, caCertPem: key.vaultCaCertPem });
   const result = await client.post<RegistrationResult>('/v1/registrations', {
@@ -107,9 +121,8 @@ export async function registerProvider(opts: {
     heartbeatIntervalSeconds: result.heartbeatIntervalSeconds,
     registeredAt: new Date().toISOString(),
   };
-  await writeFile(join(dir, 'provider.crt'), result.certPem);
+  await installPending(pair, result.certPem);
   await writeFile(join(dir, 'vault-ca.crt'), result.vaultCaCertPem);
-  await rename(keyPath, join(dir, 'provider.key'));
   await writeFile(join(dir, 'registration.json'), `${JSON.stringify(registration, null, 2)}\n`);
   return loadProviderIdentity(opts.dataDir);
 }
@@ -121,13 +134,15 @@ export async function loadProviderIdentity(dataDir: string): Promise<ProviderIde
     const registration = JSON.parse(
       await readFile(join(dir, 'registration.json'), 'utf8'),
     ) as ProviderRegistration;
+    const pair = await readKeyCertPair(providerKeyPair(dataDir));
     return {
       registration,
-      keyPem: await readFile(join(dir, 'provider.key'), 'utf8'),
-      certPem: await readFile(join(dir, 'provider.crt'), 'utf8'),
+      keyPem: pair.keyPem,
+      certPem: pair.certPem,
       vaultCaCertPem: await readFile(join(dir, 'vault-ca.crt'), 'utf8'),
     };
-  } catch {
+  } catch (e) {
+    if (isSecondsiteError(e, 'SECONDSITE_ERR_INTERNAL')) throw e; // a key and certificate that differ
     throw new SecondsiteError(
       'SECONDSITE_ERR_NOT_FOUND',
       `this management server is not registered with a vault (nothing in ${dir}); run 'secondsite manager register --key FILE --data-dir ${dataDir}'`,

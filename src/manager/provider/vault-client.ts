@@ -18,8 +18,10 @@ export interface VaultClientOptions {
 
 export class VaultClient {
   private readonly base: URL;
+  private clientCert: { readonly keyPem: string; readonly certPem: string } | undefined;
 
   constructor(private readonly options: VaultClientOptions) {
+    this.clientCert = options.clientCert;
     try {
       this.base = new URL(options.url);
     } catch {
@@ -34,6 +36,11 @@ export class VaultClient {
         `the vault URL must be https://, not '${options.url}'`,
       );
     }
+  }
+
+  /** The client certificate later requests present (a renewed one); requests under way keep theirs. */
+  useClientCert(cert: { readonly keyPem: string; readonly certPem: string }): void {
+    this.clientCert = cert;
   }
 
   /** `signal` ends the request (a long-poll) early: it then rejects. */
@@ -91,9 +98,7 @@ export class VaultClient {
           method,
           headers,
           ca: this.options.caCertPem,
-          ...(this.options.clientCert
-            ? { key: this.options.clientCert.keyPem, cert: this.options.clientCert.certPem }
-            : {}),
+          ...(this.clientCert ? { key: this.clientCert.keyPem, cert: this.clientCert.certPem } : {}),
           agent: false,
           timeout: this.options.timeoutMs ?? 30_000,
           ...(signal ? { signal } : {}),

@@ -18,9 +18,10 @@ import { migration as vault0004 } from './vault/0004-orchestration-jobs.migratio
 import { migration as vault0005 } from './vault/0005-fabric-and-pairings.migration.js';
 import { migration as vault0006 } from './vault/0006-replicated-items.migration.js';
 import { migration as vault0007 } from './vault/0007-management-vm.migration.js';
+import { migration as vault0008 } from './vault/0008-provider-next-certificate.migration.js';
 
 export const MIGRATIONS: Readonly<Record<Component, readonly Migration[]>> = {
-  vault: [vault0001, vault0002, vault0003, vault0004, vault0005, vault0006, vault0007],
+  vault: [vault0001, vault0002, vault0003, vault0004, vault0005, vault0006, vault0007, vault0008],
   manager: [
     manager0001,
     manager0002,

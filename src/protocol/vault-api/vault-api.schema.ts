@@ -105,6 +105,28 @@ export const registrationResultSchema = z.object({
   heartbeatIntervalSeconds: z.number(),
 });
 
+/** `POST /v1/provider/certificate`: a provider renews its own certificate (certificate-renewal.md). */
+export const certificateRenewalRequestSchema = z
+  .object({
+    /** PEM certificate request for the node's new key (made on the management server). */
+    csrPem: z
+      .string()
+      .min(1)
+      .max(16 * 1024),
+  })
+  .strict();
+
+export const certificateRenewalResultSchema = z.object({
+  managementServerId: z.string(),
+  nodeName: z.string(),
+  /** The new certificate (PEM): the node's next one until the first request that presents it. */
+  certPem: z.string(),
+  serial: z.string(),
+  notAfter: z.string(),
+  vaultCaCertPem: z.string(),
+});
+export type CertificateRenewalResult = z.infer<typeof certificateRenewalResultSchema>;
+
 // ---- management servers and providers ----
 
 export const managementServerSchema = z.object({

@@ -1,14 +1,16 @@
 /**
  * Who is calling (docs/design/vault.md section 2): a provider by its client certificate (issued by
  * this vault's CA, and still the node's newest), or a user by a bearer token. A request that presents
- * a certificate is judged by it alone, never downgraded to a token check.
+ * a certificate is judged by it alone, never downgraded to a token check. A provider node has one
+ * current serial, and after a renewal a next one, which the first request presenting it makes current
+ * (docs/design/certificate-renewal.md section 4).
  */
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SecondsiteError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/vault/rbac.js';
 import type { Queryable } from '../../persistence/database.js';
-import { parseProviderCommonName } from '../registration/registration.service.js';
+import { parseProviderCommonName } from '../../protocol/vault-api/provider-name.js';
 import type { UsersService } from '../users/users.service.js';
 
 const unauthorized = (message: string): SecondsiteError =>
@@ -31,16 +33,9 @@ export function authenticator(
       const who = parseProviderCommonName(cn);
       if (!who)
         throw unauthorized(`the client certificate '${cn}' is not a provider certificate of this vault`);
-      const r = await db.query<{ cert_serial: string }>(
-        'SELECT cert_serial FROM provider_nodes WHERE management_server_id = $1 AND node_name = $2',
-        [who.managementServerId, who.nodeName],
-      );
-      const serial = r.rows[0]?.cert_serial;
-      if (serial === undefined)
-        throw unauthorized(`provider node ${who.nodeName} of ${who.managementServerId} is not registered`);
-      if (serial !== cert.serialNumber.toUpperCase()) {
+      if (!(await acceptSerial(db, who.managementServerId, who.nodeName, cert.serialNumber.toUpperCase()))) {
         throw unauthorized(
-          `this provider certificate was replaced by a newer registration of ${who.managementServerId} node ${who.nodeName}; use the newest, or register again with a new key`,
+          `this provider certificate was replaced by a newer registration or renewal of ${who.managementServerId} node ${who.nodeName}; use the newest, or register again with a new key`,
         );
       }
       return { kind: 'provider', managementServerId: who.managementServerId, nodeName: who.nodeName };
@@ -51,4 +46,34 @@ export function authenticator(
     if (!m) throw unauthorized("the Authorization header must be 'Bearer <API token>'");
     return users.authenticate(m[1] as string);
   };
+}
+
+/**
+ * True when `serial` is the node's current serial, or its next one (then made current: from this
+ * request on the older certificate is refused). A node that is not registered is UNAUTHORIZED.
+ */
+async function acceptSerial(
+  db: Queryable,
+  managementServerId: string,
+  nodeName: string,
+  serial: string,
+): Promise<boolean> {
+  const r = await db.query<{ cert_serial: string; next_cert_serial: string | null }>(
+    'SELECT cert_serial, next_cert_serial FROM provider_nodes WHERE management_server_id = $1 AND node_name = $2',
+    [managementServerId, nodeName],
+  );
+  const row = r.rows[0];
+  if (row === undefined)
+    throw unauthorized(`provider node ${nodeName} of ${managementServerId} is not registered`);
+  if (row.cert_serial === serial) return true;
+  if (row.next_cert_serial !== serial) return false;
+  // one UPDATE wins among vault processes; the others find the serial current on their re-read
+  await db.query(
+    `UPDATE provider_nodes
+        SET cert_serial = next_cert_serial, cert_not_after = next_cert_not_after, cert_renewed_at = now(),
+            next_cert_serial = NULL, next_cert_not_after = NULL
+      WHERE management_server_id = $1 AND node_name = $2 AND next_cert_serial = $3`,
+    [managementServerId, nodeName, serial],
+  );
+  return true;
 }

@@ -6,30 +6,26 @@
  * CSR, all in one transaction: either the key is spent and the certificate recorded, or nothing
  * changed. The certificate's serial is the node's: registering a node again replaces it, and the old
  * certificate stops working at once.
+ *
+ * A registered node renews its certificate itself (`renew`, docs/design/certificate-renewal.md
+ * section 4): the new serial is the node's next one, accepted beside the current one until the first
+ * request that presents it (`acceptSerial`).
  */
 import { SecondsiteError } from '../../domain/errors.js';
 import type { Database, Queryable } from '../../persistence/database.js';
 import { signCsr } from '../../pki/csr.js';
 import type {
+  CertificateRenewalResult,
   RegistrationKeyFile,
   RegistrationRequest,
   RegistrationResult,
 } from '../../protocol/vault-api/vault-api.schema.js';
+import { providerCommonName } from '../../protocol/vault-api/provider-name.js';
 import { newId, newSecret, secretMatches, sha256 } from '../auth/secret-token.js';
 import type { VaultIdentity } from '../identity/vault-identity.js';
 
 export const PROVIDER_CERT_DAYS = 365;
 const HOUR_MS = 3600 * 1000;
-
-/** The CN of a provider's certificate: `provider.<managementServerId>.<node>` (lower case). */
-export function providerCommonName(managementServerId: string, nodeName: string): string {
-  return `provider.${managementServerId}.${nodeName}`.toLowerCase();
-}
-
-export function parseProviderCommonName(cn: string): { managementServerId: string; nodeName: string } | null {
-  const m = /^provider\.(ms_[0-9a-f]{24})\.([a-z0-9-]{1,63})$/.exec(cn);
-  return m ? { managementServerId: m[1] as string, nodeName: m[2] as string } : null;
-}
 
 export class RegistrationService {
   constructor(
@@ -99,7 +95,8 @@ export class RegistrationService {
         `INSERT INTO provider_nodes (management_server_id, node_name, cert_serial, cert_not_after)
          VALUES ($1, $2, $3, $4)
          ON CONFLICT (management_server_id, node_name) DO UPDATE
-           SET cert_serial = EXCLUDED.cert_serial, cert_not_after = EXCLUDED.cert_not_after, registered_at = now()`,
+           SET cert_serial = EXCLUDED.cert_serial, cert_not_after = EXCLUDED.cert_not_after, registered_at = now(),
+               next_cert_serial = NULL, next_cert_not_after = NULL, cert_renewed_at = NULL`,
         [row.management_server_id, req.nodeName, signed.serialHex, new Date(signed.notAfterMs)],
       );
       await tx.query('UPDATE registration_keys SET used_for = $2 WHERE key_id = $1', [
@@ -115,6 +112,43 @@ export class RegistrationService {
         heartbeatIntervalSeconds: row.heartbeat_interval_seconds,
       };
     });
+  }
+
+  /**
+   * Signs a new certificate for a registered node (the caller, authenticated by its current
+   * certificate) and keeps its serial as the node's next one, replacing a next one never presented.
+   */
+  async renew(
+    managementServerId: string,
+    nodeName: string,
+    csrPem: string,
+  ): Promise<CertificateRenewalResult> {
+    const signed = await signCsr({
+      caDir: this.identity.caDir,
+      csrPem,
+      commonName: providerCommonName(managementServerId, nodeName),
+      usage: 'clientAuth',
+      days: PROVIDER_CERT_DAYS,
+    });
+    const r = await this.db.query(
+      `UPDATE provider_nodes SET next_cert_serial = $3, next_cert_not_after = $4
+       WHERE management_server_id = $1 AND node_name = $2`,
+      [managementServerId, nodeName, signed.serialHex, new Date(signed.notAfterMs)],
+    );
+    if (r.rowCount !== 1) {
+      throw new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `provider node ${nodeName} of ${managementServerId} is not registered; register it with a new key`,
+      );
+    }
+    return {
+      managementServerId,
+      nodeName,
+      certPem: signed.certPem,
+      serial: signed.serialHex,
+      notAfter: new Date(signed.notAfterMs).toISOString(),
+      vaultCaCertPem: this.identity.caCertPem,
+    };
   }
 
   /** Checks the key and marks it used (row-locked: two registrations with one key: one wins). */
