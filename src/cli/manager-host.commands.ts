@@ -5,6 +5,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import type { HostCertificateRenewal } from '../manager/hosts/host-certificates.js';
 import type { HostPollResult } from '../manager/hosts/host-poller.js';
 import {
   ENROLMENT_KEY_DEFAULT_HOURS,
@@ -73,6 +74,7 @@ function hostLine(h: ManagedHostView): string {
     h.connectionState.padEnd(13),
     `${h.replicationAddress}:${h.replicationPort}`.padEnd(24),
     String(h.vmCount ?? '-').padEnd(5),
+    h.certNotAfter.slice(0, 10).padEnd(11),
     h.lastContactAt ?? '-',
     h.lastError ? `  (${h.lastError})` : '',
   ].join(' ');
@@ -80,14 +82,22 @@ function hostLine(h: ManagedHostView): string {
 
 function hostTable(hosts: ManagedHostView[]): string {
   if (hosts.length === 0) return "no hosts enrolled; make a key with 'secondsite manager host enroll-key'";
-  const head = ['HOST'.padEnd(20), 'STATE'.padEnd(13), 'ADDRESS'.padEnd(24), 'VMS'.padEnd(5), 'LAST CONTACT'];
+  const head = [
+    'HOST'.padEnd(20),
+    'STATE'.padEnd(13),
+    'ADDRESS'.padEnd(24),
+    'VMS'.padEnd(5),
+    'CERT ENDS'.padEnd(11),
+    'LAST CONTACT',
+  ];
   return [head.join(' '), ...hosts.map(hostLine)].join('\n');
 }
 
 const listHelp = `usage: secondsite manager host list [--data-dir DIR] [--output json]
 
 The hosts enrolled in the running management server: connection state (the host poller reads every
-host's inventory over its peer API every 10 s), replication address, VMs, last contact and last error.
+host's inventory over its peer API every 10 s), replication address, VMs, the day the host's
+certificate ends (renewed by the management server well before), last contact and last error.
 ${DATA_DIR_HELP}`;
 
 const list: Command = {
@@ -124,4 +134,35 @@ const refresh: Command = {
   },
 };
 
-export const managerHostCommands: readonly Command[] = [enrollKey, list, refresh];
+const renewHelp = `usage: secondsite manager host renew-certificate HOST [--data-dir DIR] [--output json]
+
+Renews HOST's certificate now, instead of when it is due (the management server renews every
+connected host's certificate by itself once less than a third of its 825 days is left, looking every
+hour). The host makes a new key (it never leaves the host), this management server's site CA signs it,
+and the host installs it and uses it for new connections at once; its old certificate stays valid until
+its end, so open connections and replication go on. The host must be connected.
+${DATA_DIR_HELP}`;
+
+const renewCertificate: Command = {
+  path: ['host', 'renew-certificate'],
+  summary: "renew a host's certificate now",
+  help: renewHelp,
+  async run(args, io) {
+    const p = parseCommandArgs(args, { 'data-dir': { type: 'string' } }, renewHelp);
+    const hostId = p.positionals[0];
+    if (!hostId) return (io.err(`error: the host is missing\n\n${renewHelp}`), 2);
+    const r = await call<HostCertificateRenewal>(
+      optionalString(p, 'data-dir'),
+      'POST',
+      `/v1/hosts/${encodeURIComponent(hostId)}/certificate/renew`,
+    );
+    io.out(
+      p.json
+        ? JSON.stringify(r)
+        : `renewed the certificate of ${r.hostId}: serial ${r.serial}, valid until ${r.notAfter} (was ${r.previousSerial})`,
+    );
+    return 0;
+  },
+};
+
+export const managerHostCommands: readonly Command[] = [enrollKey, list, refresh, renewCertificate];

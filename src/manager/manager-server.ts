@@ -6,11 +6,13 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ControlServer } from '../control-api/control-server.js';
+import { recoverKeyCertPair } from '../pki/key-cert-pair.js';
 import type { Logger } from '../observability/logger.js';
 import { openDatabase, type Database } from '../persistence/database.js';
 import {
   loadProviderIdentity,
   providerClient,
+  providerKeyPair,
   type ProviderIdentity,
 } from './provider/provider-registration.js';
 import { ProviderSession } from './provider/provider-session.js';
@@ -30,6 +32,8 @@ import { EnrolmentService } from './enrolment/enrolment.service.js';
 import { ensureSiteCa, type SiteCa } from './enrolment/site-ca.js';
 import { DEFAULT_POLL_INTERVAL_MS, HostPoller } from './hosts/host-poller.js';
 import { hostsRoutes } from './hosts/hosts.routes.js';
+import { HostCertificates } from './hosts/host-certificates.js';
+import { RepeatingRound } from './repeating-round.js';
 
 /** The control socket `secondsite manager ...` commands talk to. */
 export function managerControlSocket(dataDir: string): string {
@@ -81,9 +85,12 @@ export class ManagerServer {
     readonly statusReporter: StatusReporter,
     private readonly authorization: AuthorizationReconciler,
     readonly providerCertificate: ProviderCertificate,
+    private readonly ownCertificates: RepeatingRound,
+    readonly hostCertificates: HostCertificates,
   ) {}
 
   static async start(options: ManagerServerOptions): Promise<ManagerServer> {
+    await recoverKeyCertPair(providerKeyPair(options.dataDir)).catch(() => undefined); // a crashed renewal
     const identity = await loadProviderIdentity(options.dataDir); // refuse early: not registered
     await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
     const db = await openDatabase({
@@ -110,14 +117,15 @@ export class ManagerServer {
     // hosts: the site CA, the enrolment listener, the host poller (docs/design/vault.md section 6)
     const enrolment = new EnrolmentService(
       db,
-      () => ensureSiteCa(options.dataDir, r.managementServerName),
+      () => Promise.resolve(siteCa),
       r.managementServerName,
       (): string => options.enrolUrl ?? listener.url,
     );
     const listener = new EnrolmentListener(enrolment, options.log.child({ component: 'enrolment' }));
     let siteCa: SiteCa;
+    const remainingFraction = options.certificateRemainingFraction;
     try {
-      siteCa = await ensureSiteCa(options.dataDir, r.managementServerName);
+      siteCa = await ensureSiteCa(options.dataDir, r.managementServerName, remainingFraction);
       await listener.listen(options.enrolListen ?? DEFAULT_ENROL_LISTEN, {
         ...siteCa.enrolmentServer,
         caCertPem: siteCa.caCertPem,
@@ -179,6 +187,32 @@ export class ManagerServer {
       options.log.child({ component: 'status-reporter' }),
     );
     statusReporter.start();
+    // certificates: the manager's own (site CA, swapped in) and the hosts' (certificate-renewal.md)
+    const checkIntervalMs = options.certificateCheckIntervalMs ?? DEFAULT_CERTIFICATE_CHECK_MS;
+    const certificateLog = options.log.child({ component: 'certificates' });
+    const ownCertificates = new RepeatingRound(async () => {
+      try {
+        const next = await ensureSiteCa(options.dataDir, r.managementServerName, remainingFraction);
+        if (next.enrolmentServer.certPem !== siteCa.enrolmentServer.certPem) {
+          listener.updateTls({ ...next.enrolmentServer, caCertPem: next.caCertPem });
+        }
+        if (next.manager.certPem !== siteCa.manager.certPem)
+          certificateLog.info("manager's certificates renewed");
+        siteCa = next;
+      } catch (e) {
+        certificateLog.warn("cannot renew the manager's own certificates; the next round tries again", {
+          error: (e as Error).message,
+        });
+      }
+    }, checkIntervalMs);
+    ownCertificates.start(checkIntervalMs);
+    const hostCertificates = new HostCertificates(
+      db,
+      () => Promise.resolve(siteCa),
+      { checkIntervalMs, ...(remainingFraction !== undefined ? { remainingFraction } : {}) },
+      certificateLog,
+    );
+    hostCertificates.start();
     const poller = new HostPoller(
       db,
       () => Promise.resolve(siteCa),
@@ -189,7 +223,7 @@ export class ManagerServer {
     const control = new ControlServer(
       [
         ...managerRoutes({ db, identity, session, providerCertificate, dataDir: options.dataDir }),
-        ...hostsRoutes({ db, enrolment, poller }),
+        ...hostsRoutes({ db, enrolment, poller, hostCertificates }),
         ...fabricRoutes(fabric),
         ...managementVmRoutes(db),
       ],
@@ -216,6 +250,8 @@ export class ManagerServer {
       statusReporter,
       authorization,
       providerCertificate,
+      ownCertificates,
+      hostCertificates,
     );
   }
 
@@ -224,6 +260,8 @@ export class ManagerServer {
     await this.statusReporter.stop();
     await this.authorization.stop();
     await this.hostPoller.stop();
+    await this.hostCertificates.stop();
+    await this.ownCertificates.stop();
     await this.enrolmentListener.close();
     await this.session.stop();
     await this.providerCertificate.stop();

@@ -14,6 +14,7 @@ import {
   installPending,
   keyCertPairPaths,
   readKeyCertPair,
+  recoverKeyCertPair,
   type KeyCertPairPaths,
 } from './key-cert-pair.js';
 
@@ -61,6 +62,8 @@ test('a crash before the commit point leaves the old pair, and reading clears th
   for (const [name, crashAfter] of cases) {
     const s = await staged(`before-${name.replace(/\W+/g, '-')}`);
     await crashAfter(s);
+    assert.deepEqual(await readKeyCertPair(s.paths), s.old, `${name}: read before recovery`);
+    await recoverKeyCertPair(s.paths);
     assert.deepEqual(await readKeyCertPair(s.paths), s.old, name);
     assert.deepEqual(await files(s.paths), ['node.crt', 'node.key'], `${name}: leftovers cleared`);
   }
@@ -92,6 +95,8 @@ test('a crash after the commit point leaves the new pair (the install rolls forw
   for (const [name, crashAfter] of cases) {
     const s = await staged(`after-${name.replace(/\W+/g, '-')}`);
     await crashAfter(s);
+    assert.deepEqual(await readKeyCertPair(s.paths), s.next, `${name}: read before recovery`);
+    await recoverKeyCertPair(s.paths);
     assert.deepEqual(await readKeyCertPair(s.paths), s.next, name);
     assert.deepEqual(await files(s.paths), ['node.crt', 'node.key'], name);
   }
@@ -112,6 +117,7 @@ test('installPending installs the matching certificate and refuses any other', a
   await rm(stranger);
   await assert.rejects(installPending(s.paths, foreignCert), /does not certify the key pending/);
   assert.deepEqual(await readKeyCertPair(s.paths), s.old, 'nothing installed');
+  await recoverKeyCertPair(s.paths); // a restart clears the pending request
   await assert.rejects(installPending(s.paths, s.next.certPem), /no certificate request is pending/);
   const csr = await createPendingKey(s.paths, 'node-1');
   const cert = await sign(csr);
@@ -119,6 +125,12 @@ test('installPending installs the matching certificate and refuses any other', a
   assert.equal(installed.certPem, cert);
   assert.deepEqual(await readKeyCertPair(s.paths), installed);
   assert.deepEqual(await files(s.paths), ['node.crt', 'node.key']);
+});
+
+test('reading leaves a pending request alone', async () => {
+  const s = await staged('pending-read');
+  assert.deepEqual(await readKeyCertPair(s.paths), s.old);
+  assert.deepEqual(await files(s.paths), ['node.crt', 'node.key', 'node.key.next']);
 });
 
 test('a key and a certificate that do not belong together are refused with both files named', async () => {

@@ -8,8 +8,10 @@
  *      folder synced: the commit point;
  *   3. then `.key.next` over `.key`, `.crt.next` over `.crt`, the folder synced.
  *
- * `readKeyCertPair` rolls an interrupted install forward (a committed `.crt.next`) or clears its
- * leftovers (no commit), then checks that the key and the certificate belong together.
+ * `recoverKeyCertPair` (the owner, at its start) rolls an interrupted install forward (a committed
+ * `.crt.next`) or clears its leftovers (no commit). `readKeyCertPair` reads the pair an install past
+ * its commit point gives, changing nothing, and checks that the key and the certificate belong
+ * together.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
@@ -96,37 +98,56 @@ export async function installPending(paths: KeyCertPairPaths, certPem: string): 
 }
 
 /**
- * The installed pair, after finishing or clearing an interrupted install. NOT_FOUND when there is no
- * pair; INTERNAL when the key and the certificate do not belong together.
+ * Finishes an install a crash interrupted after its commit point, or clears the leftovers of one
+ * interrupted before it. Only the owner of the pair calls it, at its start (a pending key of a renewal
+ * under way would be cleared).
  */
-export async function readKeyCertPair(paths: KeyCertPairPaths): Promise<KeyCertPair> {
+export async function recoverKeyCertPair(paths: KeyCertPairPaths): Promise<void> {
   if (await exists(paths.committedCertPath)) {
     await rollForward(paths);
   } else {
     await rm(paths.stagedCertPath, { force: true });
     await rm(paths.pendingKeyPath, { force: true });
   }
-  let keyPem: string;
-  let certPem: string;
-  try {
-    [keyPem, certPem] = await Promise.all([
-      readFile(paths.keyPath, 'utf8'),
-      readFile(paths.certPath, 'utf8'),
-    ]);
-  } catch (e) {
+}
+
+/**
+ * The pair as installed, changing nothing: an install past its commit point reads as the new pair.
+ * NOT_FOUND when there is no pair; INTERNAL when the key and the certificate do not belong together.
+ */
+export async function readKeyCertPair(paths: KeyCertPairPaths): Promise<KeyCertPair> {
+  let pair = await readOnce(paths).catch(() => null);
+  // an install renaming its files right now: once more, after it
+  pair ??= await readOnce(paths).catch((e: unknown) => {
     throw new SecondsiteError(
       'SECONDSITE_ERR_NOT_FOUND',
       `cannot read the key and certificate ${paths.keyPath} and ${paths.certPath}: ${(e as Error).message}`,
       { keyPath: paths.keyPath, certPath: paths.certPath },
     );
-  }
-  if (!certificateMatchesKey(certPem, keyPem)) {
+  });
+  if (!certificateMatchesKey(pair.certPem, pair.keyPem)) {
     throw new SecondsiteError(
       'SECONDSITE_ERR_INTERNAL',
       `${paths.certPath} does not certify the key in ${paths.keyPath}; restore them together from a backup, or register or enrol again`,
       { keyPath: paths.keyPath, certPath: paths.certPath },
     );
   }
+  return pair;
+}
+
+async function readOnce(paths: KeyCertPairPaths): Promise<KeyCertPair> {
+  if (await exists(paths.committedCertPath)) {
+    const keyPath = (await exists(paths.pendingKeyPath)) ? paths.pendingKeyPath : paths.keyPath;
+    const [keyPem, certPem] = await Promise.all([
+      readFile(keyPath, 'utf8'),
+      readFile(paths.committedCertPath, 'utf8'),
+    ]);
+    return { keyPem, certPem };
+  }
+  const [keyPem, certPem] = await Promise.all([
+    readFile(paths.keyPath, 'utf8'),
+    readFile(paths.certPath, 'utf8'),
+  ]);
   return { keyPem, certPem };
 }
 

@@ -149,6 +149,21 @@ test('kill -9 of either agent during reverse replication and failback: completes
         return s;
       };
 
+      /**
+       * Until `on`'s relationship is replicating: a planned failover needs it, and the state follows a
+       * new (reverse) relationship's first committed cycle, which the replica may show a moment before.
+       */
+      const replicatingOn = async (on: HostId, where: string): Promise<void> => {
+        await waitFor(
+          `${where}: ${vmId} replicating on ${on}`,
+          async () => {
+            const rel = await lab.host(on).client.get<RelationshipView>(`/v1/relationships/${vmId}`);
+            return rel.protectionState === 'replicating' ? rel : null;
+          },
+          60_000,
+        );
+      };
+
       /** Planned failover without a crash: prepare on `from`, failover + commit on `to`. */
       const plannedFailover = async (from: HostId, to: HostId): Promise<number> => {
         const prepared = await lab
@@ -274,6 +289,7 @@ test('kill -9 of either agent during reverse replication and failback: completes
         from: HostId,
       ): Promise<{ pointId: string; lastSeq: number }> => {
         const to = other(from);
+        await replicatingOn(from, `seed ${seed} chain ${c} ${name}: before`);
         const { where, outcome } = await crash(name, [from, from, to], 250, () =>
           lab.host(from).client.post(`/v1/relationships/${vmId}/prepare-failover`, { timeoutMs: 10_000 }),
         );
@@ -281,6 +297,8 @@ test('kill -9 of either agent during reverse replication and failback: completes
           .definition.state;
         assert.ok(state === 'enabled' || state === 'prepared', `${where}: relationship ${state}`);
         outcome(state === 'prepared' ? 'after' : 'before');
+        // killed before its first cycle recorded the initial replication done: the next cycle does
+        if (state === 'enabled') await replicatingOn(from, where);
         const prepared = await lab
           .host(from)
           .client.post<{ finalPoint: { pointId: string } }>(`/v1/relationships/${vmId}/prepare-failover`, {

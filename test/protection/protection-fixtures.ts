@@ -15,7 +15,11 @@ import type { TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { ControlClient } from '../../src/control-api/control-client.js';
 import { HostLab } from '../../src/lab/host-lab.js';
-import { ManagerServer, managerControlSocket } from '../../src/manager/manager-server.js';
+import {
+  ManagerServer,
+  managerControlSocket,
+  type ManagerServerOptions,
+} from '../../src/manager/manager-server.js';
 import { registerProvider } from '../../src/manager/provider/provider-registration.js';
 import type { VaultClient } from '../../src/manager/provider/vault-client.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -66,6 +70,9 @@ export async function startTwoSites(
   pg: TestPostgres,
   t: Pick<TestContext, 'after'>,
   vault: VaultAccess,
+  managerOptions: Partial<
+    Pick<ManagerServerOptions, 'certificateCheckIntervalMs' | 'certificateRemainingFraction'>
+  > = {},
 ): Promise<TwoSites> {
   const dir = await mkdtemp(join(tmpdir(), 'ss-protect-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
@@ -88,6 +95,7 @@ export async function startTwoSites(
       hostPollIntervalMs: 500,
       statusIntervalMs: 500,
       authorizationReconcileIntervalMs: 500,
+      ...managerOptions,
     });
     t.after(async () => {
       await server.stop();

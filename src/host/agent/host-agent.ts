@@ -19,9 +19,11 @@ import { registerReplicationMetrics } from './host-metrics.js';
 import { NodeStorage } from '../storage/node-storage.js';
 import type { Storage } from '../storage/storage.js';
 import { isSecondsiteError } from '../../domain/errors.js';
+import { recoverKeyCertPair } from '../../pki/key-cert-pair.js';
 import { loadTlsIdentity, type TlsIdentity } from '../pki/tls-config.js';
 import { isManagerConnection, loadManagerTrust, peerCallerOf } from './manager-caller.js';
 import { managerPeerRoutes } from './manager-peer-routes.js';
+import { hostCertificateRoutes, hostKeyPair } from './host-certificate.js';
 import { PEER_ALPN, plannedFailoverBodySchema } from '../../protocol/host-api/peer.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
 import {
@@ -258,6 +260,11 @@ export class HostAgent {
       })),
       // the management server's calls (manager-caller.ts guards each)
       ...managerPeerRoutes(() => ({ config: this.config, vms: this.vms, disks: this.disks })),
+      ...hostCertificateRoutes(() => ({
+        config: this.config,
+        // the listener's context now; outgoing connections read the identity when they dial
+        onInstalled: async () => this.replicas.updateTls(await this.identity()),
+      })),
       ...managerDelegatedRoutes(this.routes()),
     ];
   }
@@ -273,6 +280,7 @@ export class HostAgent {
       this.config.nbdSocket,
       this.log.child({ component: 'disks' }),
     );
+    await recoverKeyCertPair(hostKeyPair(this.config)); // a renewal a crash interrupted
     const localIdentity = await loadTlsIdentity(this.config.replication.pkiDir, this.config.hostId).catch(
       (e: unknown) => {
         if (isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND')) return null;

@@ -6,8 +6,9 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions, PeerCertificate, TLSSocket, TlsOptions } from 'node:tls';
-import { SecondsiteError } from '../../domain/errors.js';
+import { isSecondsiteError, SecondsiteError } from '../../domain/errors.js';
 import { identityPaths } from '../../pki/ca.js';
+import { keyCertPairPaths, readKeyCertPair } from '../../pki/key-cert-pair.js';
 
 /** TLS 1.3 suites in order of preference. */
 export const REPLICATION_CIPHER_SUITES =
@@ -27,17 +28,20 @@ export interface TlsIdentity {
   issuersOf?: (hostId: string) => ReadonlySet<string> | null;
 }
 
-/** Loads `<dir>/<hostId>.key`, `<hostId>.crt` and `ca.crt` as issued by `issueHostCert`. */
+/**
+ * Loads `<dir>/<hostId>.key`, `<hostId>.crt` (a pair: key-cert-pair.ts, as renewal installs it) and
+ * `ca.crt`, as issued by `issueHostCert` or enrolment.
+ */
 export async function loadTlsIdentity(dir: string, hostId: string): Promise<TlsIdentity> {
   const p = identityPaths(dir, hostId);
   try {
-    const [key, cert, ca] = await Promise.all([
-      readFile(p.keyPath),
-      readFile(p.certPath),
+    const [pair, ca] = await Promise.all([
+      readKeyCertPair(keyCertPairPaths(dir, hostId)),
       readFile(p.caCertPath),
     ]);
-    return { hostId, key, cert, ca };
+    return { hostId, key: Buffer.from(pair.keyPem), cert: Buffer.from(pair.certPem), ca };
   } catch (e) {
+    if (isSecondsiteError(e, 'SECONDSITE_ERR_INTERNAL')) throw e; // a key and certificate that differ
     throw new SecondsiteError(
       'SECONDSITE_ERR_NOT_FOUND',
       `cannot read the TLS identity of ${hostId} in ${dir}: issue one with 'secondsite ca issue --name ${hostId} --out ${dir}'`,

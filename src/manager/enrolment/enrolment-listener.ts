@@ -97,6 +97,16 @@ export class EnrolmentListener {
     this.boundUrl = `https://${host}:${bound.port}`;
   }
 
+  /** A renewed server certificate, for the handshakes from now on. */
+  updateTls(tls: KeyAndCert & { caCertPem: string }): void {
+    this.server?.setSecureContext({
+      key: tls.keyPem,
+      cert: tls.certPem,
+      ca: tls.caCertPem,
+      minVersion: 'TLSv1.2',
+    });
+  }
+
   async close(): Promise<void> {
     const server = this.server;
     if (!server) return;

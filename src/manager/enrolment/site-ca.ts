@@ -3,16 +3,27 @@
  * `<dataDir>/site-ca/` (0700; `ca.key` 0600), it signs the certificates of the hosts that enrol, the
  * manager's client certificate for calling them (`manager.key|crt`, CN `manager.site`) and the
  * enrolment listener's server certificate (`enrol.key|crt`, CN `enrol.manager.site`). Both of the
- * manager's certificates are made again when missing or within 30 days of their end.
+ * manager's certificates are made again when missing or due (less than a third of their lifetime left;
+ * the management server looks every hour and swaps them in: docs/design/certificate-renewal.md
+ * section 6), each installed as a crash-safe pair (pki/key-cert-pair.ts).
  */
 import { X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isSecondsiteError } from '../../domain/errors.js';
+import { renewalDue } from '../../domain/pki/renewal-due.js';
 import { caPaths, exists, initCa } from '../../pki/ca.js';
-import { createKeyAndCsr, signCsr } from '../../pki/csr.js';
+import { signCsr } from '../../pki/csr.js';
+import {
+  createPendingKey,
+  installPending,
+  keyCertPairPaths,
+  readKeyCertPair,
+  recoverKeyCertPair,
+} from '../../pki/key-cert-pair.js';
 import { ENROLMENT_SERVER_CN, MANAGER_CALLER_CN } from '../../protocol/host-api/enrolment.schema.js';
 
-const RENEW_BEFORE_MS = 30 * 24 * 3600 * 1000;
+const MANAGER_CERT_DAYS = 825;
 
 export interface KeyAndCert {
   readonly keyPem: string;
@@ -35,8 +46,16 @@ export function siteCaDir(dataDir: string): string {
   return join(dataDir, 'site-ca');
 }
 
-/** The site CA of the management server in `dataDir`, made (with the manager's certificates) if missing. */
-export async function ensureSiteCa(dataDir: string, managementServerName: string): Promise<SiteCa> {
+/**
+ * The site CA of the management server in `dataDir`, made (with the manager's certificates) if
+ * missing; certificates that are due are issued again (`remainingFraction`: renewal-due.ts). Only the
+ * management server process calls it (one call at a time: it installs pairs).
+ */
+export async function ensureSiteCa(
+  dataDir: string,
+  managementServerName: string,
+  remainingFraction?: number,
+): Promise<SiteCa> {
   const caDir = siteCaDir(dataDir);
   const ca = caPaths(caDir);
   if (!(await exists(ca.keyPath))) {
@@ -44,8 +63,14 @@ export async function ensureSiteCa(dataDir: string, managementServerName: string
   }
   await chmod(caDir, 0o700);
   const caCertPem = await readFile(ca.certPath, 'utf8');
-  const manager = await ensureIssued(caDir, 'manager', MANAGER_CALLER_CN, 'clientAuth');
-  const enrolmentServer = await ensureIssued(caDir, 'enrol', ENROLMENT_SERVER_CN, 'serverAuth');
+  const manager = await ensureIssued(caDir, 'manager', MANAGER_CALLER_CN, 'clientAuth', remainingFraction);
+  const enrolmentServer = await ensureIssued(
+    caDir,
+    'enrol',
+    ENROLMENT_SERVER_CN,
+    'serverAuth',
+    remainingFraction,
+  );
   return {
     caDir,
     caCertPem,
@@ -60,21 +85,22 @@ async function ensureIssued(
   name: string,
   commonName: string,
   usage: 'clientAuth' | 'serverAuth',
+  remainingFraction: number | undefined,
 ): Promise<KeyAndCert> {
-  const keyPath = join(caDir, `${name}.key`);
-  const certPath = join(caDir, `${name}.crt`);
-  if ((await exists(keyPath)) && (await exists(certPath))) {
-    const certPem = await readFile(certPath, 'utf8');
-    if (Date.parse(new X509Certificate(certPem).validTo) - Date.now() > RENEW_BEFORE_MS) {
-      return { keyPem: await readFile(keyPath, 'utf8'), certPem };
-    }
+  const paths = keyCertPairPaths(caDir, name);
+  await recoverKeyCertPair(paths);
+  // missing, or a key and certificate that differ: issued again (the CA is here)
+  const current = await readKeyCertPair(paths).catch((e: unknown) => {
+    if (isSecondsiteError(e, 'SECONDSITE_ERR_NOT_FOUND') || isSecondsiteError(e, 'SECONDSITE_ERR_INTERNAL'))
+      return null;
+    throw e;
+  });
+  if (current) {
+    const x = new X509Certificate(current.certPem);
+    const validity = { notBeforeMs: Date.parse(x.validFrom), notAfterMs: Date.parse(x.validTo) };
+    if (!renewalDue(validity, Date.now(), remainingFraction)) return current;
   }
-  await mkdir(caDir, { recursive: true, mode: 0o700 });
-  const newKey = `${keyPath}.new`;
-  const csrPem = await createKeyAndCsr(newKey, commonName);
-  const signed = await signCsr({ caDir, csrPem, commonName, usage, days: 825 });
-  await writeFile(`${certPath}.new`, signed.certPem);
-  await rename(newKey, keyPath);
-  await rename(`${certPath}.new`, certPath);
-  return { keyPem: await readFile(keyPath, 'utf8'), certPem: signed.certPem };
+  const csrPem = await createPendingKey(paths, commonName);
+  const signed = await signCsr({ caDir, csrPem, commonName, usage, days: MANAGER_CERT_DAYS });
+  return installPending(paths, signed.certPem);
 }

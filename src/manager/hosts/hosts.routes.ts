@@ -1,6 +1,6 @@
 /**
  * The management server's control routes for hosts (`secondsite manager host ...`): make an
- * enrolment key, list the enrolled hosts, poll them now.
+ * enrolment key, list the enrolled hosts, poll them now, renew a host's certificate now.
  */
 import { z } from 'zod';
 import type { Route } from '../../control-api/control-server.js';
@@ -14,12 +14,14 @@ import {
 import type { HostInventory } from '../../protocol/host-api/manager-peer.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
 import type { EnrolmentService } from '../enrolment/enrolment.service.js';
+import type { HostCertificates } from './host-certificates.js';
 import type { HostPoller } from './host-poller.js';
 
 export interface HostsDeps {
   readonly db: Database;
   readonly enrolment: EnrolmentService;
   readonly poller: HostPoller;
+  readonly hostCertificates: HostCertificates;
 }
 
 const enrolmentKeyBodySchema = z
@@ -99,6 +101,11 @@ export function hostsRoutes(deps: HostsDeps): Route[] {
         const results = await deps.poller.refresh();
         return { body: { results, hosts: await listHosts(deps) } };
       },
+    },
+    {
+      method: 'POST',
+      path: '/v1/hosts/:hostId/certificate/renew',
+      handler: async ({ params }) => ({ body: await deps.hostCertificates.renew(params['hostId'] ?? '') }),
     },
   ];
 }

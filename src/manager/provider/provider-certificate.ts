@@ -9,7 +9,13 @@
 import { X509Certificate } from 'node:crypto';
 import { renewalDue, renewalDueAtMs } from '../../domain/pki/renewal-due.js';
 import type { Logger } from '../../observability/logger.js';
-import { createPendingKey, installPending } from '../../pki/key-cert-pair.js';
+import {
+  createPendingKey,
+  installPending,
+  readKeyCertPair,
+  recoverKeyCertPair,
+  type KeyCertPair,
+} from '../../pki/key-cert-pair.js';
 import {
   certificateRenewalResultSchema,
   type CertificateRenewalResult,
@@ -104,6 +110,11 @@ export class ProviderCertificate {
     }
   }
 
+  private use(pair: KeyCertPair): void {
+    this.options.client.useClientCert(pair);
+    this.certPem = pair.certPem;
+  }
+
   /** The answer must be this node's certificate from the vault CA (installPending checks the key). */
   private checkIssued(certPem: string): void {
     const { registration, vaultCaCertPem } = this.options;
@@ -139,9 +150,7 @@ export class ProviderCertificate {
         );
       }
       this.checkIssued(parsed.data.certPem);
-      const installed = await installPending(pair, parsed.data.certPem);
-      client.useClientCert(installed);
-      this.certPem = installed.certPem;
+      this.use(await installPending(pair, parsed.data.certPem));
       this.lastRenewedAt = new Date().toISOString();
       this.lastError = null;
       log.info('provider certificate renewed', {
@@ -150,6 +159,13 @@ export class ProviderCertificate {
       });
       return this.show();
     } catch (e) {
+      // no pending key is left behind; an install that failed past its commit point is finished
+      await recoverKeyCertPair(pair)
+        .then(() => readKeyCertPair(pair))
+        .then((onDisk) => {
+          if (onDisk.certPem !== this.certPem) this.use(onDisk);
+        })
+        .catch(() => undefined);
       this.lastError = (e as Error).message;
       log.warn('provider certificate renewal failed; the next round tries again', { error: this.lastError });
       throw e;

@@ -26,3 +26,29 @@ export const hostInventorySchema = z.object({
 });
 
 export type HostInventory = z.infer<typeof hostInventorySchema>;
+
+/**
+ * Host certificate renewal (docs/design/certificate-renewal.md section 5): the manager asks the host
+ * for a CSR of a new key (`POST /peer/v1/manager/certificate/request`), signs it with the site CA and
+ * gives the certificate back (`POST /peer/v1/manager/certificate`), which the host installs and uses.
+ */
+export const HOST_CERTIFICATE_REQUEST_PATH = '/peer/v1/manager/certificate/request';
+export const HOST_CERTIFICATE_INSTALL_PATH = '/peer/v1/manager/certificate';
+
+export const hostCertificateRequestSchema = z.object({ csrPem: z.string() });
+
+export const hostCertificateInstallBodySchema = z
+  .object({
+    certPem: z
+      .string()
+      .min(1)
+      .max(16 * 1024),
+  })
+  .strict();
+
+export const hostCertificateInstalledSchema = z.object({
+  hostId: z.string(),
+  serial: z.string(),
+  notAfter: z.string(),
+});
+export type HostCertificateInstalled = z.infer<typeof hostCertificateInstalledSchema>;

@@ -79,6 +79,12 @@ export const registrationKeyFileSchema = z
   })
   .strict();
 
+/** A PEM certificate request (signCsr checks its form and signature). */
+const csrPemSchema = z
+  .string()
+  .min(1)
+  .max(16 * 1024);
+
 export const registrationRequestSchema = z
   .object({
     vaultId: z.string().min(1).max(100),
@@ -88,10 +94,7 @@ export const registrationRequestSchema = z
     managementServerName: nameSchema,
     nodeName: nodeNameSchema.default('node-1'),
     /** PEM certificate request for the provider's key (made on the management server). */
-    csrPem: z
-      .string()
-      .min(1)
-      .max(16 * 1024),
+    csrPem: csrPemSchema,
   })
   .strict();
 
@@ -109,10 +112,7 @@ export const registrationResultSchema = z.object({
 export const certificateRenewalRequestSchema = z
   .object({
     /** PEM certificate request for the node's new key (made on the management server). */
-    csrPem: z
-      .string()
-      .min(1)
-      .max(16 * 1024),
+    csrPem: csrPemSchema,
   })
   .strict();
 
