@@ -1,6 +1,7 @@
 /**
- * Every state a crash can leave an install in (each prefix of its file operations), and what reading
- * the pair then gives: the old pair before the commit point, the new one after it, never a mix.
+ * Every state a crash can leave an install in (the install stopped after each of its file operations,
+ * and states built by hand, such as a half-written staged certificate), and what reading the pair
+ * then gives: the old pair before the commit point, the new one after it, never a mix.
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import { initCa } from './ca.js';
 import { createKeyAndCsr, signCsr } from './csr.js';
 import {
   createPendingKey,
+  INSTALL_STEPS,
   installPending,
   keyCertPairPaths,
   readKeyCertPair,
@@ -53,7 +55,27 @@ async function staged(name: string): Promise<{
 
 const files = async (p: KeyCertPairPaths): Promise<string[]> => (await readdir(p.dir)).sort();
 
-test('a crash before the commit point leaves the old pair, and reading clears the leftovers', async () => {
+class Crash extends Error {}
+
+test('an install stopped after each of its steps: the old pair before the commit, the new one after', async () => {
+  for (const [i, step] of INSTALL_STEPS.entries()) {
+    const s = await staged(`stopped-after-${step}`);
+    await assert.rejects(
+      installPending(s.paths, s.next.certPem, (at) => {
+        if (at === step) throw new Crash(step);
+      }),
+      Crash,
+    );
+    const committed = i >= INSTALL_STEPS.indexOf('committed');
+    const want = committed ? s.next : s.old;
+    assert.deepEqual(await readKeyCertPair(s.paths), want, `${step}: read before recovery`);
+    await recoverKeyCertPair(s.paths);
+    assert.deepEqual(await readKeyCertPair(s.paths), want, `${step}: after recovery`);
+    assert.deepEqual(await files(s.paths), ['node.crt', 'node.key'], `${step}: nothing left over`);
+  }
+});
+
+test('a crash before the commit point leaves the old pair, and recovery clears the leftovers', async () => {
   const cases: Array<[string, (s: Awaited<ReturnType<typeof staged>>) => Promise<void>]> = [
     ['pending key only', () => Promise.resolve()],
     ['cert staged, half written', (s) => writeFile(s.paths.stagedCertPath, s.next.certPem.slice(0, 100))],
@@ -140,4 +162,29 @@ test('a key and a certificate that do not belong together are refused with both 
   await assert.rejects(readKeyCertPair(s.paths), /node\.crt does not certify the key in .*node\.key/);
   await rm(s.paths.keyPath);
   await assert.rejects(readKeyCertPair(s.paths), /cannot read the key and certificate/);
+});
+
+test('readers during installs always get a whole pair, old or new', async () => {
+  const s = await staged('readers');
+  let installing = true;
+  const seen = new Set<string>();
+  const reader = (async (): Promise<number> => {
+    let reads = 0;
+    while (installing) {
+      const pair = await readKeyCertPair(s.paths); // throws on a mixed or missing pair
+      seen.add(pair.certPem);
+      reads++;
+    }
+    return reads;
+  })();
+  const installed = [s.old.certPem];
+  for (let i = 0; i < 8; i++) {
+    const cert = await sign(await createPendingKey(s.paths, 'node-1'));
+    await installPending(s.paths, cert);
+    installed.push(cert);
+  }
+  installing = false;
+  const reads = await reader;
+  assert.ok(reads > 8, `${reads} reads`);
+  for (const cert of seen) assert.ok(installed.includes(cert), 'a certificate that was installed');
 });

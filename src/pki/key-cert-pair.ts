@@ -16,9 +16,13 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SecondsiteError } from '../domain/errors.js';
 import { exists } from './ca.js';
 import { createKeyAndCsr } from './csr.js';
+
+const READ_ATTEMPTS = 5;
+const READ_RETRY_MS = 20;
 
 export interface KeyCertPairPaths {
   readonly dir: string;
@@ -51,7 +55,10 @@ export function keyCertPairPaths(dir: string, base: string): KeyCertPairPaths {
 export async function createPendingKey(paths: KeyCertPairPaths, commonName: string): Promise<string> {
   if (await exists(paths.committedCertPath)) await rollForward(paths); // a committed install is kept
   await rm(paths.stagedCertPath, { force: true });
-  return createKeyAndCsr(paths.pendingKeyPath, commonName);
+  const made = `${paths.pendingKeyPath}.tmp`;
+  const csrPem = await createKeyAndCsr(made, commonName);
+  await rename(made, paths.pendingKeyPath);
+  return csrPem;
 }
 
 /** The pending key (PEM), to check an answered certificate against before installing it. */
@@ -80,7 +87,22 @@ export function certificateMatchesKey(certPem: string, keyPem: string): boolean 
  * Phases 2 and 3: installs `certPem` with the pending key. Refuses (installing nothing) a certificate
  * that does not certify the pending key. The caller checks the issuer and the name.
  */
-export async function installPending(paths: KeyCertPairPaths, certPem: string): Promise<KeyCertPair> {
+/** The file operations of an install, in order (crash tests stop it after each one). */
+export const INSTALL_STEPS = [
+  'key-synced',
+  'cert-staged',
+  'committed',
+  'key-renamed',
+  'cert-renamed',
+] as const;
+export type InstallStep = (typeof INSTALL_STEPS)[number];
+
+export async function installPending(
+  paths: KeyCertPairPaths,
+  certPem: string,
+  /** Crash tests: called after each step; what it throws stops the install there. */
+  afterStep: (step: InstallStep) => void = () => undefined,
+): Promise<KeyCertPair> {
   const keyPem = await readPendingKey(paths);
   if (!certificateMatchesKey(certPem, keyPem)) {
     throw new SecondsiteError(
@@ -90,10 +112,13 @@ export async function installPending(paths: KeyCertPairPaths, certPem: string): 
     );
   }
   await syncFile(paths.pendingKeyPath);
+  afterStep('key-synced');
   await writeSynced(paths.stagedCertPath, certPem);
+  afterStep('cert-staged');
   await rename(paths.stagedCertPath, paths.committedCertPath);
   await syncFile(paths.dir);
-  await rollForward(paths);
+  afterStep('committed');
+  await rollForward(paths, afterStep);
   return { keyPem, certPem };
 }
 
@@ -109,6 +134,7 @@ export async function recoverKeyCertPair(paths: KeyCertPairPaths): Promise<void>
     await rm(paths.stagedCertPath, { force: true });
     await rm(paths.pendingKeyPath, { force: true });
   }
+  await rm(`${paths.pendingKeyPath}.tmp`, { force: true });
 }
 
 /**
@@ -116,23 +142,30 @@ export async function recoverKeyCertPair(paths: KeyCertPairPaths): Promise<void>
  * NOT_FOUND when there is no pair; INTERNAL when the key and the certificate do not belong together.
  */
 export async function readKeyCertPair(paths: KeyCertPairPaths): Promise<KeyCertPair> {
-  let pair = await readOnce(paths).catch(() => null);
-  // an install renaming its files right now: once more, after it
-  pair ??= await readOnce(paths).catch((e: unknown) => {
-    throw new SecondsiteError(
-      'SECONDSITE_ERR_NOT_FOUND',
-      `cannot read the key and certificate ${paths.keyPath} and ${paths.certPath}: ${(e as Error).message}`,
-      { keyPath: paths.keyPath, certPath: paths.certPath },
-    );
-  });
-  if (!certificateMatchesKey(pair.certPem, pair.keyPem)) {
-    throw new SecondsiteError(
+  // an install renaming its files right now can show a key of one pair beside the certificate of the
+  // other for a moment: read again, a few times, before calling the pair broken
+  let last: SecondsiteError | undefined;
+  for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+    if (attempt > 0) await sleep(READ_RETRY_MS);
+    let pair: KeyCertPair;
+    try {
+      pair = await readOnce(paths);
+    } catch (e) {
+      last = new SecondsiteError(
+        'SECONDSITE_ERR_NOT_FOUND',
+        `cannot read the key and certificate ${paths.keyPath} and ${paths.certPath}: ${(e as Error).message}`,
+        { keyPath: paths.keyPath, certPath: paths.certPath },
+      );
+      continue;
+    }
+    if (certificateMatchesKey(pair.certPem, pair.keyPem)) return pair;
+    last = new SecondsiteError(
       'SECONDSITE_ERR_INTERNAL',
       `${paths.certPath} does not certify the key in ${paths.keyPath}; restore them together from a backup, or register or enrol again`,
       { keyPath: paths.keyPath, certPath: paths.certPath },
     );
   }
-  return pair;
+  throw last as SecondsiteError; // set: READ_ATTEMPTS > 0
 }
 
 async function readOnce(paths: KeyCertPairPaths): Promise<KeyCertPair> {
@@ -152,10 +185,15 @@ async function readOnce(paths: KeyCertPairPaths): Promise<KeyCertPair> {
 }
 
 /** Phase 3 from wherever a crash stopped it: `.crt.next` is committed. */
-async function rollForward(paths: KeyCertPairPaths): Promise<void> {
+async function rollForward(
+  paths: KeyCertPairPaths,
+  afterStep: (step: InstallStep) => void = () => undefined,
+): Promise<void> {
   if (await exists(paths.pendingKeyPath)) await rename(paths.pendingKeyPath, paths.keyPath);
+  afterStep('key-renamed');
   await rename(paths.committedCertPath, paths.certPath);
   await syncFile(paths.dir);
+  afterStep('cert-renamed');
 }
 
 async function writeSynced(path: string, text: string): Promise<void> {

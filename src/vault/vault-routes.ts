@@ -235,7 +235,12 @@ export function vaultRoutes(deps: VaultRouteDeps): VaultRoute[] {
         if (p.kind !== 'provider') throw new Error('provider.certificate reached by a user');
         return {
           status: 201,
-          body: await deps.registration.renew(param(params, 'managementServerId'), p.nodeName, body.csrPem),
+          body: await deps.registration.renew(
+            param(params, 'managementServerId'),
+            p.nodeName,
+            p.certSerial,
+            body.csrPem,
+          ),
         };
       },
     }),

@@ -5,8 +5,9 @@
  * certificate, its own certificates and its host's certificate by itself, repeatedly; the replica
  * host is also renewed on demand through the CLI. Throughout, recovery points keep advancing: a
  * renewed host presents its new certificate to new connections without a restart, the replica host
- * restarted with its new pair takes the primary's reconnection (made with the primary's renewed
- * certificate), and the sites stay connected to the vault.
+ * restarted with its new pair takes the primary's reconnection (the primary, renewed by then, reads
+ * its identity when it dials; which of its two valid certificates it presents is not checked here),
+ * and the sites stay connected to the vault.
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:tls';

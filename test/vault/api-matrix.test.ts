@@ -65,7 +65,12 @@ async function callers(v: TestVault): Promise<Caller[]> {
       foreign: false,
     });
   }
-  const provider: Principal = { kind: 'provider', managementServerId: ownId, nodeName: 'node-1' };
+  const provider: Principal = {
+    kind: 'provider',
+    managementServerId: ownId,
+    nodeName: 'node-1',
+    certSerial: '',
+  };
   list.push({
     name: 'provider (own site)',
     client: own.client,

@@ -15,6 +15,7 @@ import { isSecondsiteError, type ErrorCode } from '../../src/domain/errors.js';
 import { registerProvider } from '../../src/manager/provider/provider-registration.js';
 import { VaultClient } from '../../src/manager/provider/vault-client.js';
 import { createKeyAndCsr } from '../../src/pki/csr.js';
+import { RegistrationService } from '../../src/vault/registration/registration.service.js';
 import type { CertificateRenewalResult } from '../../src/protocol/vault-api/vault-api.schema.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { startTestVault, type TestVault } from './vault-fixtures.js';
@@ -116,6 +117,35 @@ test('a renewal whose answer was lost is replaced by the next; registering again
   for (const stale of [ms.client, second.client]) {
     await assert.rejects(beat(stale, msId), refusedWith('SECONDSITE_ERR_UNAUTHORIZED', /replaced/));
   }
+});
+
+test('a renewal signed while its certificate was replaced is refused, and leaves no next certificate', async (t) => {
+  const v = await startTestVault(server, t);
+  const ms = await v.register('vmm-east');
+  const msId = ms.identity.registration.managementServerId;
+  const stale = new X509Certificate(ms.identity.certPem).serialNumber.toUpperCase();
+  // authenticated with `stale`, then the node registered again before the renewal was recorded
+  await registerProvider({
+    dataDir: ms.dataDir,
+    keyFile: await v.keyFile(),
+    managementServerName: 'vmm-east',
+    nodeName: 'node-1',
+  });
+  const service = new RegistrationService(v.vault.db, v.vault.identity, () => v.vault.url);
+  const dir = await mkdtemp(join(tmpdir(), 'ss-stale-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const csrPem = await createKeyAndCsr(join(dir, 'k.key'), 'x');
+  await assert.rejects(
+    service.renew(msId, 'node-1', stale, csrPem),
+    refusedWith('SECONDSITE_ERR_UNAUTHORIZED', /was replaced while it was signed/),
+  );
+  const rows = await v.vault.db.query<{ next_cert_serial: string | null }>(
+    'SELECT next_cert_serial FROM provider_nodes',
+  );
+  assert.deepEqual(
+    rows.rows.map((r) => r.next_cert_serial),
+    [null],
+  );
 });
 
 test('only a provider renews, only its own node, only with a well-formed request', async (t) => {

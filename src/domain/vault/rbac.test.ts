@@ -5,7 +5,12 @@ import type { ROLES } from './rbac.js';
 import { ACTIONS, allows, authorize, rolesAllowing, type Principal } from './rbac.js';
 
 const user = (role: (typeof ROLES)[number]): Principal => ({ kind: 'user', userId: 'u1', name: 'ann', role });
-const provider: Principal = { kind: 'provider', managementServerId: 'ms-1', nodeName: 'node-1' };
+const provider: Principal = {
+  kind: 'provider',
+  managementServerId: 'ms-1',
+  nodeName: 'node-1',
+  certSerial: '01',
+};
 
 test('roles nest as DESIGN.md says: Reader within Tester within Operator; Owner has every user action', () => {
   for (const a of ACTIONS) {

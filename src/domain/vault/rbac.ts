@@ -91,6 +91,8 @@ export type Principal =
       readonly kind: 'provider';
       readonly managementServerId: string;
       readonly nodeName: string;
+      /** The serial of the certificate this request presented (upper-case hex). */
+      readonly certSerial: string;
     };
 
 export function principalName(p: Principal): string {

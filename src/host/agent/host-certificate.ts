@@ -27,6 +27,7 @@ import {
 } from '../../protocol/host-api/manager-peer.schema.js';
 import { parseBody } from '../../protocol/host-api/schema.js';
 import type { HostConfig } from './host-config.js';
+import { AsyncMutex } from '../recovery-points/async-lock.js';
 import { requireManagerCaller } from './manager-caller.js';
 
 export interface HostCertificateDeps {
@@ -71,6 +72,8 @@ async function checkIssued(config: HostConfig, certPem: string): Promise<X509Cer
 }
 
 export function hostCertificateRoutes(deps: () => HostCertificateDeps): Route[] {
+  // one at a time: a new request must not replace the pending key while an install uses it
+  const oneAtATime = new AsyncMutex();
   return [
     {
       method: 'POST',
@@ -78,7 +81,8 @@ export function hostCertificateRoutes(deps: () => HostCertificateDeps): Route[] 
       handler: async ({ callerHostId }) => {
         requireManagerCaller(callerHostId);
         const { config } = deps();
-        return { body: { csrPem: await createPendingKey(hostKeyPair(config), config.hostId) } };
+        const csrPem = await oneAtATime.run(() => createPendingKey(hostKeyPair(config), config.hostId));
+        return { body: { csrPem } };
       },
     },
     {
@@ -89,8 +93,10 @@ export function hostCertificateRoutes(deps: () => HostCertificateDeps): Route[] 
         const { config, onInstalled } = deps();
         const { certPem } = parseBody(hostCertificateInstallBodySchema, body, 'certificate');
         const cert = await checkIssued(config, certPem);
-        await installPending(hostKeyPair(config), certPem);
-        await onInstalled();
+        await oneAtATime.run(async () => {
+          await installPending(hostKeyPair(config), certPem);
+          await onInstalled();
+        });
         const installed: HostCertificateInstalled = {
           hostId: config.hostId,
           serial: cert.serialNumber.toUpperCase(),

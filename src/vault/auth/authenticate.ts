@@ -24,8 +24,11 @@ export function authenticator(
     const cert = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : null;
     if (cert && Object.keys(cert).length > 0) {
       if (!socket.authorized) {
+        const reason = String(socket.authorizationError);
         throw unauthorized(
-          `the client certificate was not issued by this vault (${String(socket.authorizationError)}); register the management server with a key of this vault`,
+          reason === 'CERT_HAS_EXPIRED'
+            ? `the client certificate ended on ${cert.valid_to}; register the management server again with a new key of this vault ('secondsite manager register')`
+            : `the client certificate was not issued by this vault (${reason}); register the management server with a key of this vault`,
         );
       }
       const subject = cert.subject as unknown as Record<string, string | string[] | undefined>;
@@ -33,12 +36,18 @@ export function authenticator(
       const who = parseProviderCommonName(cn);
       if (!who)
         throw unauthorized(`the client certificate '${cn}' is not a provider certificate of this vault`);
-      if (!(await acceptSerial(db, who.managementServerId, who.nodeName, cert.serialNumber.toUpperCase()))) {
+      const certSerial = cert.serialNumber.toUpperCase();
+      if (!(await acceptSerial(db, who.managementServerId, who.nodeName, certSerial))) {
         throw unauthorized(
           `this provider certificate was replaced by a newer registration or renewal of ${who.managementServerId} node ${who.nodeName}; use the newest, or register again with a new key`,
         );
       }
-      return { kind: 'provider', managementServerId: who.managementServerId, nodeName: who.nodeName };
+      return {
+        kind: 'provider',
+        managementServerId: who.managementServerId,
+        nodeName: who.nodeName,
+        certSerial,
+      };
     }
     const header = req.headers.authorization;
     if (header === undefined) return null;
@@ -67,13 +76,18 @@ async function acceptSerial(
     throw unauthorized(`provider node ${nodeName} of ${managementServerId} is not registered`);
   if (row.cert_serial === serial) return true;
   if (row.next_cert_serial !== serial) return false;
-  // one UPDATE wins among vault processes; the others find the serial current on their re-read
-  await db.query(
+  const promoted = await db.query(
     `UPDATE provider_nodes
         SET cert_serial = next_cert_serial, cert_not_after = next_cert_not_after, cert_renewed_at = now(),
             next_cert_serial = NULL, next_cert_not_after = NULL
       WHERE management_server_id = $1 AND node_name = $2 AND next_cert_serial = $3`,
     [managementServerId, nodeName, serial],
   );
-  return true;
+  if (promoted.rowCount === 1) return true;
+  // another request (another vault process) changed the row meanwhile: accept only what is current now
+  const again = await db.query<{ cert_serial: string }>(
+    'SELECT cert_serial FROM provider_nodes WHERE management_server_id = $1 AND node_name = $2',
+    [managementServerId, nodeName],
+  );
+  return again.rows[0]?.cert_serial === serial;
 }

@@ -121,6 +121,7 @@ export class RegistrationService {
   async renew(
     managementServerId: string,
     nodeName: string,
+    presentedSerial: string,
     csrPem: string,
   ): Promise<CertificateRenewalResult> {
     const signed = await signCsr({
@@ -130,15 +131,17 @@ export class RegistrationService {
       usage: 'clientAuth',
       days: PROVIDER_CERT_DAYS,
     });
+    // only while the certificate that asked is still current: a registration meanwhile (which
+    // revokes it) must not be followed by a certificate this request obtained
     const r = await this.db.query(
-      `UPDATE provider_nodes SET next_cert_serial = $3, next_cert_not_after = $4
-       WHERE management_server_id = $1 AND node_name = $2`,
-      [managementServerId, nodeName, signed.serialHex, new Date(signed.notAfterMs)],
+      `UPDATE provider_nodes SET next_cert_serial = $4, next_cert_not_after = $5
+       WHERE management_server_id = $1 AND node_name = $2 AND cert_serial = $3`,
+      [managementServerId, nodeName, presentedSerial, signed.serialHex, new Date(signed.notAfterMs)],
     );
     if (r.rowCount !== 1) {
       throw new SecondsiteError(
-        'SECONDSITE_ERR_NOT_FOUND',
-        `provider node ${nodeName} of ${managementServerId} is not registered; register it with a new key`,
+        'SECONDSITE_ERR_UNAUTHORIZED',
+        `the certificate of provider node ${nodeName} of ${managementServerId} that asked for this renewal was replaced while it was signed (a new registration or renewal); use the newest, or register again with a new key`,
       );
     }
     return {
