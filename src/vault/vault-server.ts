@@ -21,6 +21,7 @@ import { authenticator } from './auth/authenticate.js';
 import { CommandChannel } from './commands/provider-commands.js';
 import { ManagementServersService } from './fabric/management-servers.service.js';
 import { alertWebhookWorker } from './monitoring/alert-webhooks.js';
+import { reconcileCertificateAlerts } from './monitoring/certificate-alerts.js';
 import { monitorProtectionAlerts } from './monitoring/protection-alerts.js';
 import type { JobWorker } from '../persistence/jobs/job-worker.js';
 import { VaultHttpServer } from './http/vault-http-server.js';
@@ -225,6 +226,12 @@ export class VaultServer {
           });
           if (alerts.raised.length + alerts.resolved.length > 0)
             this.log.info('protection alerts changed', { ...alerts });
+          const certificates = await reconcileCertificateAlerts(this.db).catch((e: unknown) => {
+            this.log.error('certificate monitor failed', { error: e });
+            return { raised: [], resolved: [] };
+          });
+          if (certificates.raised.length + certificates.resolved.length > 0)
+            this.log.info('certificate alerts changed', { ...certificates });
           if (performance.now() - lastPruneMs >= JOB_HISTORY_PRUNE_INTERVAL_MS) {
             lastPruneMs = performance.now();
             const pruned = await pruneJobHistory(this.db, jobHistoryDays);

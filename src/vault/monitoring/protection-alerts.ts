@@ -45,11 +45,13 @@ export interface ReconcileResult {
   resolved: string[];
 }
 
-const OPEN = (kind: string, objectType: string, objectIdSql: string): string =>
+/** An open alert of `kind` for the object whose id the SQL expression gives (for NOT EXISTS). */
+export const OPEN = (kind: string, objectType: string, objectIdSql: string): string =>
   `SELECT 1 FROM alerts a WHERE a.kind = '${kind}' AND a.object_type = '${objectType}'
      AND a.object_id = ${objectIdSql} AND a.resolved_at IS NULL`;
 
-async function raiseEach(
+/** Raises each alert not already open, with its delivery; collects the ids raised. */
+export async function raiseEach(
   tx: Queryable,
   alerts: ReadonlyArray<Parameters<typeof raiseAlert>[1]>,
   out: ReconcileResult,
@@ -62,7 +64,8 @@ async function raiseEach(
   }
 }
 
-async function resolveRows(
+/** Enqueues the delivery of each alert a reconcile resolved; collects their ids. */
+export async function resolveRows(
   tx: Queryable,
   rows: Array<{ alert_id: string }>,
   out: ReconcileResult,
