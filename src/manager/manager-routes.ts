@@ -13,6 +13,8 @@ export interface ManagerRouteDeps {
   readonly identity: ProviderIdentity;
   readonly session: ProviderSession;
   readonly providerCertificate: ProviderCertificate;
+  /** The renewal of the manager's own site-CA certificates. */
+  readonly ownCertificates: Readonly<{ lastRenewedAt: string | null; lastError: string | null }>;
   readonly dataDir: string;
 }
 
@@ -32,6 +34,7 @@ export function managerRoutes(deps: ManagerRouteDeps): Route[] {
             heartbeatsSent: deps.session.heartbeatsSent,
             lastHeartbeatError: deps.session.lastError,
             certificate: deps.providerCertificate.show(),
+            ownCertificates: deps.ownCertificates,
           },
         });
       },

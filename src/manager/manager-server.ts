@@ -69,6 +69,12 @@ export interface ManagerServerOptions {
  * Command `inventory.sync` from the vault (its inventory-refresh job): pushes the inventory to the
  * vault when the vault's version differs, and answers the management server's inventory version.
  */
+/** The renewal round of the manager's own certificates (manager.site, enrol.manager.site). */
+export interface OwnCertificatesStatus {
+  lastRenewedAt: string | null;
+  lastError: string | null;
+}
+
 export type InventorySync = (signal: AbortSignal) => Promise<{ inventoryVersion: number }>;
 
 export class ManagerServer {
@@ -86,6 +92,8 @@ export class ManagerServer {
     private readonly authorization: AuthorizationReconciler,
     readonly providerCertificate: ProviderCertificate,
     private readonly ownCertificates: RepeatingRound,
+    /** The renewal of the manager's own certificates: when it last renewed, its last error. */
+    readonly ownCertificatesStatus: Readonly<OwnCertificatesStatus>,
     readonly hostCertificates: HostCertificates,
   ) {}
 
@@ -190,18 +198,26 @@ export class ManagerServer {
     // certificates: the manager's own (site CA, swapped in) and the hosts' (certificate-renewal.md)
     const checkIntervalMs = options.certificateCheckIntervalMs ?? DEFAULT_CERTIFICATE_CHECK_MS;
     const certificateLog = options.log.child({ component: 'certificates' });
+    const ownStatus: OwnCertificatesStatus = { lastRenewedAt: null, lastError: null };
     const ownCertificates = new RepeatingRound(async () => {
       try {
         const next = await ensureSiteCa(options.dataDir, r.managementServerName, remainingFraction);
         if (next.enrolmentServer.certPem !== siteCa.enrolmentServer.certPem) {
           listener.updateTls({ ...next.enrolmentServer, caCertPem: next.caCertPem });
         }
-        if (next.manager.certPem !== siteCa.manager.certPem)
+        if (
+          next.manager.certPem !== siteCa.manager.certPem ||
+          next.enrolmentServer.certPem !== siteCa.enrolmentServer.certPem
+        ) {
+          ownStatus.lastRenewedAt = new Date().toISOString();
           certificateLog.info("manager's certificates renewed");
+        }
         siteCa = next;
+        ownStatus.lastError = null;
       } catch (e) {
+        ownStatus.lastError = (e as Error).message;
         certificateLog.warn("cannot renew the manager's own certificates; the next round tries again", {
-          error: (e as Error).message,
+          error: ownStatus.lastError,
         });
       }
     }, checkIntervalMs);
@@ -222,7 +238,14 @@ export class ManagerServer {
     poller.start();
     const control = new ControlServer(
       [
-        ...managerRoutes({ db, identity, session, providerCertificate, dataDir: options.dataDir }),
+        ...managerRoutes({
+          db,
+          identity,
+          session,
+          providerCertificate,
+          ownCertificates: ownStatus,
+          dataDir: options.dataDir,
+        }),
         ...hostsRoutes({ db, enrolment, poller, hostCertificates }),
         ...fabricRoutes(fabric),
         ...managementVmRoutes(db),
@@ -251,6 +274,7 @@ export class ManagerServer {
       authorization,
       providerCertificate,
       ownCertificates,
+      ownStatus,
       hostCertificates,
     );
   }

@@ -75,7 +75,12 @@ export async function startTwoSites(
   > = {},
 ): Promise<TwoSites> {
   const dir = await mkdtemp(join(tmpdir(), 'ss-protect-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  // undone last first: the agents and managers stop before their folders are removed
+  const cleanups: Array<() => Promise<void>> = [];
+  t.after(async () => {
+    for (const undo of cleanups.reverse()) await undo();
+  });
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const managers = {} as Record<'a' | 'b', Site>;
   for (const site of ['a', 'b'] as const) {
     const dataDir = join(dir, `manager-${site}`);
@@ -97,7 +102,7 @@ export async function startTwoSites(
       authorizationReconcileIntervalMs: 500,
       ...managerOptions,
     });
-    t.after(async () => {
+    cleanups.push(async () => {
       await server.stop();
       await pg.dropDatabase(databaseUrl);
     });
@@ -112,7 +117,7 @@ export async function startTwoSites(
 
   // one host agent per site, enrolled into its manager (then restarted with its new identity)
   const lab = await HostLab.create(join(dir, 'hosts'), [{ hostId: 'host-a1' }, { hostId: 'host-b1' }]);
-  t.after(() => lab.stop());
+  cleanups.push(() => lab.stop());
   await Promise.all(
     (
       [

@@ -7,55 +7,21 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isSecondsiteError, type ErrorCode } from '../../src/domain/errors.js';
 import { registerProvider } from '../../src/manager/provider/provider-registration.js';
-import { VaultClient } from '../../src/manager/provider/vault-client.js';
 import { createKeyAndCsr } from '../../src/pki/csr.js';
 import { RegistrationService } from '../../src/vault/registration/registration.service.js';
-import type { AlertView, CertificateRenewalResult } from '../../src/protocol/vault-api/vault-api.schema.js';
 import { useTestPostgres } from '../../src/testing/postgres/test-postgres.js';
-import { until } from '../../src/testing/wait/until.js';
-import { startTestVault, type TestVault } from './vault-fixtures.js';
+import { beat, renew, startTestVault } from './vault-fixtures.js';
 
 const server = useTestPostgres();
 
 const refusedWith = (code: ErrorCode, text: RegExp) => (e: unknown) =>
   isSecondsiteError(e, code) && text.test(e.message);
-
-/** Asks the vault for a new certificate with `client`; returns a client presenting the answer. */
-async function renew(
-  v: TestVault,
-  client: VaultClient,
-  msId: string,
-  csrSubject = 'anything',
-): Promise<{ answer: CertificateRenewalResult; client: VaultClient }> {
-  const dir = await mkdtemp(join(tmpdir(), 'ss-renew-'));
-  try {
-    const keyPath = join(dir, 'next.key');
-    const csrPem = await createKeyAndCsr(keyPath, csrSubject);
-    const answer = await client.post<CertificateRenewalResult>(`/v1/management-servers/${msId}/certificate`, {
-      csrPem,
-    });
-    const keyPem = await readFile(keyPath, 'utf8');
-    return {
-      answer,
-      client: new VaultClient({
-        url: v.vault.url,
-        caCertPem: v.vault.identity.caCertPem,
-        clientCert: { keyPem, certPem: answer.certPem },
-      }),
-    };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-const beat = (client: VaultClient, msId: string): Promise<unknown> =>
-  client.post(`/v1/management-servers/${msId}/heartbeat`, {});
 
 test('a renewed certificate replaces the old one at its first use, not before', async (t) => {
   const v = await startTestVault(server, t);
@@ -147,28 +113,6 @@ test('a renewal signed while its certificate was replaced is refused, and leaves
     rows.rows.map((r) => r.next_cert_serial),
     [null],
   );
-});
-
-test('a certificate near its end raises a Critical alert; the renewal resolves it', async (t) => {
-  const v = await startTestVault(server, t);
-  const ms = await v.register('vmm-east');
-  const msId = ms.identity.registration.managementServerId;
-  // as if renewal had failed for months: 10 days left
-  await v.vault.db.query("UPDATE provider_nodes SET cert_not_after = now() + interval '10 days'");
-  const open = (): Promise<AlertView | undefined> =>
-    v.admin
-      .get<{ alerts: AlertView[] }>('/v1/alerts')
-      .then((r) => r.alerts.find((a) => a.kind === 'provider-certificate-expiring'));
-  const alert = await until('the alert', open, 15_000);
-  assert.equal(alert.severity, 'Critical');
-  assert.equal(alert.objectId, `${msId}/node-1`);
-  assert.match(
-    alert.message,
-    /management server vmm-east \(node node-1\) ends on .*manager certificate show/,
-  );
-  const { client: renewed } = await renew(v, ms.client, msId);
-  await beat(renewed, msId); // the renewed certificate becomes current: 365 days left
-  await until('the alert resolved', async () => ((await open()) === undefined ? true : undefined), 15_000);
 });
 
 test('only a provider renews, only its own node, only with a well-formed request', async (t) => {

@@ -1,6 +1,7 @@
 /**
  * A vault in this test process on a fresh database of the test PostgreSQL, with the helpers the vault
- * tests share: clients for the admin, for users of each role, and for a registered provider.
+ * tests share: clients for the admin, for users of each role, and for a registered provider, and a
+ * provider's certificate renewal.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,8 @@ import {
 import { VaultClient } from '../../src/manager/provider/vault-client.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { openDatabase, type Database } from '../../src/persistence/database.js';
+import { createKeyAndCsr } from '../../src/pki/csr.js';
+import type { CertificateRenewalResult } from '../../src/protocol/vault-api/vault-api.schema.js';
 import type { TestPostgres } from '../../src/testing/postgres/test-postgres.js';
 import { VaultServer } from '../../src/vault/vault-server.js';
 
@@ -124,3 +127,34 @@ export async function startTestVault(
     },
   };
 }
+
+/** Asks the vault for a new certificate with `client`; returns a client presenting the answer. */
+export async function renew(
+  v: TestVault,
+  client: VaultClient,
+  msId: string,
+  csrSubject = 'anything',
+): Promise<{ answer: CertificateRenewalResult; client: VaultClient }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ss-renew-'));
+  try {
+    const keyPath = join(dir, 'next.key');
+    const csrPem = await createKeyAndCsr(keyPath, csrSubject);
+    const answer = await client.post<CertificateRenewalResult>(`/v1/management-servers/${msId}/certificate`, {
+      csrPem,
+    });
+    const keyPem = await readFile(keyPath, 'utf8');
+    return {
+      answer,
+      client: new VaultClient({
+        url: v.vault.url,
+        caCertPem: v.vault.identity.caCertPem,
+        clientCert: { keyPem, certPem: answer.certPem },
+      }),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export const beat = (client: VaultClient, msId: string): Promise<unknown> =>
+  client.post(`/v1/management-servers/${msId}/heartbeat`, {});

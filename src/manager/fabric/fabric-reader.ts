@@ -24,9 +24,11 @@ export async function readFabric(q: Queryable): Promise<FabricRows> {
     connection_state: 'connected' | 'disconnected';
     replication_address: string;
     replication_port: number;
+    cert_not_after: Date;
     host_inventory: unknown;
   }>(
-    `SELECT host_id, host_group_id, connection_state, replication_address, replication_port, host_inventory
+    `SELECT host_id, host_group_id, connection_state, replication_address, replication_port, cert_not_after,
+            host_inventory
      FROM hosts ORDER BY host_id`,
   );
   const clouds = await q.query<{
@@ -92,6 +94,7 @@ export async function readFabric(q: Queryable): Promise<FabricRows> {
       connectionState: h.connection_state,
       replicationAddress: h.replication_address,
       replicationPort: h.replication_port,
+      certNotAfter: h.cert_not_after.toISOString(),
       inventory: parseHostInventory(h.host_inventory),
     })),
     clouds: clouds.rows.map((c) => ({

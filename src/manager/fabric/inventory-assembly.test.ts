@@ -16,6 +16,7 @@ const host = (
   connectionState: state,
   replicationAddress: '10.0.0.1',
   replicationPort: 8084,
+  certNotAfter: '2028-01-01T00:00:00.000Z',
   inventory: {
     hostId,
     memoryBytes: 1024,

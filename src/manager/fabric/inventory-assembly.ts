@@ -32,6 +32,8 @@ export interface HostRow {
   readonly connectionState: 'connected' | 'disconnected';
   readonly replicationAddress: string;
   readonly replicationPort: number;
+  /** When the host's certificate ends (ISO 8601). */
+  readonly certNotAfter: string;
   /** The host's last report; null before the first (or when it did not parse). */
   readonly inventory: HostInventory | null;
 }
@@ -121,6 +123,7 @@ export function assembleInventory(
       memoryBytes: report?.memoryBytes ?? 0,
       cpuCount: report?.cpuCount ?? 0,
       storageLocations: storageLocations.slice(0, 64),
+      certNotAfter: h.certNotAfter,
     });
     const cloudId = h.hostGroupId === null ? null : (groupCloud.get(h.hostGroupId) ?? null);
     for (const vm of report?.vms ?? []) {

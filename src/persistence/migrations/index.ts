@@ -11,6 +11,7 @@ import { migration as manager0005 } from './manager/0005-fabric.migration.js';
 import { migration as manager0006 } from './manager/0006-inventory-version-free-space.migration.js';
 import { migration as manager0007 } from './manager/0007-management-vm.migration.js';
 import { migration as manager0008 } from './manager/0008-authorization-lists.migration.js';
+import { migration as manager0009 } from './manager/0009-host-certificate-in-inventory.migration.js';
 import { migration as vault0001 } from './vault/0001-jobs-and-leases.migration.js';
 import { migration as vault0002 } from './vault/0002-vault-core.migration.js';
 import { migration as vault0003 } from './vault/0003-replication-policies.migration.js';
@@ -19,9 +20,10 @@ import { migration as vault0005 } from './vault/0005-fabric-and-pairings.migrati
 import { migration as vault0006 } from './vault/0006-replicated-items.migration.js';
 import { migration as vault0007 } from './vault/0007-management-vm.migration.js';
 import { migration as vault0008 } from './vault/0008-provider-next-certificate.migration.js';
+import { migration as vault0009 } from './vault/0009-fabric-host-certificate.migration.js';
 
 export const MIGRATIONS: Readonly<Record<Component, readonly Migration[]>> = {
-  vault: [vault0001, vault0002, vault0003, vault0004, vault0005, vault0006, vault0007, vault0008],
+  vault: [vault0001, vault0002, vault0003, vault0004, vault0005, vault0006, vault0007, vault0008, vault0009],
   manager: [
     manager0001,
     manager0002,
@@ -31,5 +33,6 @@ export const MIGRATIONS: Readonly<Record<Component, readonly Migration[]>> = {
     manager0006,
     manager0007,
     manager0008,
+    manager0009,
   ],
 };

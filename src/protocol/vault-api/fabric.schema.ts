@@ -67,6 +67,8 @@ export const hostViewSchema = z.object({
   memoryBytes: z.number(),
   cpuCount: z.number(),
   storageLocations: z.array(storageLocationViewSchema),
+  /** When the host's certificate ends (its management server renews it well before); null: not reported. */
+  certNotAfter: z.string().nullable(),
   /** Clouds whose host groups hold this host. */
   cloudIds: z.array(z.string()),
 });

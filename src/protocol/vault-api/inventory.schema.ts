@@ -57,6 +57,8 @@ export const inventoryHostSchema = z
     memoryBytes: bytes,
     cpuCount: z.number().int().min(0),
     storageLocations: z.array(storageLocationSchema).max(64),
+    /** When the host's certificate ends (ISO 8601); absent from management servers that predate it. */
+    certNotAfter: z.iso.datetime().optional(),
   })
   .strict();
 

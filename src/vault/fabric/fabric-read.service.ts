@@ -172,6 +172,7 @@ interface HostRow {
   memory_bytes: string;
   cpu_count: number;
   storage_locations: HostView['storageLocations'];
+  cert_not_after: Date | null;
   cloud_ids: string[];
 }
 
@@ -279,7 +280,7 @@ export class FabricReadService {
       this.db,
       `SELECT h.management_server_id, m.name AS ms_name, h.host_id, h.host_group_id, g.name AS host_group_name,
               h.connection_state, h.replication_address, h.replication_port, h.memory_bytes, h.cpu_count,
-              h.storage_locations,
+              h.storage_locations, h.cert_not_after,
               ARRAY(SELECT ch.cloud_id FROM fabric_cloud_hosts ch
                     WHERE ch.management_server_id = h.management_server_id AND ch.host_id = h.host_id
                     ORDER BY 1) AS cloud_ids
@@ -301,6 +302,7 @@ export class FabricReadService {
         memoryBytes: Number(r.memory_bytes),
         cpuCount: r.cpu_count,
         storageLocations: r.storage_locations,
+        certNotAfter: r.cert_not_after ? r.cert_not_after.toISOString() : null,
         cloudIds: r.cloud_ids,
       }),
       (r) => `${r.management_server_id}/${r.host_id}`,

@@ -111,6 +111,7 @@ export class InventoryService {
         memory_bytes: 'bigint',
         cpu_count: 'integer',
         storage_locations: 'jsonb',
+        cert_not_after: 'timestamptz',
       },
       inv.hosts.map((h) => ({
         host_id: h.hostId,
@@ -121,6 +122,7 @@ export class InventoryService {
         memory_bytes: h.memoryBytes,
         cpu_count: h.cpuCount,
         storage_locations: h.storageLocations,
+        cert_not_after: h.certNotAfter ?? null,
       })),
     );
 
