@@ -135,7 +135,15 @@ export function fabricCommands(clientCommand: ClientCommandFactory): Command[] {
         json: hosts,
         text: hosts.length
           ? table([
-              ['HOST', 'MANAGEMENT SERVER', 'STATE', 'HOST GROUP', 'CLOUDS', 'STORAGE (CLASSIFICATION)'],
+              [
+                'HOST',
+                'MANAGEMENT SERVER',
+                'STATE',
+                'HOST GROUP',
+                'CLOUDS',
+                'STORAGE (CLASSIFICATION)',
+                'CERT ENDS',
+              ],
               ...hosts.map((h) => [
                 h.hostId,
                 h.managementServerName,
@@ -144,6 +152,7 @@ export function fabricCommands(clientCommand: ClientCommandFactory): Command[] {
                 h.cloudIds.join(',') || '-',
                 h.storageLocations.map((s) => `${s.name}(${s.storageClassification || '-'})`).join(' ') ||
                   '-',
+                h.certNotAfter?.slice(0, 10) ?? '-',
               ]),
             ])
           : 'no hosts',

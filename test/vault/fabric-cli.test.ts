@@ -75,7 +75,7 @@ test('CLI: clouds, hosts, VMs, networks, pairings and mappings by name', async (
 
   assert.match(
     await ok('host', 'list', '--cloud', 'dr'),
-    /^host-dr-0\s+vmm-west\s+connected\s+dr-hosts\s+cloud-dr\s+fast\(dr-gold\) bulk\(dr-silver\)$/m,
+    /^host-dr-0\s+vmm-west\s+connected\s+dr-hosts\s+cloud-dr\s+fast\(dr-gold\) bulk\(dr-silver\)\s+-$/m,
   );
   const vms = JSON.parse(
     await ok('vm', 'list', '--cloud', 'vmm-east/shared', '--output', 'json'),

@@ -112,9 +112,11 @@ test('jobs ended before the window go with their tasks, events, queue rows and c
   assert.equal((await jobs.get(running)).state, 'InProgress');
   for (const id of [old, recent, running]) await doneCommand(db, id, 'only');
   // a job the queue gave up on while its view still says InProgress (no end recorded)
-  const abandoned = await start('abandoned');
+  // (held: if the runner claims it before the UPDATE, its step never finishes to overwrite the view)
+  const abandoned = await start('abandoned', true);
   await db.query(
-    `UPDATE jobs SET state = 'failed', finished_at = now(), last_error = '{"message":"runs exhausted"}'
+    `UPDATE jobs SET state = 'failed', finished_at = now(), last_error = '{"message":"runs exhausted"}',
+       lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1`,
     [abandoned],
   );
