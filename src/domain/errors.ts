@@ -78,6 +78,12 @@ export const ERROR_REGISTRY = {
     retry: 'transient',
     summary: 'The connection to the peer was lost; it is retried automatically.',
   },
+  SECONDSITE_ERR_STARTING: {
+    httpStatus: 503,
+    retry: 'transient',
+    summary:
+      'The host agent is still starting (it knows its failovers only once started); retried automatically.',
+  },
   SECONDSITE_ERR_TIMEOUT: {
     httpStatus: 504,
     retry: 'transient',

@@ -372,11 +372,13 @@ export class HostAgent {
       this.log.child({ component: 'failover' }),
     );
     const failovers = this.failoverService;
-    this.replicaService.refuseOpen = (relationshipId) =>
+    await this.failoverService.start();
+    // only now are this host's failovers known: a sender of a failed-over relationship is fenced
+    this.replicaService.acceptSenders((relationshipId) =>
       failovers.failedOver(relationshipId)
         ? `relationship ${relationshipId} was failed over to this host, which now runs its VM; this primary is fenced: set up reverse replication instead`
-        : null;
-    await this.failoverService.start();
+        : null,
+    );
     this.control = new ControlServer(this.routes(), this.log);
     await this.control.listen(this.config.controlSocket);
     this.log.info('host agent started', {

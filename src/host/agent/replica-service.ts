@@ -87,7 +87,16 @@ export class ReplicaService {
    * Asked before a store is opened for a connecting primary: a reason to refuse (the relationship was
    * failed over on this host), or null.
    */
-  refuseOpen: (relationshipId: string) => string | null = () => null;
+  /**
+   * Why a sender may not open `relationshipId`'s store (it was failed over to this host), or null. Until
+   * the agent sets it (`acceptSenders`, once its failovers are known) every sender is told to come back:
+   * a store opened before would be created anew for a relationship a crash left failed over.
+   */
+  private refuseOpen: ((relationshipId: string) => string | null) | null = null;
+
+  acceptSenders(refuseOpen: (relationshipId: string) => string | null): void {
+    this.refuseOpen = refuseOpen;
+  }
 
   /** The authorization list in force (set by the agent from its AuthorizationService). */
   authorization: () => AuthorizationList = () => new AuthorizationList(this.config.replication.authorization);
@@ -134,6 +143,13 @@ export class ReplicaService {
       authorization: () => this.authorization(),
       storageLocations: this.config.replication.storageLocations,
       openStore: async (req) => {
+        if (this.refuseOpen === null) {
+          throw new SecondsiteError(
+            'SECONDSITE_ERR_STARTING',
+            'the replica host is still starting; the sender tries again in a moment',
+            { relationshipId: req.relationshipId },
+          );
+        }
         const refusal = this.refuseOpen(req.relationshipId);
         if (refusal !== null) {
           throw new SecondsiteError('SECONDSITE_ERR_STALE_EPOCH', refusal, {
